@@ -1,0 +1,87 @@
+"""Command line: ``distilkit run RECIPE --set key=value ...`` and friends.
+
+Also works under Accelerate: ``accelerate launch -m distilkit run RECIPE`` starts one process per device.
+User mistakes (bad recipe, missing data, wrong teacher) print one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from distilkit.errors import DistilkitError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distilkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a recipe (distillation)")
+    run.add_argument("recipe", help="recipe YAML file, e.g. recipes/glue/sst2/bert-large-to-bilstm.yaml")
+    run.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                     help="override recipe values, e.g. --set train.epochs=2 data.dir=/data/glue")
+
+    validate = sub.add_parser("validate", help="check a recipe without running it")
+    validate.add_argument("recipe")
+    validate.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser("tasks", help="list built-in tasks")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``distilkit`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "tasks":
+            from distilkit.tasks import list_tasks, load_task
+
+            for name in list_tasks():
+                task = load_task(name)
+                kind = "pair" if task.is_pair else "single"
+                print(f"{name:8s} {task.problem_type:27s} {kind:6s} labels={task.num_labels} metric={task.main_metric}")
+            return 0
+
+        from distilkit.config import dump_recipe, load_recipe
+
+        recipe = load_recipe(args.recipe, args.overrides)
+        if args.command == "validate":
+            from distilkit.tasks import load_task
+
+            load_task(recipe.task)
+            print(dump_recipe(recipe), end="")
+            return 0
+
+        from distilkit.distill import run
+
+        metrics = run(recipe)
+        if metrics is not None:
+            print(format_summary(metrics))
+        return 0
+    except DistilkitError as exc:
+        print(f"distilkit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def format_summary(metrics: dict) -> str:
+    """A small teacher-vs-student table for the terminal."""
+    teacher, student = metrics["teacher"], metrics["student"]
+    rows = [("", "teacher", "student", "ratio")]
+    for key, value in student["metrics"].items():
+        rows.append((key, f"{teacher['metrics'].get(key, float('nan')):.4f}", f"{value:.4f}",
+                     f"{metrics['retained_fraction_of_teacher'].get(key, float('nan')):.3f}"))
+    if "params" in teacher:
+        rows.append(("params", f"{teacher['params']:,}", f"{student['params']:,}",
+                     f"{metrics['ratios']['params_teacher_over_student']}x"))
+    for key, value in student.get("latency_ms", {}).items():
+        if "latency_ms" in teacher:
+            rows.append((f"latency {key} (ms)", f"{teacher['latency_ms'][key]:.2f}", f"{value:.2f}",
+                         f"{metrics['ratios'][f'latency_{key}_teacher_over_student']}x"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(4)]
+    lines = ["  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in rows]
+    return f"{metrics['task']} ({metrics['eval_split']})\n" + "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Recipe files: a typed schema, YAML loading and command-line overrides.
+
+A recipe holds *values* only. Plug-ins (a custom teacher) are dotted import paths such as
+``my_pkg.teachers:MyTeacher``; the built-in short names live in explicit dicts
+(:data:`distilkit.students.STUDENTS`, :data:`distilkit.teachers.TEACHER_ALIASES`).
+
+Unknown keys fail loudly, naming the file and the dotted key, with a "did you mean" hint, in the spirit of
+llm-compressor's pydantic modifiers: a typo in ``train.epocs`` must never silently train with defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from distilkit.errors import RecipeError
+
+
+class Section(BaseModel):
+    """Base for every recipe section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Where the task's examples come from."""
+
+    dir: str | None = None
+    """Root of the original GLUE TSV layout (``SST-2/train.tsv`` ...). ``None`` reads the task's Hub dataset."""
+    max_train_examples: int | None = Field(default=None, gt=0)
+    """Deterministic random subset of the training split (handy on CPU)."""
+    max_eval_examples: int | None = Field(default=None, gt=0)
+    train_split: str | None = None
+    """Defaults to the task's ``train_split``."""
+    eval_splits: list[str] | None = None
+    """Defaults to the task's ``eval_splits``; the first one selects the best checkpoint."""
+    labels: Literal["gold", "none"] = "gold"
+    """``none`` drops gold labels from the training data: the student learns from teacher logits only."""
+
+
+class FinetuneConfig(Section):
+    """Fine-tune the teacher on the task before distilling (e.g. a bare pretrained encoder)."""
+
+    epochs: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    lr: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    max_length: int = Field(default=128, gt=0)
+    max_examples: int | None = Field(default=None, gt=0)
+    """Fine-tune on a subset of the training split (defaults to ``data.max_train_examples``)."""
+    seed: int = 42
+
+
+class TeacherConfig(Section):
+    """The model whose logits the student learns from."""
+
+    model: str
+    """A Hub id, a local directory, a short name from ``TEACHER_ALIASES`` or ``package.module:Callable``."""
+    tokenizer: str | None = None
+    """Defaults to ``model``. Teacher and student tokenizers are independent."""
+    revision: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for a plug-in callable."""
+    max_length: int = Field(default=128, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    finetune: FinetuneConfig | None = None
+
+
+class BiLSTMStudentConfig(Section):
+    """Tang et al. 2019 BiLSTM student (siamese for sentence pairs)."""
+
+    kind: Literal["bilstm"]
+    tokenizer: str | None = None
+    """Defaults to the teacher's tokenizer."""
+    max_length: int = Field(default=128, gt=0)
+    embedding_dim: int = Field(default=300, gt=0)
+    hidden_size: int = Field(default=300, gt=0)
+    mlp_hidden_size: int = Field(default=400, gt=0)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    init_embeddings_from_teacher: bool = True
+    """Initialise word embeddings from the teacher's (our offline stand-in for word2vec)."""
+    freeze_embeddings: bool = False
+
+
+class TransformerStudentConfig(Section):
+    """A shallower (optionally narrower) copy of the teacher's architecture."""
+
+    kind: Literal["transformer"]
+    tokenizer: str | None = None
+    max_length: int = Field(default=128, gt=0)
+    num_layers: int = Field(default=4, gt=0)
+    hidden_size: int | None = Field(default=None, gt=0)
+    num_attention_heads: int | None = Field(default=None, gt=0)
+    intermediate_size: int | None = Field(default=None, gt=0)
+    init_from_teacher_layers: list[int] | Literal["uniform"] | None = "uniform"
+    config_from: str | None = None
+    """Base config (Hub id or path) when the teacher is a plug-in without a Hugging Face config."""
+
+
+StudentConfig = Annotated[Union[BiLSTMStudentConfig, TransformerStudentConfig], Field(discriminator="kind")]
+
+
+class LossConfig(Section):
+    """Distillation objective: ``(1 - alpha) * soft(kind) + alpha * hard-label``."""
+
+    kind: Literal["mse", "kl"] = "mse"
+    temperature: float = Field(default=1.0, gt=0)
+    alpha: float = Field(default=0.0, ge=0, le=1)
+
+
+class TrainConfig(Section):
+    """Optimisation and bookkeeping of the student's training loop."""
+
+    epochs: int = Field(default=3, gt=0)
+    max_steps: int | None = Field(default=None, gt=0)
+    """Stop after this many optimizer steps (overrides ``epochs``)."""
+    batch_size: int = Field(default=32, gt=0)
+    """Per process; the global batch is ``batch_size * num_processes * grad_accum``."""
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    grad_accum: int = Field(default=1, gt=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 42
+    eval_every_epoch: bool = True
+    checkpoint_every: int | None = Field(default=None, gt=0)
+    """Save the full training state every N optimizer steps (and at each epoch end)."""
+    keep_checkpoints: int = Field(default=2, gt=0)
+    resume_from: str | None = None
+    """A checkpoint directory, or ``latest`` for the newest one under ``output_dir/checkpoints``."""
+    log_with: list[str] = Field(default_factory=lambda: ["jsonl"])
+    """Accelerate trackers: ``jsonl`` (built in, offline) plus any Accelerate name (tensorboard, wandb...)."""
+    log_every: int = Field(default=10, gt=0)
+    record_batch_ids: bool = False
+    """Write the example ids each process trained on to ``logs/`` (for audits and tests)."""
+
+
+class CacheConfig(Section):
+    """Teacher-logit cache (a ``datasets`` table per teacher x data fingerprint)."""
+
+    enabled: bool = True
+    dir: str = "~/.cache/distilkit"
+
+
+class MeasureConfig(Section):
+    """What to measure for ``metrics.json`` after training."""
+
+    latency: bool = True
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 32])
+    repeats: int = Field(default=10, gt=0)
+    num_threads: int | None = Field(default=None, gt=0)
+
+
+class Recipe(Section):
+    """A complete distillation recipe (see ``recipes/``)."""
+
+    description: str | None = None
+    task: str
+    """A built-in task name (``sst2``) or a path to a task YAML file."""
+    output_dir: str
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig
+    student: StudentConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
+
+
+def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
+    """Field names valid at ``path`` inside ``model`` (for "did you mean" hints)."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        models = [a for a in candidates if issubclass(a, BaseModel)]
+        if not models:
+            return []
+        current = models[0]
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] = Recipe,
+                            overrides: dict[str, str] | None = None) -> str:
+    """Turn a pydantic error into lines ``source: dotted.key: message`` a user can act on."""
+    lines = []
+    for item in err.errors():
+        # Discriminated unions insert the tag ("bilstm") into the location; users never wrote it.
+        loc = [str(p) for p in item["loc"] if p not in ("bilstm", "transformer")]
+        key = ".".join(loc) or "<root>"
+        where = f"--set {key}={overrides[key]}" if overrides and key in overrides else source
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            known = _known_keys(model, tuple(loc[:-1]))
+            if "student" in loc[:-1]:
+                known = sorted(set(BiLSTMStudentConfig.model_fields) | set(TransformerStudentConfig.model_fields))
+            hint = difflib.get_close_matches(loc[-1], known, n=1)
+            msg = f"unknown key '{loc[-1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            if known:
+                msg += f"; valid keys here: {', '.join(known)}"
+        elif "input" in item and item["type"] not in ("missing",):
+            msg += f" (got {item['input']!r})"
+        lines.append(f"{where}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def apply_override(tree: dict, assignment: str) -> tuple[str, str]:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (``2`` -> int, ``null``)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment}: expected KEY=VALUE, e.g. train.epochs=2")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {assignment}: '{part}' holds a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return key.strip(), raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, raising :class:`RecipeError` naming the file on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load and validate a recipe file, applying ``--set`` style overrides first.
+
+    Args:
+        path: The recipe YAML file.
+        overrides: ``["train.epochs=2", "data.dir=/data/glue"]``; values are parsed as YAML.
+
+    Returns:
+        The validated :class:`Recipe`.
+
+    Raises:
+        RecipeError: naming the file (or the ``--set`` argument) and the dotted key for every problem.
+    """
+    tree = read_yaml(path)
+    applied = dict(apply_override(tree, item) for item in overrides)
+    return validate_recipe(tree, source=str(path), overrides=applied)
+
+
+def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, str] | None = None) -> Recipe:
+    """Validate a recipe given as a nested dict (see :func:`load_recipe`)."""
+    try:
+        recipe = Recipe.model_validate(tree)
+    except ValidationError as err:
+        raise RecipeError(format_validation_error(err, source, Recipe, overrides)) from None
+    if recipe.loss.kind == "kl" and recipe.loss.temperature <= 0:
+        raise RecipeError(f"{source}: loss.temperature must be > 0")
+    if recipe.data.labels == "none" and recipe.loss.alpha > 0:
+        raise RecipeError(
+            f"{source}: loss.alpha={recipe.loss.alpha} mixes in gold labels but data.labels is 'none'; "
+            "set loss.alpha=0 or data.labels=gold"
+        )
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe (defaults included) as YAML, for ``output_dir/recipe.yaml``."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,82 @@
+"""Measurements reported in ``metrics.json``, model cards and benchmarks: size and CPU latency.
+
+Latency is the median wall time of ``repeats`` forward passes after warm-up, on real task texts (so
+sequence lengths are realistic), with tokenization excluded: we time the model, not the tokenizer.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (shared tensors counted once)."""
+    seen, total = set(), 0
+    for param in model.parameters():
+        if id(param) not in seen:
+            seen.add(id(param))
+            total += param.numel()
+    return total
+
+
+def size_on_disk(path: str | Path, suffixes: tuple[str, ...] = (".safetensors", ".bin", ".pt")) -> int:
+    """Bytes of the weight files under ``path`` (what a user downloads for the model itself)."""
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes]
+    return sum(p.stat().st_size for p in files)
+
+
+def cpu_latency_ms(model: torch.nn.Module, make_inputs: Callable[[int], dict], batch_sizes=(1, 32),
+                   repeats: int = 10, warmup: int = 2, num_threads: int | None = None) -> dict[str, float]:
+    """Median CPU forward latency in milliseconds for each batch size.
+
+    Args:
+        model: The model (moved to CPU and eval mode for the measurement, then restored).
+        make_inputs: ``make_inputs(batch_size)`` returns the keyword inputs of one batch.
+        batch_sizes: Batch sizes to time.
+        repeats: Timed runs per batch size (the median is reported).
+        warmup: Untimed runs first (allocator and kernel selection).
+        num_threads: ``torch.set_num_threads`` during timing (``None``: leave as is).
+
+    Returns:
+        ``{"b1": ms, "b32": ms, ...}``.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.to("cpu").eval()
+    old_threads = torch.get_num_threads()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    results = {}
+    try:
+        with torch.inference_mode():
+            for batch_size in batch_sizes:
+                inputs = make_inputs(batch_size)
+                for _ in range(warmup):
+                    model(**inputs)
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    model(**inputs)
+                    times.append((time.perf_counter() - start) * 1000)
+                results[f"b{batch_size}"] = round(statistics.median(times), 3)
+    finally:
+        torch.set_num_threads(old_threads)
+        model.to(device).train(was_training)
+    return results
+
+
+def hardware_description() -> dict[str, str | int]:
+    """Where measurements were taken (for metrics.json and model cards)."""
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
