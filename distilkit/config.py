@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -102,7 +102,7 @@ class TransformerStudentConfig(Section):
     """Base config (Hub id or path) when the teacher is a plug-in without a Hugging Face config."""
 
 
-StudentConfig = Annotated[Union[BiLSTMStudentConfig, TransformerStudentConfig], Field(discriminator="kind")]
+StudentConfig = Annotated[BiLSTMStudentConfig | TransformerStudentConfig, Field(discriminator="kind")]
 
 
 class LossConfig(Section):

@@ -23,10 +23,27 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    get_linear_schedule_with_warmup,
+)
 
-from distilkit.batches import eval_loader, make_collate, model_inputs, optimizer_steps_per_epoch, predict, train_loader
-from distilkit.checkpointing import atomic_directory, remove_stale_temporaries, write_json_atomic, write_text_atomic
+from distilkit.batches import (
+    eval_loader,
+    make_collate,
+    model_inputs,
+    optimizer_steps_per_epoch,
+    predict,
+    train_loader,
+)
+from distilkit.checkpointing import (
+    atomic_directory,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
 from distilkit.config import Recipe, TeacherConfig, dump_recipe
 from distilkit.errors import RecipeError
 from distilkit.finetune import finetune_teacher
@@ -36,7 +53,13 @@ from distilkit.measure import count_parameters, cpu_latency_ms, hardware_descrip
 from distilkit.metrics import compute_metrics
 from distilkit.students import STUDENTS
 from distilkit.tasks import TaskSpec, load_split, load_task
-from distilkit.teachers import HFTeacher, fingerprint_module, is_plugin_path, load_hf_teacher, load_plugin_teacher
+from distilkit.teachers import (
+    HFTeacher,
+    fingerprint_module,
+    is_plugin_path,
+    load_hf_teacher,
+    load_plugin_teacher,
+)
 from distilkit.tracking import build_trackers
 
 

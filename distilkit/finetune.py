@@ -19,7 +19,14 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from distilkit.batches import eval_loader, make_collate, model_inputs, optimizer_steps_per_epoch, predict, train_loader
+from distilkit.batches import (
+    eval_loader,
+    make_collate,
+    model_inputs,
+    optimizer_steps_per_epoch,
+    predict,
+    train_loader,
+)
 from distilkit.checkpointing import atomic_directory, write_json_atomic
 from distilkit.config import FinetuneConfig, TeacherConfig
 from distilkit.logit_cache import data_fingerprint

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distilkit.config import BiLSTMStudentConfig, TransformerStudentConfig, dump_recipe, load_recipe, validate_recipe
+from distilkit.config import (
+    BiLSTMStudentConfig,
+    TransformerStudentConfig,
+    dump_recipe,
+    load_recipe,
+    validate_recipe,
+)
 from distilkit.errors import RecipeError
 
 REPO = Path(__file__).resolve().parent.parent
