@@ -324,7 +324,7 @@ def measure_run(recipe: Recipe, task: TaskSpec, teacher, eval_ds, teacher_metric
     student = AutoModelForSequenceClassification.from_pretrained(out / "model")
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     kind = STUDENTS[recipe.student.kind]
-    texts, pairs = eval_ds["text_a"], eval_ds["text_b"]
+    texts, pairs = list(eval_ds["text_a"]), list(eval_ds["text_b"])
 
     def inputs_for(encode, tok, max_length):
         def make(batch_size: int) -> dict:
