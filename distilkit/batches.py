@@ -68,9 +68,14 @@ def model_inputs(batch: dict) -> dict:
 
 
 def train_loader(rows: list[dict], collate: Callable, batch_size: int, seed: int) -> DataLoader:
-    """A shuffling loader whose order is a pure function of ``(seed, epoch)``."""
+    """A shuffling loader whose order is a pure function of ``(seed, epoch)``.
+
+    The loader gets a private generator: otherwise creating an iterator draws a base seed from the global
+    torch RNG, and a resumed run (which creates one more iterator than the original did at that point)
+    would see different dropout masks from then on.
+    """
     return DataLoader(rows, batch_size=batch_size, sampler=EpochShuffleSampler(len(rows), seed),
-                      collate_fn=collate)
+                      collate_fn=collate, generator=torch.Generator().manual_seed(seed))
 
 
 def eval_loader(rows: list[dict], collate: Callable, batch_size: int) -> DataLoader:
