@@ -59,8 +59,10 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
         words.update(re.findall(r"\w+|[^\w\s]", line.split("\t")[0].lower()))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [w for w, _ in words.most_common(1500)]
     path = tmp_path_factory.mktemp("tiny-tokenizer")
-    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True).save_pretrained(path)
+    # transformers 5 ignores ``vocab_file`` here (silently giving a 5-token vocabulary): pass the dict.
+    tokenizer = BertTokenizerFast(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True)
+    assert tokenizer.unk_token_id not in tokenizer("the film")["input_ids"], "tiny tokenizer lost its vocabulary"
+    tokenizer.save_pretrained(path)
     return path
 
 
