@@ -58,9 +58,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "glue"),
                         help="GLUE TSV root containing SST-2/train.tsv and SST-2/dev.tsv")
-    parser.add_argument("--finetune-examples", type=int, default=8000)
+    parser.add_argument("--finetune-examples", type=int, default=6000)
     parser.add_argument("--transfer-examples", type=int, default=20000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--throughput-examples", type=int, default=2000)
     parser.add_argument("--cache-dir", default=None, help="reuse a cache (fine-tuned teacher, logits) across runs")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for checking the script works")

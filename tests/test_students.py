@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 
 import pytest
@@ -12,15 +13,18 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
+    BertModel,
     DistilBertConfig,
     DistilBertForSequenceClassification,
+    ElectraConfig,
+    ElectraForSequenceClassification,
     RobertaConfig,
     RobertaForSequenceClassification,
 )
 
 from distilkit.errors import RecipeError
-from distilkit.students import STUDENTS, get_student_kind
-from distilkit.students.bilstm import build_bilstm_student, encode_bilstm
+from distilkit.students import STUDENTS, encode_for_student, get_student_kind
+from distilkit.students.bilstm import BiLSTMForSequenceClassification, build_bilstm_student, encode_bilstm
 from distilkit.students.transformer import build_transformer_student, encode_transformer, uniform_layers
 
 
@@ -31,9 +35,25 @@ def tokenizer(tiny_tokenizer_dir):
 
 def bilstm(tokenizer, is_pair=False, **kw):
     torch.manual_seed(0)
+    kw = {"embedding_dim": 16, "hidden_size": 8, "mlp_hidden_size": 8, **kw}
     model = build_bilstm_student(tokenizer=tokenizer, num_labels=2, problem_type="single_label_classification",
-                                 is_pair=is_pair, embedding_dim=16, hidden_size=8, mlp_hidden_size=8, **kw)
+                                 is_pair=is_pair, **kw)
     return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------- BiLSTM
+
+
+def test_bilstm_encoding_is_separate_and_without_special_tokens(tokenizer):
+    batch = encode_bilstm(tokenizer, ["a good movie", "bad"], ["it is fine", ""], 32)
+    assert set(batch) == {"input_ids", "attention_mask", "input_ids_b", "attention_mask_b"}
+    assert batch["input_ids"][0].tolist() == tokenizer("a good movie", add_special_tokens=False)["input_ids"]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["attention_mask_b"].sum(dim=1).tolist() == [3, 0]
+    specials = {tokenizer.cls_token_id, tokenizer.sep_token_id}
+    assert not specials & set(batch["input_ids"].flatten().tolist() + batch["input_ids_b"].flatten().tolist())
+    assert encode_bilstm(tokenizer, ["a good movie about the year"], None, 2)["input_ids"].shape == (1, 2)
+    assert encode_for_student("bilstm", tokenizer, ["good"], None, 8).keys() == {"input_ids", "attention_mask"}
 
 
 def test_bilstm_padding_invariance(tokenizer):
@@ -42,8 +62,14 @@ def test_bilstm_padding_invariance(tokenizer):
     batch = encode_bilstm(tokenizer, ["a good movie", "one of the worst films of the year , truly awful"], None, 32)
     assert batch["input_ids"].shape[1] > alone["input_ids"].shape[1]  # the first row really is padded
     with torch.no_grad():
-        torch.testing.assert_close(model(**batch).logits[:1], model(**alone).logits, atol=1e-6, rtol=0)
-    assert tokenizer.cls_token_id not in batch["input_ids"].tolist()[0], "BiLSTM inputs carry no special tokens"
+        expected = model(**alone).logits
+        torch.testing.assert_close(model(**batch).logits[:1], expected, atol=1e-6, rtol=0)
+        # Left padding (some tokenizers' default) must not change anything either.
+        n = alone["input_ids"].shape[1]
+        left_ids = torch.cat([torch.zeros(1, 4, dtype=torch.long), alone["input_ids"]], dim=1)
+        left_mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, n, dtype=torch.long)], dim=1)
+        torch.testing.assert_close(model(input_ids=left_ids, attention_mask=left_mask).logits, expected,
+                                   atol=1e-6, rtol=0)
 
 
 def test_bilstm_pairs_are_siamese_and_use_both_sentences(tokenizer):
@@ -54,41 +80,91 @@ def test_bilstm_pairs_are_siamese_and_use_both_sentences(tokenizer):
         logits = model(**a).logits
         h1 = model.encode(a["input_ids"], a["attention_mask"])
         h2 = model.encode(a["input_ids_b"], a["attention_mask_b"])
+        swapped = model(input_ids=a["input_ids_b"], attention_mask=a["attention_mask_b"],
+                        input_ids_b=a["input_ids"], attention_mask_b=a["attention_mask"]).logits
+    assert logits.shape == swapped.shape == (2, 2)
     assert not torch.allclose(logits[0], logits[1]), "sentence b must change the prediction"
     torch.testing.assert_close(h1[0], h1[1])  # the same encoder reads both sides
     assert not torch.allclose(h2[0], h2[1])
+    # Swapping a and b swaps h1/h2 but leaves the symmetric features h1*h2 and |h1-h2| unchanged.
+    torch.testing.assert_close(h1 * h2, h2 * h1)
+    torch.testing.assert_close((h1 - h2).abs(), (h2 - h1).abs())
     with pytest.raises(ValueError, match="input_ids_b"):
         model(input_ids=a["input_ids"], attention_mask=a["attention_mask"])
+    with pytest.raises(ValueError, match="is_pair=False"):
+        bilstm(tokenizer)(**a)
 
 
-def test_bilstm_empty_sentence_and_loss(tokenizer):
+def test_bilstm_empty_sentences_loss_and_tuple_output(tokenizer):
     model = bilstm(tokenizer)
     batch = encode_bilstm(tokenizer, ["", "fine"], None, 32)
     out = model(**batch, labels=torch.tensor([0, 1]))
     assert out.logits.shape == (2, 2) and torch.isfinite(out.loss)
+    out.loss.backward()
+    empty = encode_bilstm(tokenizer, ["", ""], None, 32)
+    assert empty["input_ids"].shape == (2, 0)  # a batch of only empty sentences has no columns at all
+    with torch.no_grad():
+        torch.testing.assert_close(model(**empty).logits[0], model(**batch).logits[0])
+    loss, logits = model(**batch, labels=torch.tensor([1, -100]), return_dict=False)
+    assert logits.shape == (2, 2) and torch.isfinite(loss)
+
+
+def test_bilstm_regression_loss_skips_nan(tokenizer):
+    torch.manual_seed(0)
+    model = build_bilstm_student(tokenizer=tokenizer, num_labels=1, problem_type="regression", is_pair=True,
+                                 embedding_dim=8, hidden_size=4, mlp_hidden_size=4).eval()
+    batch = encode_bilstm(tokenizer, ["good", "bad"], ["fine", "awful"], 8)
+    out = model(**batch, labels=torch.tensor([0.5, float("nan")]))
+    expected = (out.logits[0, 0] - 0.5) ** 2
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_bilstm_init_is_sensible(tokenizer):
+    model = bilstm(tokenizer)
+    assert torch.count_nonzero(model.embeddings.weight[tokenizer.pad_token_id]) == 0
+    hidden = model.config.hidden_size
+    assert torch.all(model.lstm.bias_ih_l0[hidden:2 * hidden] == 1), "forget-gate bias starts at 1"
+    gate = model.lstm.weight_hh_l0[:hidden]
+    torch.testing.assert_close(gate @ gate.T, torch.eye(hidden), atol=1e-5, rtol=0)  # orthogonal recurrence
 
 
 def test_bilstm_save_reload_with_and_without_remote_code(tokenizer, tmp_path):
-    model = bilstm(tokenizer, is_pair=True)
+    # Teacher embeddings give the padding row a non-zero vector: reloading must keep it (empty sentences read it).
+    model = bilstm(tokenizer, is_pair=True, teacher_embeddings=torch.randn(len(tokenizer), 12))
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"]["AutoModelForSequenceClassification"].endswith("BiLSTMForSequenceClassification")
-    assert (tmp_path / "bilstm.py").is_file(), "the modeling file travels with the weights"
-    batch = encode_bilstm(tokenizer, ["good", "a bad one"], ["yes", "no"], 16)
+    assert config["model_type"] == "distilkit-bilstm" and config["is_pair"] is True
+    assert config["auto_map"]["AutoConfig"] == "bilstm.BiLSTMConfig"
+    assert config["auto_map"]["AutoModelForSequenceClassification"] == "bilstm.BiLSTMForSequenceClassification"
+    tree = ast.parse((tmp_path / "bilstm.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "torch", "transformers"}, "the copied modeling file must be self-contained"
+    batch = encode_bilstm(tokenizer, ["good", "", "a bad one"], ["yes", "no", ""], 16)
     with torch.no_grad():
         expected = model(**batch).logits
         for kwargs in ({"trust_remote_code": True}, {}):
             again = AutoModelForSequenceClassification.from_pretrained(tmp_path, **kwargs).eval()
-            torch.testing.assert_close(again(**batch).logits, expected)
+            assert type(again).__name__ == "BiLSTMForSequenceClassification"
+            assert (type(again) is BiLSTMForSequenceClassification) == (not kwargs)  # local class when no remote code
+            torch.testing.assert_close(again(**batch).logits, expected, atol=0, rtol=0)
 
 
 def test_bilstm_embeddings_from_teacher(tokenizer):
-    table = torch.randn(len(tokenizer) + 3, 12)
+    table = torch.randn(len(tokenizer), 12)
     model = bilstm(tokenizer, teacher_embeddings=table, freeze_embeddings=True)
-    assert model.config.embedding_dim == 12 and torch.equal(model.embeddings.weight, table)
+    assert model.config.embedding_dim == 12 and model.config.vocab_size == len(tokenizer)
+    assert torch.equal(model.embeddings.weight, table)
     assert not model.embeddings.weight.requires_grad
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("embeddings"))
+    padded = torch.randn(len(tokenizer) + 3, 12)  # vocabularies padded to a multiple of 8 are fine
+    assert torch.equal(bilstm(tokenizer, teacher_embeddings=padded).embeddings.weight, padded)
     with pytest.raises(ValueError, match="use the teacher's tokenizer"):
         bilstm(tokenizer, teacher_embeddings=torch.randn(5, 12))
+
+
+# ------------------------------------------------------------------------------------------ transformer
 
 
 def tiny(config_cls, model_cls, **kw):
@@ -97,14 +173,13 @@ def tiny(config_cls, model_cls, **kw):
     return model_cls(config).eval()
 
 
+BERT = {"hidden_size": 16, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 32}
 TEACHERS = [
-    (BertConfig, BertForSequenceClassification,
-     {"hidden_size": 16, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 32}, "bert"),
-    (RobertaConfig, RobertaForSequenceClassification,
-     {"hidden_size": 16, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 32,
-      "pad_token_id": 1}, "roberta"),
+    (BertConfig, BertForSequenceClassification, BERT, "bert"),
+    (RobertaConfig, RobertaForSequenceClassification, {**BERT, "pad_token_id": 1}, "roberta"),
     (DistilBertConfig, DistilBertForSequenceClassification,
      {"dim": 16, "n_layers": 4, "n_heads": 2, "hidden_dim": 32}, "distilbert"),
+    (ElectraConfig, ElectraForSequenceClassification, {**BERT, "embedding_size": 8}, "electra"),
 ]
 
 
@@ -114,24 +189,27 @@ def test_transformer_student_copies_chosen_layers(config_cls, model_cls, kw, pre
     student = build_transformer_student(teacher_config=teacher.config, num_labels=2,
                                         problem_type="single_label_classification", num_layers=2,
                                         init_from_teacher_layers=[1, 3], teacher_model=teacher)
+    assert type(student) is model_cls and student.base_model_prefix == prefix
+    assert student.config.to_dict()["n_layers" if prefix == "distilbert" else "num_hidden_layers"] == 2
     t_state, s_state = teacher.state_dict(), student.state_dict()
-    layer_keys = [k for k in s_state if ".layer.1." in k]
-    assert layer_keys
-    for key in layer_keys:
-        torch.testing.assert_close(s_state[key], t_state[key.replace(".layer.1.", ".layer.3.")])
-    emb = next(k for k in s_state if "word_embeddings" in k)
-    torch.testing.assert_close(s_state[emb], t_state[emb])
+    for student_layer, teacher_layer in ((0, 1), (1, 3)):
+        keys = [k for k in s_state if f".layer.{student_layer}." in k]
+        assert keys
+        for key in keys:
+            torch.testing.assert_close(s_state[key], t_state[key.replace(f".layer.{student_layer}.",
+                                                                         f".layer.{teacher_layer}.")])
+    for key in [k for k in s_state if "embeddings" in k] + [k for k in s_state if not k.startswith(prefix)]:
+        torch.testing.assert_close(s_state[key], t_state[key])  # embeddings, and the same-shaped head
     student.save_pretrained(tmp_path)
     again = AutoModelForSequenceClassification.from_pretrained(tmp_path)
-    assert type(again) is model_cls
+    assert type(again) is model_cls and "auto_map" not in json.loads((tmp_path / "config.json").read_text())
     ids = torch.tensor([[2, 5, 7, 9]])
     with torch.no_grad():
         torch.testing.assert_close(again.eval()(input_ids=ids).logits, student.eval()(input_ids=ids).logits)
 
 
 def test_one_layer_student_reproduces_teacher_first_layer():
-    teacher = tiny(BertConfig, BertForSequenceClassification, hidden_size=16, num_hidden_layers=3,
-                   num_attention_heads=2, intermediate_size=32)
+    teacher = tiny(BertConfig, BertForSequenceClassification, **{**BERT, "num_hidden_layers": 3})
     student = build_transformer_student(teacher_config=teacher.config, num_labels=2,
                                         problem_type="single_label_classification", num_layers=1,
                                         init_from_teacher_layers=[0], teacher_model=teacher).eval()
@@ -142,19 +220,59 @@ def test_one_layer_student_reproduces_teacher_first_layer():
     torch.testing.assert_close(s_hidden, t_hidden)
 
 
+def test_student_from_bare_encoder_keeps_fresh_head_and_labels():
+    torch.manual_seed(0)
+    encoder = BertModel(BertConfig(vocab_size=100, max_position_embeddings=64, **BERT)).eval()
+    student = build_transformer_student(teacher_config=encoder.config, num_labels=3,
+                                        problem_type="single_label_classification", num_layers=2,
+                                        init_from_teacher_layers="uniform", teacher_model=encoder,
+                                        id2label={0: "neg", 1: "neu", 2: "pos"})
+    assert student.config.id2label == {0: "neg", 1: "neu", 2: "pos"} and student.config.label2id["pos"] == 2
+    assert student.classifier.out_features == 3
+    # "uniform" over 4 layers for 2: [1, 3] (ends with the top layer).
+    torch.testing.assert_close(student.bert.encoder.layer[1].output.dense.weight,
+                               encoder.encoder.layer[3].output.dense.weight)
+    torch.testing.assert_close(student.bert.pooler.dense.weight, encoder.pooler.dense.weight)
+
+
+def test_student_is_float32_and_layers_may_repeat():
+    teacher = tiny(BertConfig, BertForSequenceClassification, **{**BERT, "num_hidden_layers": 2}).half()
+    teacher.config.dtype = torch.float16
+    student = build_transformer_student(teacher_config=teacher.config, num_labels=2,
+                                        problem_type="single_label_classification", num_layers=4,
+                                        init_from_teacher_layers="uniform", teacher_model=teacher)
+    assert {p.dtype for p in student.parameters()} == {torch.float32}
+    assert teacher.config.dtype == torch.float16, "the teacher's config must not be modified"
+    for j, i in enumerate([0, 0, 1, 1]):
+        torch.testing.assert_close(student.bert.encoder.layer[j].attention.self.query.weight,
+                                   teacher.bert.encoder.layer[i].attention.self.query.weight.float())
+
+
 def test_transformer_student_errors_and_uniform():
-    assert uniform_layers(12, 4) == [2, 5, 8, 11] and uniform_layers(6, 2) == [2, 5] and uniform_layers(6, 6) == list(range(6))
-    teacher = tiny(BertConfig, BertForSequenceClassification, hidden_size=16, num_hidden_layers=4,
-                   num_attention_heads=2, intermediate_size=32)
+    assert uniform_layers(12, 4) == [2, 5, 8, 11] and uniform_layers(6, 2) == [2, 5]
+    assert uniform_layers(6, 6) == list(range(6)) and uniform_layers(6, 4) == [1, 2, 4, 5]
+    teacher = tiny(BertConfig, BertForSequenceClassification, **BERT)
     common = {"teacher_config": teacher.config, "num_labels": 2, "problem_type": "single_label_classification",
               "teacher_model": teacher}
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(ValueError, match=r"\[4\] out of range for a 4-layer teacher"):
         build_transformer_student(num_layers=2, init_from_teacher_layers=[0, 4], **common)
+    with pytest.raises(ValueError, match="out of range"):
+        build_transformer_student(num_layers=1, init_from_teacher_layers=[-1], **common)
     with pytest.raises(ValueError, match="has 1 indices for 2"):
         build_transformer_student(num_layers=2, init_from_teacher_layers=[0], **common)
-    with pytest.raises(ValueError, match="hidden and FFN sizes"):
+    with pytest.raises(ValueError, match="hidden size is 8 but the teacher's is 16"):
         build_transformer_student(num_layers=2, hidden_size=8, num_attention_heads=2,
                                   init_from_teacher_layers="uniform", **common)
+    with pytest.raises(ValueError, match="attention heads is 4"):
+        build_transformer_student(num_layers=2, num_attention_heads=4, init_from_teacher_layers="uniform", **common)
+    with pytest.raises(ValueError, match="'uniform'"):
+        build_transformer_student(num_layers=2, init_from_teacher_layers="even", **common)
+    with pytest.raises(ValueError, match="needs the teacher model"):
+        build_transformer_student(num_layers=2, init_from_teacher_layers="uniform",
+                                  **{**common, "teacher_model": None})
+    other = tiny(BertConfig, BertForSequenceClassification, **{**BERT, "intermediate_size": 24})
+    with pytest.raises(ValueError, match="shape"):  # a teacher model that is not the config's architecture
+        build_transformer_student(num_layers=2, init_from_teacher_layers="uniform", **{**common, "teacher_model": other})
     narrow = build_transformer_student(num_layers=2, hidden_size=8, num_attention_heads=2, intermediate_size=16,
                                        init_from_teacher_layers=None, **common)
     assert narrow.config.hidden_size == 8 and narrow.config.num_hidden_layers == 2
@@ -162,12 +280,14 @@ def test_transformer_student_errors_and_uniform():
 
 
 def test_regression_student_and_pair_encoding(tokenizer):
-    teacher = tiny(BertConfig, BertForSequenceClassification, hidden_size=16, num_hidden_layers=2,
-                   num_attention_heads=2, intermediate_size=32)
+    teacher = tiny(BertConfig, BertForSequenceClassification, **{**BERT, "num_hidden_layers": 2})
+    teacher.config.problem_type = "single_label_classification"
     student = build_transformer_student(teacher_config=teacher.config, num_labels=1, problem_type="regression",
                                         num_layers=1, init_from_teacher_layers="uniform", teacher_model=teacher)
     assert student.config.num_labels == 1 and student.config.problem_type == "regression"
+    assert student.classifier.out_features == 1  # the teacher's 2-way head did not fit, so it is fresh
     enc = encode_transformer(tokenizer, ["a good movie"], ["fine"], 16)
+    assert enc["input_ids"][0, 0].item() == tokenizer.cls_token_id
     assert enc["token_type_ids"].tolist()[0].count(1) == 2  # "fine" + [SEP]
 
 
@@ -176,13 +296,22 @@ def test_minilm_student_from_real_encoder(minilm):
     student = build_transformer_student(teacher_config=encoder.config, num_labels=2,
                                         problem_type="single_label_classification", num_layers=2,
                                         init_from_teacher_layers=[0, 5], teacher_model=encoder)
-    torch.testing.assert_close(student.bert.encoder.layer[1].attention.self.query.weight,
-                               encoder.encoder.layer[5].attention.self.query.weight)
+    assert type(student) is BertForSequenceClassification and student.config.num_hidden_layers == 2
+    for j, i in ((0, 0), (1, 5)):
+        s_layer, t_layer = student.bert.encoder.layer[j].state_dict(), encoder.encoder.layer[i].state_dict()
+        assert s_layer.keys() == t_layer.keys()
+        for key in s_layer:
+            torch.testing.assert_close(s_layer[key], t_layer[key])
     torch.testing.assert_close(student.bert.embeddings.word_embeddings.weight,
                                encoder.embeddings.word_embeddings.weight)
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    with torch.no_grad():
+        logits = student.eval()(**encode_transformer(tokenizer, ["a fine film"], None, 16)).logits
+    assert logits.shape == (1, 2) and torch.isfinite(logits).all()
 
 
 def test_student_registry():
     assert set(STUDENTS) == {"bilstm", "transformer"}
+    assert get_student_kind("bilstm").build is build_bilstm_student
     with pytest.raises(RecipeError, match="available: bilstm, transformer"):
         get_student_kind("cnn")

@@ -1,4 +1,9 @@
-"""Built-in student kinds: the one explicit dict of short names used by ``student.kind`` in recipes."""
+"""Built-in student kinds: the one explicit dict of short names used by ``student.kind`` in recipes.
+
+Importing this package also registers the BiLSTM with the Auto classes, so with distilkit installed a saved
+BiLSTM loads through ``AutoModelForSequenceClassification.from_pretrained(dir)`` without
+``trust_remote_code`` (the copied modeling file serves machines without distilkit).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +21,24 @@ from distilkit.students.bilstm import (
 )
 from distilkit.students.transformer import build_transformer_student, encode_transformer
 
+__all__ = [
+    "STUDENTS",
+    "BiLSTMConfig",
+    "BiLSTMForSequenceClassification",
+    "StudentKind",
+    "encode_for_student",
+    "get_student_kind",
+]
+
 
 @dataclass(frozen=True)
 class StudentKind:
-    """How to build a student and how to turn raw texts into its inputs."""
+    """How to build a student and how to turn raw texts into its inputs.
+
+    Attributes:
+        build: Keyword-only builder returning a ``PreTrainedModel`` (see the kind's module for arguments).
+        encode: ``encode(tokenizer, texts_a, texts_b, max_length) -> dict[str, Tensor]`` of model inputs.
+    """
 
     build: Callable
     encode: Callable
@@ -32,15 +51,26 @@ STUDENTS: dict[str, StudentKind] = {
 
 
 def get_student_kind(name: str) -> StudentKind:
-    """Look up a built-in student kind, naming the available ones on a miss."""
+    """Look up a built-in student kind.
+
+    Raises:
+        RecipeError: ``name`` is not a built-in kind (the message lists the available ones).
+    """
     if name not in STUDENTS:
         raise RecipeError(f"student.kind: unknown kind '{name}'; available: {', '.join(STUDENTS)}")
     return STUDENTS[name]
 
 
-# With distilkit installed the BiLSTM loads through the Auto classes without trust_remote_code.
-try:
-    AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig)
-    AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification)
-except ValueError:  # already registered (module reloaded)
-    pass
+def encode_for_student(kind: str, tokenizer, texts_a: list[str], texts_b: list[str] | None,
+                       max_length: int) -> dict:
+    """Tokenize texts the way student ``kind`` reads them (see :class:`StudentKind`)."""
+    return get_student_kind(kind).encode(tokenizer, texts_a, texts_b, max_length)
+
+
+def _register_auto_classes() -> None:
+    """Map ``model_type: distilkit-bilstm`` to our classes; idempotent, so re-imports do no harm."""
+    AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification, exist_ok=True)
+
+
+_register_auto_classes()

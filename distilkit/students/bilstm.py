@@ -1,13 +1,14 @@
 """BiLSTM student of Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural
 Networks" (arXiv:1903.12136), as Hugging Face classes.
 
-Single sentence (Tang §3.1): embeddings -> 1-layer BiLSTM -> [last forward state; last backward state]
--> ReLU layer -> logits. Sentence pairs (Tang §3.2, siamese): the same encoder reads both sentences and
-the classifier sees ``[h1, h2, h1 * h2, |h1 - h2|]``.
+Single sentence (Tang et al., "Model Architecture"): word embeddings -> 1-layer BiLSTM -> ``[last forward
+state; last backward state]`` -> ReLU layer -> logits. Sentence pairs (the paper's siamese variant): the
+*same* encoder reads both sentences and the classifier sees ``[h1, h2, h1 * h2, |h1 - h2|]``.
 
 This file is self-contained (torch, transformers and the standard library only) because
-``save_pretrained`` copies it next to the weights, so ``AutoModelForSequenceClassification.from_pretrained
-(dir, trust_remote_code=True)`` works on machines without distilkit.
+``save_pretrained`` copies it next to the weights, so that
+``AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)`` works on machines
+without distilkit. Do not import anything from distilkit here.
 """
 
 from __future__ import annotations
@@ -20,26 +21,50 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 
 class BiLSTMConfig(PreTrainedConfig):
-    """Configuration of :class:`BiLSTMForSequenceClassification` (``num_labels``/``problem_type`` as usual)."""
+    """Configuration of :class:`BiLSTMForSequenceClassification`.
+
+    transformers 5 configs are dataclasses: fields are declared as annotated class attributes, and
+    ``num_labels``/``id2label``/``problem_type`` come from :class:`~transformers.PreTrainedConfig`.
+
+    Args:
+        vocab_size: Rows of the word-embedding table.
+        embedding_dim: Word-vector size (Tang et al. used 300-d word2vec).
+        hidden_size: LSTM units *per direction*; the sentence vector has ``2 * hidden_size`` entries.
+            Tang et al. pick 150 or 300 on the validation set; 300 is the larger setting.
+        mlp_hidden_size: Units of the ReLU layer before the output layer (Tang et al.: 200 or 400).
+        num_lstm_layers: Stacked BiLSTM layers (Tang et al. use one).
+        dropout: Dropout on embeddings and on the classifier inputs.
+        pad_token_id: Padding id; its embedding row is zero-initialised and never updated.
+        is_pair: Siamese sentence-pair model (expects ``input_ids_b``).
+    """
 
     model_type = "distilkit-bilstm"
 
     vocab_size: int = 30522
     embedding_dim: int = 300
     hidden_size: int = 300
-    """Per direction."""
     mlp_hidden_size: int = 400
     num_lstm_layers: int = 1
-    dropout: float = 0.1
+    dropout: float | int = 0.1
     pad_token_id: int | None = 0
     is_pair: bool = False
 
 
-class BiLSTMForSequenceClassification(PreTrainedModel):
-    """Tang et al. 2019 BiLSTM classifier/regressor.
+def _loaded(param: torch.Tensor) -> bool:
+    """True when transformers 5 already filled ``param`` from a checkpoint (so init must not touch it).
 
-    Inputs: ``input_ids``/``attention_mask`` for sentence a and, for pair tasks, ``input_ids_b``/
-    ``attention_mask_b`` for sentence b, each tokenized separately (see :func:`encode_bilstm`).
+    The library's guarded ``init.*`` functions check this flag themselves, but in-place writes to a
+    *slice* (padding row, forget-gate bias) do not, so we check it by hand.
+    """
+    return bool(getattr(param, "_is_hf_initialized", False))
+
+
+class BiLSTMForSequenceClassification(PreTrainedModel):
+    """Tang et al. 2019 BiLSTM classifier (or regressor when ``num_labels == 1``).
+
+    Inputs: ``input_ids``/``attention_mask`` for sentence a and, for pair models, ``input_ids_b``/
+    ``attention_mask_b`` for sentence b, each tokenized separately without special tokens (see
+    :func:`encode_bilstm`).
     """
 
     config_class = BiLSTMConfig
@@ -62,10 +87,29 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
             nn.init.xavier_uniform_(module.weight)
             nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
+            # Roughly the scale of word2vec vectors; overwritten when teacher embeddings are given.
             nn.init.normal_(module.weight, std=0.1)
-            if module.padding_idx is not None:
+            if module.padding_idx is not None and not _loaded(module.weight):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
+        elif isinstance(module, nn.LSTM):
+            hidden = module.hidden_size
+            for name, param in module.named_parameters():
+                if _loaded(param):
+                    continue
+                with torch.no_grad():
+                    if name.startswith("weight_ih"):
+                        nn.init.xavier_uniform_(param)
+                    elif name.startswith("weight_hh"):
+                        # One orthogonal block per gate keeps the recurrence well conditioned.
+                        for gate in param.split(hidden, dim=0):
+                            nn.init.orthogonal_(gate)
+                    else:
+                        param.zero_()
+                        if name.startswith("bias_ih"):
+                            # Forget-gate bias 1 (Jozefowicz et al. 2015): remember by default early on.
+                            # PyTorch orders the gates input, forget, cell, output.
+                            param[hidden:2 * hidden].fill_(1.0)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings
@@ -73,21 +117,54 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.embeddings = value
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """Sentence vectors ``[batch, 2 * hidden]``: final forward and backward LSTM states."""
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Sentence vectors ``[batch, 2 * hidden_size]``: the last forward and last backward LSTM states.
+
+        Sequences are packed, so padding never enters the recurrence and a sentence's vector does not
+        depend on how much padding its batch needed. An empty sentence is read as a single padding token.
+        """
+        batch = input_ids.shape[0]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        # Packing keeps padding out of the recurrence, so a sentence's vector does not depend on how
-        # much padding its batch needed. Empty sentences are read as one (zero) padding embedding.
-        lengths = attention_mask.sum(dim=1).clamp(min=1).cpu()
+        if input_ids.shape[1] == 0:  # every sentence in the batch is empty
+            pad = self.config.pad_token_id or 0
+            input_ids = input_ids.new_full((batch, 1), pad)
+            attention_mask = torch.zeros_like(input_ids)
+        mask = attention_mask.bool()
+        if (mask[:, 1:] & ~mask[:, :-1]).any():
+            # Left (or holed) padding: move the real tokens to the front, keeping their order, because
+            # packing assumes each row's tokens come first.
+            order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+            input_ids, mask = input_ids.gather(1, order), mask.gather(1, order)
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
         embedded = self.dropout(self.embeddings(input_ids))
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
         _, (hidden, _) = self.lstm(packed)
+        # hidden: [num_layers * 2, batch, hidden]; the last two rows are the top layer's two directions.
         return torch.cat([hidden[-2], hidden[-1]], dim=-1)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 input_ids_b: torch.Tensor | None = None, attention_mask_b: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, return_dict: bool | None = None, **kwargs):
+                labels: torch.Tensor | None = None, return_dict: bool | None = None,
+                **kwargs) -> SequenceClassifierOutput | tuple:
+        """Classify sentences (or sentence pairs).
+
+        Args:
+            input_ids: ``[batch, len_a]`` token ids of sentence a, no special tokens.
+            attention_mask: ``[batch, len_a]``, 1 for real tokens.
+            input_ids_b: ``[batch, len_b]`` token ids of sentence b (pair models only).
+            attention_mask_b: ``[batch, len_b]``.
+            labels: Class ids (``-100`` = unlabelled) or float targets (``NaN`` = unlabelled).
+            return_dict: ``False`` returns a tuple ``(loss?, logits)``.
+            **kwargs: Ignored (e.g. ``token_type_ids`` from a generic collator).
+
+        Returns:
+            ``SequenceClassifierOutput`` with ``logits`` ``[batch, num_labels]`` and ``loss`` when labels
+            are given.
+
+        Raises:
+            ValueError: sentence b missing for a pair model, or given to a single-sentence model.
+        """
         h1 = self.encode(input_ids, attention_mask)
         if self.config.is_pair:
             if input_ids_b is None:
@@ -95,29 +172,63 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
             h2 = self.encode(input_ids_b, attention_mask_b)
             features = torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1)
         else:
+            if input_ids_b is not None:
+                raise ValueError("this BiLSTM reads single sentences (is_pair=False) but got input_ids_b")
             features = h1
         hidden = torch.relu(self.mlp(self.dropout(features)))
         logits = self.classifier(self.dropout(hidden))
-        loss = None
-        if labels is not None:
-            if self.config.num_labels == 1 or self.config.problem_type == "regression":
-                loss = nn.functional.mse_loss(logits.squeeze(-1), labels.float())
-            else:
-                loss = nn.functional.cross_entropy(logits, labels.long(), ignore_index=-100)
+        loss = None if labels is None else self._loss(logits, labels)
+        if return_dict is False:
+            return (logits,) if loss is None else (loss, logits)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, or MSE for regression; unlabelled rows are skipped."""
+        if self.config.num_labels == 1 or self.config.problem_type == "regression":
+            preds, targets = logits.reshape(-1), labels.reshape(-1).float()
+            keep = ~torch.isnan(targets)
+        else:
+            preds, targets = logits, labels.reshape(-1).long()
+            keep = targets != -100
+        if not keep.any():
+            return logits[:0].sum()  # zero, still attached to the graph
+        if preds.dim() == 1:
+            return nn.functional.mse_loss(preds[keep], targets[keep])
+        return nn.functional.cross_entropy(preds[keep], targets[keep])
 
 
 def encode_bilstm(tokenizer, texts_a: list[str], texts_b: list[str] | None, max_length: int) -> dict:
-    """Tokenize the two sentences separately, without special tokens (the BiLSTM reads words only)."""
-    def one(texts):
-        return tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_length,
-                         padding=True, return_tensors="pt", return_token_type_ids=False)
+    """Tokenize sentences a and b *separately*, without special tokens (the BiLSTM reads words only).
 
-    enc = one(texts_a)
-    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    Padding is done here, on the right, with the tokenizer's pad id (0 when it has none), so tokenizers
+    that pad on the left or lack a pad token work too.
+
+    Args:
+        tokenizer: Any Hugging Face tokenizer (usually the teacher's).
+        texts_a: First sentences.
+        texts_b: Second sentences, or ``None`` for single-sentence tasks.
+        max_length: Truncate each sentence to this many tokens.
+
+    Returns:
+        ``input_ids``/``attention_mask`` ``[batch, longest]`` (long tensors) and, for pairs,
+        ``input_ids_b``/``attention_mask_b``.
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def one(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = tokenizer([t or "" for t in texts], add_special_tokens=False, truncation=True,
+                        max_length=max_length)["input_ids"]
+        width = max((len(row) for row in ids), default=0)
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[i, :len(row)] = 1
+        return input_ids, mask
+
+    batch = dict(zip(("input_ids", "attention_mask"), one(list(texts_a))))
     if texts_b is not None:
-        enc_b = one(texts_b)
-        batch["input_ids_b"], batch["attention_mask_b"] = enc_b["input_ids"], enc_b["attention_mask"]
+        batch["input_ids_b"], batch["attention_mask_b"] = one(list(texts_b))
     return batch
 
 
@@ -125,30 +236,49 @@ def build_bilstm_student(*, tokenizer, num_labels: int, problem_type: str, is_pa
                          embedding_dim: int = 300, hidden_size: int = 300, mlp_hidden_size: int = 400,
                          dropout: float = 0.1, teacher_embeddings: torch.Tensor | None = None,
                          freeze_embeddings: bool = False) -> BiLSTMForSequenceClassification:
-    """Build a BiLSTM student over ``tokenizer``'s vocabulary.
+    """Build a Tang et al. BiLSTM student over ``tokenizer``'s vocabulary.
 
     Args:
-        teacher_embeddings: The teacher's word-embedding matrix ``[vocab, dim]``; when given, the student's
-            embeddings start from it (our offline stand-in for Tang's word2vec) and ``embedding_dim`` is its dim.
+        tokenizer: Tokenizer whose ids the student reads (``len(tokenizer)`` rows of embeddings).
+        num_labels: Output size (1 for regression).
+        problem_type: ``"single_label_classification"`` or ``"regression"``.
+        is_pair: Build the siamese sentence-pair variant.
+        embedding_dim: Word-vector size when not taken from ``teacher_embeddings``.
+        hidden_size: LSTM units per direction.
+        mlp_hidden_size: Units of the ReLU layer.
+        dropout: Dropout probability.
+        teacher_embeddings: The teacher's input word-embedding matrix ``[vocab, dim]``; when given, the
+            student's embeddings start from it (our offline stand-in for Tang's word2vec) and
+            ``embedding_dim`` becomes ``dim``. It may have *more* rows than the tokenizer (models often pad
+            their vocabulary to a multiple of 8), never fewer.
         freeze_embeddings: Keep the embeddings fixed during training.
+
+    Returns:
+        A freshly initialised :class:`BiLSTMForSequenceClassification`.
+
+    Raises:
+        ValueError: ``teacher_embeddings`` is not 2-D or has fewer rows than the tokenizer has tokens.
     """
     vocab_size = len(tokenizer)
     if teacher_embeddings is not None:
+        if teacher_embeddings.dim() != 2:
+            raise ValueError(f"teacher_embeddings must be [vocab, dim], got shape {tuple(teacher_embeddings.shape)}")
         if teacher_embeddings.shape[0] < vocab_size:
             raise ValueError(f"teacher embeddings cover {teacher_embeddings.shape[0]} tokens but the tokenizer "
                              f"has {vocab_size}; use the teacher's tokenizer")
         vocab_size, embedding_dim = teacher_embeddings.shape
     config = BiLSTMConfig(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
                           mlp_hidden_size=mlp_hidden_size, dropout=dropout, is_pair=is_pair,
-                          pad_token_id=tokenizer.pad_token_id or 0, num_labels=num_labels,
-                          problem_type=problem_type)
+                          pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                          num_labels=num_labels, problem_type=problem_type)
     model = BiLSTMForSequenceClassification(config)
     if teacher_embeddings is not None:
         with torch.no_grad():
-            model.embeddings.weight.copy_(teacher_embeddings)
+            model.embeddings.weight.copy_(teacher_embeddings.detach().to(model.embeddings.weight.dtype))
     model.embeddings.weight.requires_grad_(not freeze_embeddings)
     return model
 
 
+# ``save_pretrained`` then writes ``auto_map`` into config.json and copies this file next to the weights.
 BiLSTMConfig.register_for_auto_class()
 BiLSTMForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
