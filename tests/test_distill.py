@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from distilkit.students.bilstm import encode_bilstm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
 from distilkit.config import validate_recipe
 from distilkit.distill import run
+from distilkit.students.bilstm import encode_bilstm
 
 from .conftest import FIXTURES, make_tiny_teacher
 

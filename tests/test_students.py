@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -144,11 +148,27 @@ def test_bilstm_save_reload_with_and_without_remote_code(tokenizer, tmp_path):
     batch = encode_bilstm(tokenizer, ["good", "", "a bad one"], ["yes", "no", ""], 16)
     with torch.no_grad():
         expected = model(**batch).logits
-        for kwargs in ({"trust_remote_code": True}, {}):
-            again = AutoModelForSequenceClassification.from_pretrained(tmp_path, **kwargs).eval()
-            assert type(again).__name__ == "BiLSTMForSequenceClassification"
-            assert (type(again) is BiLSTMForSequenceClassification) == (not kwargs)  # local class when no remote code
-            torch.testing.assert_close(again(**batch).logits, expected, atol=0, rtol=0)
+        # distilkit is imported here, so the Auto classes know the BiLSTM: no remote code needed.
+        again = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+        assert type(again) is BiLSTMForSequenceClassification
+        torch.testing.assert_close(again(**batch).logits, expected, atol=0, rtol=0)
+
+    # A machine without distilkit: a fresh interpreter that never imports it loads the copied bilstm.py.
+    torch.save({"batch": batch, "expected": expected}, tmp_path / "io.pt")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from transformers import AutoModelForSequenceClassification
+        model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+        io = torch.load({str(tmp_path / "io.pt")!r})
+        assert "distilkit" not in sys.modules, "remote-code loading must not need distilkit"
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        with torch.no_grad():
+            torch.testing.assert_close(model(**io["batch"]).logits, io["expected"], atol=0, rtol=0)
+        """)
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def test_bilstm_embeddings_from_teacher(tokenizer):
