@@ -52,7 +52,9 @@ class FinetuneConfig(Section):
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
     max_length: int = Field(default=128, gt=0)
     max_examples: int | None = Field(default=None, gt=0)
-    """Fine-tune on a subset of the training split (defaults to ``data.max_train_examples``)."""
+    """Fine-tune on this many examples of the labelled train split (default: ``data.max_train_examples``).
+
+    Independent of the transfer set, so several students can share one fine-tuned teacher."""
     seed: int = 42
 
 

@@ -86,6 +86,12 @@ def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator:
                                    require_fingerprint=recipe.cache.enabled)
     model = cfg.model
     if cfg.finetune is not None:
+        # The teacher learns from the labelled train split, sized by finetune.max_examples, independently of
+        # the transfer set: students distilled on other transfer-set sizes then reuse the same teacher.
+        limit = cfg.finetune.max_examples or recipe.data.max_train_examples
+        if limit != recipe.data.max_train_examples:
+            train_ds = load_split(task, recipe.data.train_split or task.train_split, data_dir=recipe.data.dir,
+                                  max_examples=limit, seed=cfg.finetune.seed)
         model = str(finetune_teacher(cfg, task, train_ds, eval_ds, cache_dir=recipe.cache.dir,
                                      accelerator=accelerator))
     return load_hf_teacher(model, num_labels=task.num_labels, problem_type=task.problem_type,

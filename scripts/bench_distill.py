@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench_distill:begin -->", "<!-- bench_distill:end -->"
 
 
-def recipe(out: Path, cache: Path, data_dir: str, args, **overrides) -> dict:
+def recipe(out: Path, cache_dir: Path, data_dir: str, args, **overrides) -> dict:
     tree = {
         "task": "sst2",
         "output_dir": str(out),
@@ -46,7 +46,7 @@ def recipe(out: Path, cache: Path, data_dir: str, args, **overrides) -> dict:
         "student": {"kind": "bilstm", "max_length": 64, "hidden_size": 300, "mlp_hidden_size": 400},
         "loss": {"kind": "mse", "alpha": 0.0},
         "train": {"epochs": args.epochs, "batch_size": 50, "lr": 1e-3, "log_with": ["jsonl"]},
-        "cache": {"dir": str(cache)},
+        "cache": {"dir": str(cache_dir)},
         "measure": {"batch_sizes": [1, 32], "repeats": 30},
     }
     for section, values in overrides.items():
