@@ -26,6 +26,10 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentConfig(Section):
+    """Teacher-labelled transfer set built with Tang et al. (2019) rules (``distilkit.augment``; issue 3)."""
+
+
 class DataConfig(Section):
     """Where the task's examples come from."""
 
@@ -40,6 +44,8 @@ class DataConfig(Section):
     """Defaults to the task's ``eval_splits``; the first one selects the best checkpoint."""
     labels: Literal["gold", "none"] = "gold"
     """``none`` drops gold labels from the training data: the student learns from teacher logits only."""
+    augment: AugmentConfig | None = None
+    """Replace the transfer set by a Tang et al. augmented one, labelled by the teacher (issue 3)."""
 
 
 class FinetuneConfig(Section):
@@ -104,7 +110,29 @@ class TransformerStudentConfig(Section):
     """Base config (Hub id or path) when the teacher is a plug-in without a Hugging Face config."""
 
 
-StudentConfig = Annotated[BiLSTMStudentConfig | TransformerStudentConfig, Field(discriminator="kind")]
+class PrunedStudentConfig(Section):
+    """The teacher itself, structurally pruned, then recovered by distillation (``distilkit.prune``)."""
+
+    kind: Literal["pruned"]
+    tokenizer: str | None = None
+    max_length: int = Field(default=128, gt=0)
+
+
+class LinearAttentionStudentConfig(Section):
+    """The teacher with its softmax attention swapped for a linear variant (``distilkit.linear_attention``)."""
+
+    kind: Literal["linear_attention"]
+    tokenizer: str | None = None
+    max_length: int = Field(default=128, gt=0)
+
+
+STUDENT_CONFIGS = (BiLSTMStudentConfig, TransformerStudentConfig, PrunedStudentConfig,
+                   LinearAttentionStudentConfig)
+STUDENT_KINDS = tuple(cls.model_fields["kind"].annotation.__args__[0] for cls in STUDENT_CONFIGS)
+StudentConfig = Annotated[
+    BiLSTMStudentConfig | TransformerStudentConfig | PrunedStudentConfig | LinearAttentionStudentConfig,
+    Field(discriminator="kind"),
+]
 
 
 class LossConfig(Section):
@@ -159,6 +187,14 @@ class MeasureConfig(Section):
     num_threads: int | None = Field(default=None, gt=0)
 
 
+class QuantizeConfig(Section):
+    """Post-training quantization of the best student (``distilkit.quantize``; issue 5)."""
+
+
+class HubConfig(Section):
+    """Publishing the result to the Hugging Face Hub (``distilkit.hub``; issue 7)."""
+
+
 class Recipe(Section):
     """A complete distillation recipe (see ``recipes/``)."""
 
@@ -173,6 +209,8 @@ class Recipe(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
+    quantize: QuantizeConfig | None = None
+    hub: HubConfig | None = None
 
 
 def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
@@ -197,14 +235,14 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
     lines = []
     for item in err.errors():
         # Discriminated unions insert the tag ("bilstm") into the location; users never wrote it.
-        loc = [str(p) for p in item["loc"] if p not in ("bilstm", "transformer")]
+        loc = [str(p) for p in item["loc"] if p not in STUDENT_KINDS]
         key = ".".join(loc) or "<root>"
         where = f"--set {key}={overrides[key]}" if overrides and key in overrides else source
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             known = _known_keys(model, tuple(loc[:-1]))
             if "student" in loc[:-1]:
-                known = sorted(set(BiLSTMStudentConfig.model_fields) | set(TransformerStudentConfig.model_fields))
+                known = sorted({key for cls in STUDENT_CONFIGS for key in cls.model_fields})
             hint = difflib.get_close_matches(loc[-1], known, n=1)
             msg = f"unknown key '{loc[-1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
             if known:

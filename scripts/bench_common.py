@@ -1,0 +1,51 @@
+"""Shared pieces of the benchmark scripts: the fine-tuned MiniLM SST-2 teacher and the SST-2 data.
+
+Every benchmark in ``scripts/`` that needs "MiniLM fine-tuned on SST-2" calls :func:`sst2_minilm_teacher`
+with the same settings, so the teacher is fine-tuned once per cache directory and shared (the cache key
+hashes the base weights, the data and the hyper-parameters; see ``distilkit.finetune``).
+
+    from bench_common import sst2_minilm_teacher, sst2_splits
+    teacher_dir = sst2_minilm_teacher(data_dir, cache_dir)       # a BertForSequenceClassification directory
+    train, dev = sst2_splits(data_dir, train_examples=8000)       # normalized id/text_a/text_b/label tables
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from distilkit.config import FinetuneConfig, TeacherConfig  # noqa: E402
+from distilkit.finetune import finetune_teacher  # noqa: E402
+from distilkit.tasks import load_split, load_task  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = ROOT.parent / "shared" / "glue"
+DEFAULT_CACHE_DIR = Path(os.environ.get("DISTILKIT_BENCH_CACHE", Path.home() / ".cache" / "distilkit-bench"))
+#: Teacher settings shared by every benchmark (and by ``bench_distill.py``'s recipe): 2 epochs on 8,000
+#: random SST-2 train sentences, max_length 64 -- about 7 minutes on 2 CPU cores.
+TEACHER_EXAMPLES = 8000
+TEACHER_MAX_LENGTH = 64
+FINETUNE = {"epochs": 2, "batch_size": 32, "lr": 5e-5, "max_length": TEACHER_MAX_LENGTH,
+            "max_examples": TEACHER_EXAMPLES}
+
+
+def sst2_splits(data_dir: str | Path = DEFAULT_DATA_DIR, *, train_examples: int | None = None,
+                eval_examples: int | None = None, seed: int = 42):
+    """SST-2 train (optionally a seeded random subset) and dev, normalized to id/text_a/text_b/label."""
+    task = load_task("sst2")
+    train = load_split(task, "train", data_dir=data_dir, max_examples=train_examples, seed=seed)
+    dev = load_split(task, "validation", data_dir=data_dir, max_examples=eval_examples, seed=seed)
+    return train, dev
+
+
+def sst2_minilm_teacher(data_dir: str | Path = DEFAULT_DATA_DIR, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
+    """Directory of all-MiniLM-L6-v2 fine-tuned on SST-2 (fine-tuned on first use, cached afterwards)."""
+    task = load_task("sst2")
+    train, dev = sst2_splits(data_dir, train_examples=TEACHER_EXAMPLES, seed=FINETUNE.get("seed", 42))
+    cfg = TeacherConfig(model="minilm", max_length=TEACHER_MAX_LENGTH, batch_size=128,
+                        finetune=FinetuneConfig(**FINETUNE))
+    return finetune_teacher(cfg, task, train, dev, cache_dir=cache_dir)
