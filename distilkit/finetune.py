@@ -63,6 +63,9 @@ def finetune_teacher(teacher_cfg: TeacherConfig, task: TaskSpec, train_ds: Datas
     accelerator = accelerator or Accelerator()
     if cfg.max_examples and len(train_ds) > cfg.max_examples:
         train_ds = train_ds.shuffle(seed=cfg.seed).select(range(cfg.max_examples))
+    # A new classification head is randomly initialised and hashed into the cache key: seed it first, or
+    # the same recipe would miss its own cache entry whenever the global RNG state differs.
+    set_seed(cfg.seed)
     base = load_hf_teacher(teacher_cfg.model, num_labels=task.num_labels, problem_type=task.problem_type,
                            tokenizer=teacher_cfg.tokenizer, revision=teacher_cfg.revision,
                            max_length=cfg.max_length, allow_new_head=True)
