@@ -42,8 +42,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:8s} {task.problem_type:27s} {kind:6s} labels={task.num_labels} metric={task.main_metric}")
             return 0
 
-        from distilkit.config import dump_recipe, load_recipe
+        from distilkit.config import dump_recipe, load_recipe, read_yaml
+        from distilkit.pipeline import is_pipeline
 
+        if is_pipeline(read_yaml(args.recipe)):
+            return _pipeline(args)
         recipe = load_recipe(args.recipe, args.overrides)
         if args.command == "validate":
             from distilkit.tasks import load_task
@@ -61,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
     except DistilkitError as exc:
         print(f"distilkit: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _pipeline(args) -> int:
+    """``run``/``validate`` of a pipeline recipe (a file with ``stages``)."""
+    import yaml
+
+    from distilkit.pipeline import load_pipeline, run_pipeline, stage_tree, summary_markdown
+
+    pipeline = load_pipeline(args.recipe, args.overrides)
+    if args.command == "validate":
+        trees = [stage_tree(pipeline, i) for i in range(len(pipeline.stages))]
+        print(yaml.safe_dump({"stages": trees}, sort_keys=False), end="")
+        return 0
+    print(summary_markdown(run_pipeline(pipeline)))
+    return 0
 
 
 def format_summary(metrics: dict) -> str:

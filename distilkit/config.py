@@ -261,12 +261,26 @@ def apply_override(tree: dict, assignment: str) -> tuple[str, str]:
     parts = key.strip().split(".")
     node = tree
     for part in parts[:-1]:
+        if isinstance(node, list):  # pipeline stages: --set stages.1.train.epochs=2
+            node = _list_item(node, part, assignment)
+            continue
         child = node.setdefault(part, {})
-        if not isinstance(child, dict):
+        if not isinstance(child, dict | list):
             raise RecipeError(f"--set {assignment}: '{part}' holds a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    value = yaml.safe_load(raw) if raw != "" else None
+    if isinstance(node, list):
+        _list_item(node, parts[-1], assignment)  # validates the index
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
     return key.strip(), raw
+
+
+def _list_item(items: list, part: str, assignment: str):
+    if not part.isdigit() or int(part) >= len(items):
+        raise RecipeError(f"--set {assignment}: '{part}' is not an index of a list of {len(items)} items")
+    return items[int(part)]
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -1,0 +1,137 @@
+"""Measurements for :mod:`distilkit.pipeline`: budget-search candidates and the side-by-side stage summary.
+
+Latency ratios between models timed minutes apart on a shared CPU are noise; so the summary reloads the
+original teacher and every stage's saved model and times them *interleaved*, round by round, in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distilkit.config import Recipe
+from distilkit.measure import count_parameters, cpu_latency_ms, hardware_description, size_on_disk
+from distilkit.students.bilstm import encode_bilstm
+from distilkit.students.transformer import encode_transformer
+from distilkit.tasks import load_split, load_task
+
+MB = 1024 * 1024
+
+
+def encoder_for(model: torch.nn.Module):
+    """How to tokenize texts for ``model``: the BiLSTM reads the two sentences separately."""
+    return encode_bilstm if getattr(model.config, "model_type", "") == "distilkit-bilstm" else encode_transformer
+
+
+def _input_maker(model, tokenizer, texts: list[str], pairs: list[str] | None, max_length: int):
+    encode = encoder_for(model)
+
+    def make(batch_size: int) -> dict:
+        reps = -(-batch_size // len(texts))
+        a = (texts * reps)[:batch_size]
+        b = None if pairs is None else (pairs * reps)[:batch_size]
+        return dict(encode(tokenizer, a, b, max_length))
+    return make
+
+
+def measure_candidate(recipe: Recipe, tmp: Path, batch_size: int, with_latency: bool) -> dict:
+    """Build the stage's student exactly as :func:`distilkit.distill.run` would and measure it untrained.
+
+    Parameters, size on disk and latency do not depend on the weights' values, so the untrained student
+    measures what the trained one will cost.
+    """
+    from distilkit.distill import load_teacher, make_student
+
+    task = load_task(recipe.task)
+    data = recipe.data
+    train_ds = load_split(task, data.train_split or task.train_split, data_dir=data.dir,
+                          max_examples=data.max_train_examples, seed=recipe.train.seed)
+    eval_split = (data.eval_splits or task.eval_splits)[0]
+    eval_ds = load_split(task, eval_split, data_dir=data.dir, max_examples=64, seed=recipe.train.seed)
+    teacher = load_teacher(recipe, task, train_ds, eval_ds, Accelerator(cpu=True))
+    student, tokenizer = make_student(recipe, task, teacher)
+    student.save_pretrained(tmp)
+    measured = {"params": count_parameters(student), "size_mb": round(size_on_disk(tmp) / MB, 3),
+                "latency_ms": None}
+    if with_latency:
+        pairs = list(eval_ds["text_b"]) if task.is_pair else None
+        make = _input_maker(student, tokenizer, list(eval_ds["text_a"]), pairs, recipe.student.max_length)
+        measured["latency_ms"] = cpu_latency_ms(student, make, batch_sizes=(batch_size,), repeats=10)[f"b{batch_size}"]
+    return measured
+
+
+def _load(path: str):
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _disk_mb(name: str, model) -> float:
+    if Path(name).is_dir():
+        return size_on_disk(name) / MB
+    with tempfile.TemporaryDirectory() as tmp:  # a Hub teacher: measure what save_pretrained writes
+        model.save_pretrained(tmp)
+        return size_on_disk(tmp) / MB
+
+
+def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True, rounds: int = 3) -> dict:
+    """Compare every stage's best model with the original teacher (metrics, params, size, CPU latency)."""
+    task = load_task(pipeline.task)
+    metrics = [json.loads((Path(s["dir"]) / "metrics.json").read_text()) for s in stages]
+    first = metrics[0]
+    main = task.main_metric if task.main_metric in first["student"]["metrics"] else next(iter(first["student"]["metrics"]))
+    teacher_name = first["teacher"]["name"]
+    teacher_model, teacher_tok = _load(teacher_name)
+    models = [(teacher_model, teacher_tok, pipeline.teacher.get("max_length", 128))]
+    for stage in stages:
+        model, tok = _load(str(Path(stage["dir"]) / "model"))
+        models.append((model, tok, _stage_max_length(Path(stage["dir"]))))
+    latency: list[dict[str, float]] = [{} for _ in models]
+    measure_cfg = pipeline.measure
+    batch_sizes = measure_cfg.get("batch_sizes", [1, 32])
+    if measure_side_by_side:
+        data_dir = pipeline.data.get("dir")
+        eval_split = (pipeline.data.get("eval_splits") or task.eval_splits)[0]
+        eval_ds = load_split(task, eval_split, data_dir=data_dir, max_examples=64, seed=0)
+        texts, pairs = list(eval_ds["text_a"]), (list(eval_ds["text_b"]) if task.is_pair else None)
+        samples: list[dict[str, list[float]]] = [{f"b{b}": [] for b in batch_sizes} for _ in models]
+        repeats = max(3, measure_cfg.get("repeats", 10) // rounds)
+        for _ in range(rounds):  # interleave: every model is timed in every round
+            for i, (model, tok, max_length) in enumerate(models):
+                timed = cpu_latency_ms(model, _input_maker(model, tok, texts, pairs, max_length),
+                                       batch_sizes=batch_sizes, repeats=repeats,
+                                       num_threads=measure_cfg.get("num_threads"))
+                for key, value in timed.items():
+                    samples[i][key].append(value)
+        latency = [{k: round(statistics.median(v), 3) for k, v in s.items()} for s in samples]
+
+    t_metric = first["teacher"]["metrics"][main]
+    teacher = {"name": teacher_name, "metric": t_metric, "params": count_parameters(teacher_model),
+               "size_mb": round(_disk_mb(teacher_name, teacher_model), 3), "latency_ms": latency[0]}
+    rows = []
+    for i, (stage, m) in enumerate(zip(stages, metrics), start=1):
+        model = models[i][0]
+        size_mb = size_on_disk(Path(stage["dir"]) / "model") / MB
+        value = m["student"]["metrics"][main]
+        rows.append({**stage, "metric": value, "retained": round(value / t_metric, 4) if t_metric else float("nan"),
+                     "params": count_parameters(model), "size_mb": round(size_mb, 3),
+                     "size_ratio": round(teacher["size_mb"] / size_mb, 2),
+                     "params_ratio": round(teacher["params"] / count_parameters(model), 2),
+                     "latency_ms": latency[i],
+                     "latency_ratios": {k: round(latency[0][k] / v, 2) for k, v in latency[i].items()},
+                     "stage_metrics": m["student"]["metrics"]})
+    return {"task": task.name, "output_dir": pipeline.output_dir, "main_metric": main, "teacher": teacher,
+            "stages": rows, "latency_keys": [f"b{b}" for b in batch_sizes] if measure_side_by_side else [],
+            "hardware": hardware_description()}
+
+
+def _stage_max_length(directory: Path) -> int:
+    import yaml
+
+    recipe = yaml.safe_load((directory / "recipe.yaml").read_text())
+    return int(recipe["student"]["max_length"])

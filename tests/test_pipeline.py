@@ -1,0 +1,131 @@
+"""Compression pipelines: stage chaining, resume in the middle, budget search, summary and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import distilkit.distill as distill_module
+from distilkit.cli import main as cli_main
+from distilkit.errors import RecipeError
+from distilkit.pipeline import load_pipeline, run_pipeline, stage_tree, validate_pipeline
+
+from .conftest import FIXTURES
+
+
+def pipeline_tree(tmp_path: Path, teacher: Path, stages: list[dict]) -> dict:
+    return {
+        "task": "sst2",
+        "output_dir": str(tmp_path / "pipe"),
+        "data": {"dir": str(FIXTURES / "glue"), "max_train_examples": 96, "max_eval_examples": 48},
+        "teacher": {"model": str(teacher), "max_length": 32, "batch_size": 32},
+        "train": {"epochs": 1, "batch_size": 16, "lr": 5e-3},
+        "cache": {"dir": str(tmp_path / "cache")},
+        "measure": {"batch_sizes": [1, 4], "repeats": 3},
+        "stages": stages,
+    }
+
+
+THREE_STAGES = [
+    {"name": "distil", "student": {"kind": "transformer", "num_layers": 2, "max_length": 32}},
+    {"name": "shallow", "student": {"kind": "transformer", "num_layers": 1, "max_length": 32}},
+    {"name": "bilstm", "student": {"kind": "bilstm", "max_length": 32, "hidden_size": 16, "mlp_hidden_size": 16},
+     "train": {"epochs": 2}},
+]
+
+
+def test_three_stage_pipeline_chains_teachers_and_summarizes(tmp_path, tiny_teacher_dir):
+    pipeline = validate_pipeline(pipeline_tree(tmp_path, tiny_teacher_dir, THREE_STAGES))
+    summary = run_pipeline(pipeline)
+    out = Path(pipeline.output_dir)
+    dirs = [out / "0-distil", out / "1-shallow", out / "2-bilstm"]
+    for d in dirs:
+        assert (d / "model" / "config.json").is_file() and (d / "metrics.json").is_file()
+    # Each later stage was taught by the previous stage's best model, and its recipe says so.
+    for previous, current in zip(dirs, dirs[1:]):
+        used = yaml.safe_load((current / "recipe.yaml").read_text())
+        assert used["teacher"]["model"] == str(previous / "model")
+        assert json.loads((current / "metrics.json").read_text())["teacher"]["name"] == str(previous / "model")
+    assert yaml.safe_load((dirs[2] / "recipe.yaml").read_text())["train"]["epochs"] == 2  # stage override
+    assert [s["name"] for s in summary["stages"]] == ["distil", "shallow", "bilstm"]
+    # The summary compares every stage with the ORIGINAL teacher, with measured latencies.
+    assert summary["teacher"]["name"] == str(tiny_teacher_dir)
+    params = [s["params"] for s in summary["stages"]]
+    assert params[0] > params[1], "one layer fewer must mean fewer parameters"
+    for stage in summary["stages"]:
+        assert set(stage["latency_ms"]) == {"b1", "b4"} and all(v > 0 for v in stage["latency_ms"].values())
+        assert stage["params_ratio"] == pytest.approx(summary["teacher"]["params"] / stage["params"], rel=0.01)
+    assert json.loads((out / "pipeline.json").read_text())["stages"][2]["student"] == "bilstm"
+    assert "| bilstm | bilstm |" in (out / "pipeline.md").read_text()
+
+
+def test_resume_in_the_middle_skips_finished_stages(tmp_path, tiny_teacher_dir, monkeypatch):
+    stages = THREE_STAGES[:2]
+    tree = pipeline_tree(tmp_path, tiny_teacher_dir, stages)
+    real_run, calls = distill_module.run, []
+
+    def crash_on_second_stage(recipe):
+        calls.append(recipe.output_dir)
+        if recipe.output_dir.endswith("1-shallow"):
+            raise KeyboardInterrupt("simulated crash")
+        return real_run(recipe)
+
+    monkeypatch.setattr(distill_module, "run", crash_on_second_stage)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(validate_pipeline(tree))
+    first = Path(tree["output_dir"]) / "0-distil" / "metrics.json"
+    stamp = first.stat().st_mtime_ns
+    assert not (Path(tree["output_dir"]) / "1-shallow" / "metrics.json").exists()
+
+    monkeypatch.setattr(distill_module, "run", real_run)
+    summary = run_pipeline(validate_pipeline(tree), measure_side_by_side=False)
+    assert first.stat().st_mtime_ns == stamp, "the finished stage was run again"
+    assert summary["stages"][0]["resumed"] == "skipped (already complete)"
+    assert (Path(tree["output_dir"]) / "1-shallow" / "metrics.json").is_file()
+
+
+def test_budget_search_trains_the_first_candidate_inside_the_budget(tmp_path, tiny_teacher_dir):
+    stages = [{"name": "fit", "student": {"kind": "transformer", "max_length": 32},
+               "search": {"key": "student.num_layers", "values": [2, 1], "max_params": 1}}]
+    tree = pipeline_tree(tmp_path, tiny_teacher_dir, stages)
+    with pytest.raises(RecipeError, match="no value of student.num_layers fits"):
+        run_pipeline(validate_pipeline(tree))
+
+    # Budget between the 1-layer and 2-layer students: the search must pick 1 layer, by measurement.
+    from transformers import AutoModelForSequenceClassification
+    teacher_params = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir).num_parameters()
+    tree["stages"][0]["search"]["max_params"] = teacher_params - 1
+    tree["output_dir"] = str(tmp_path / "pipe2")
+    summary = run_pipeline(validate_pipeline(tree), measure_side_by_side=False)
+    search = summary["stages"][0]["search"]
+    assert [c["value"] for c in search["candidates"]] == [2, 1]
+    assert search["candidates"][0]["params"] == teacher_params and not search["candidates"][0]["fits"]
+    assert search["chosen"] == 1 and summary["stages"][0]["params"] <= teacher_params - 1
+    assert json.loads((Path(tree["output_dir"]) / "0-fit" / "search.json").read_text())["chosen"] == 1
+
+
+def test_pipeline_errors_name_the_stage(tmp_path, tiny_teacher_dir):
+    bad = pipeline_tree(tmp_path, tiny_teacher_dir, [{"name": "a", "student": {"kind": "bilstm", "hiden": 3}}])
+    with pytest.raises(RecipeError, match=r"stages\[0\] \(a\).*student.hiden"):
+        validate_pipeline(bad)
+    after_bilstm = pipeline_tree(tmp_path, tiny_teacher_dir, [THREE_STAGES[2], THREE_STAGES[0]])
+    with pytest.raises(RecipeError, match="cannot teach a later stage"):
+        validate_pipeline(after_bilstm)
+    dupes = pipeline_tree(tmp_path, tiny_teacher_dir, [THREE_STAGES[0], THREE_STAGES[0]])
+    with pytest.raises(RecipeError, match="unique"):
+        validate_pipeline(dupes)
+
+
+def test_cli_validate_and_set_on_stages(tmp_path, tiny_teacher_dir, capsys):
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(pipeline_tree(tmp_path, tiny_teacher_dir, THREE_STAGES[:2])))
+    assert cli_main(["validate", str(path), "--set", "stages.1.student.num_layers=1", "train.epochs=3"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["stages"][1]["train"]["epochs"] == 3
+    pipeline = load_pipeline(path, ["stages.0.train.lr=0.01"])
+    assert stage_tree(pipeline, 0)["train"]["lr"] == 0.01
+    assert cli_main(["validate", str(path), "--set", "stages.7.train.lr=1"]) == 2
+    assert "not an index" in capsys.readouterr().err
