@@ -25,6 +25,11 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("recipe")
     validate.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
 
+    augment = sub.add_parser("augment", help="build a recipe's Tang et al. transfer set and label it with its teacher")
+    augment.add_argument("recipe", help="a recipe with a data.augment section")
+    augment.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    augment.add_argument("--out", default=None, help="where to save the labelled table (default OUTPUT_DIR/transfer_set)")
+
     sub.add_parser("tasks", help="list built-in tasks")
     return parser
 
@@ -48,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         if is_pipeline(read_yaml(args.recipe)):
             return _pipeline(args)
         recipe = load_recipe(args.recipe, args.overrides)
+        if args.command == "augment":
+            from distilkit.augment import augment_command
+
+            augment_command(recipe, args.out)
+            return 0
         if args.command == "validate":
             from distilkit.tasks import load_task
 

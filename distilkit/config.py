@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from distilkit.errors import RecipeError
 
@@ -27,7 +27,31 @@ class Section(BaseModel):
 
 
 class AugmentConfig(Section):
-    """Teacher-labelled transfer set built with Tang et al. (2019) rules (``distilkit.augment``; issue 3)."""
+    """Teacher-labelled transfer set built with Tang et al. (2019) rules, section 3.3 (``distilkit.augment``)."""
+
+    p_mask: float = Field(default=0.1, ge=0, le=1)
+    """Per-word probability of masking."""
+    p_pos: float = Field(default=0.1, ge=0, le=1)
+    """Per-word probability of POS-guided replacement."""
+    p_ng: float = Field(default=0.25, ge=0, le=1)
+    """Per-sample probability of keeping only a random n-gram."""
+    max_ngram: int = Field(default=5, gt=0)
+    n_iter: int | None = Field(default=None, gt=0)
+    """Samples per example; default 20, or 10 for pair tasks with more than 100k examples."""
+    pair_mode: Literal["rotate", "a", "b", "both"] = "rotate"
+    """Which sentence of a pair the rules modify; ``rotate`` cycles a, b, both."""
+    keep_original: bool = True
+    seed: int = 0
+    tagger: str = "auto"
+    """``auto`` (installed spaCy English pipeline), ``spacy:<pipeline>`` or ``pkg.module:Callable``."""
+    mask_token: str | None = None
+    """Defaults to the teacher tokenizer's mask token (``[MASK]`` for BERT)."""
+
+    @model_validator(mode="after")
+    def _rates(self):
+        if self.p_mask + self.p_pos > 1:
+            raise ValueError(f"p_mask + p_pos must be <= 1 (got {self.p_mask} + {self.p_pos})")
+        return self
 
 
 class DataConfig(Section):

@@ -195,6 +195,10 @@ def run(recipe: Recipe) -> dict:
     first_eval = next(iter(eval_sets.values()))
     teacher = load_teacher(recipe, task, train_ds, first_eval, accelerator)
     cache_dir = recipe.cache.dir if recipe.cache.enabled else None
+    augment_counts = None
+    if data.augment is not None:  # Tang et al. transfer set, labelled below by the teacher like any other
+        from distilkit.augment import augment_for_run
+        train_ds, augment_counts = augment_for_run(train_ds, data.augment, teacher, cache_dir, accelerator)
     start = time.perf_counter()
     train_rows = list(train_ds)
     if recipe.cache.enabled:
@@ -320,7 +324,7 @@ def run(recipe: Recipe) -> dict:
                               {"examples": len(train_rows), "examples_seen": examples,
                                "seconds": round(train_seconds, 2),
                                "examples_per_second": round(examples / max(train_seconds, 1e-9), 1),
-                               "teacher_labelling_seconds": round(labelling_seconds, 2),
+                               "teacher_labelling_seconds": round(labelling_seconds, 2), "augment": augment_counts,
                                "num_processes": accelerator.num_processes})
         write_json_atomic(out / "model" / "metrics.json", metrics)
         write_json_atomic(out / "metrics.json", metrics)
