@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -68,7 +69,9 @@ class SpacyTagger:
                     continue
                 meta = spacy.util.load_meta(spacy.util.get_package_path(name) / "meta.json")
                 exclude = [p for p in meta.get("pipeline", []) if p not in keep]
-                self.nlp = spacy.load(name, exclude=exclude)
+                with warnings.catch_warnings():  # W095: packaged for spaCy 3.7; tags are unaffected (tested)
+                    warnings.filterwarnings("ignore", message=r".*\[W095\]")
+                    self.nlp = spacy.load(name, exclude=exclude)
                 break
             except OSError:
                 continue

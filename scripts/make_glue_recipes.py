@@ -16,6 +16,8 @@ TASKS = ["cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"]
 # trained on nyu-mll/glue so their label order matches our task files.
 TEACHER = "yoshitomo-matsubara/bert-large-uncased-{task}"
 LARGE = {"qqp", "mnli", "qnli"}  # > 100k training pairs: fewer epochs
+# BiLSTM recipes train on Tang et al.'s augmented transfer set: SST-2 and the pair tasks (as in the paper).
+AUGMENTED = {"sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 
 
 def recipe(task: str, student: str) -> dict:
@@ -34,6 +36,11 @@ def recipe(task: str, student: str) -> dict:
                            "mlp_hidden_size": 400, "dropout": 0.1, "init_embeddings_from_teacher": True}
         body["loss"] = {"kind": "mse", "alpha": 0.0}
         body["train"] = {"epochs": epochs, "batch_size": 50, "lr": 1e-3, "seed": 42}
+        if task in AUGMENTED:
+            # Tang et al. 2019, sec. 3.3: a teacher-labelled augmented transfer set (20 samples per example,
+            # 10 for the large pair tasks), no gold labels needed.
+            body["data"]["augment"] = {"p_mask": 0.1, "p_pos": 0.1, "p_ng": 0.25,
+                                       "n_iter": 10 if task in LARGE else 20}
     else:
         body["student"] = {"kind": "transformer", "max_length": 128, "num_layers": 6,
                            "init_from_teacher_layers": "uniform"}

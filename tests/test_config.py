@@ -118,9 +118,16 @@ def test_dump_round_trips(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_recipe_validates(path):
+    from distilkit.config import read_yaml
+    from distilkit.pipeline import is_pipeline, load_pipeline, stage_tree
     from distilkit.tasks import load_task
 
-    recipe = load_recipe(path)
-    task = load_task(recipe.task)
-    if task.problem_type == "regression":
-        assert recipe.loss.kind == "mse"
+    if is_pipeline(read_yaml(path)):  # every stage must be a valid recipe
+        pipeline = load_pipeline(path)
+        recipes = [validate_recipe(stage_tree(pipeline, i)) for i in range(len(pipeline.stages))]
+    else:
+        recipes = [load_recipe(path)]
+    for recipe in recipes:
+        task = load_task(recipe.task)
+        if task.problem_type == "regression":
+            assert recipe.loss.kind == "mse"
