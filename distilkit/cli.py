@@ -30,6 +30,19 @@ def _parser() -> argparse.ArgumentParser:
     augment.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     augment.add_argument("--out", default=None, help="where to save the labelled table (default OUTPUT_DIR/transfer_set)")
 
+    quant = sub.add_parser("quantize", help="quantize a saved model (int8/int4/ternary/binary, bitsandbytes)")
+    quant.add_argument("model_dir", help="a save_pretrained directory (a recipe's OUTPUT_DIR/model)")
+    quant.add_argument("--out", required=True, help="directory for the quantized model")
+    quant.add_argument("--linear", default="int8", help="int8, int4, ternary, binary, bnb8, bnb4-nf4, bnb4-fp4 or none")
+    quant.add_argument("--embedding", default="none", help="int8, int4 or none")
+    quant.add_argument("--backend", default="torch", help="torch (torch._int_mm) or torchao")
+    quant.add_argument("--asymmetric", action="store_true", help="asymmetric grids (zero points; float compute)")
+    quant.add_argument("--skip", nargs="+", default=None, metavar="MODULE", help="modules left float (classifier)")
+    quant.add_argument("--task", default=None, help="evaluate float and quantized on this task's eval split")
+    quant.add_argument("--data-dir", default=None)
+    quant.add_argument("--max-examples", type=int, default=None)
+    quant.add_argument("--max-length", type=int, default=128)
+
     sub.add_parser("tasks", help="list built-in tasks")
     return parser
 
@@ -45,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                 task = load_task(name)
                 kind = "pair" if task.is_pair else "single"
                 print(f"{name:8s} {task.problem_type:27s} {kind:6s} labels={task.num_labels} metric={task.main_metric}")
+            return 0
+        if args.command == "quantize":
+            from distilkit.quantize_run import quantize_command
+
+            quantize_command(args)
             return 0
 
         from distilkit.config import dump_recipe, load_recipe, read_yaml

@@ -142,6 +142,15 @@ class PrunedStudentConfig(Section):
     max_length: int = Field(default=128, gt=0)
 
 
+class CopyStudentConfig(Section):
+    """The teacher itself, same architecture and weights: the starting point of quantization stages
+    (post-training with ``train.epochs: 0``, or quantization-aware distillation from the float teacher)."""
+
+    kind: Literal["copy"]
+    tokenizer: str | None = None
+    max_length: int = Field(default=128, gt=0)
+
+
 class LinearAttentionStudentConfig(Section):
     """The teacher with its softmax attention swapped for a linear variant (``distilkit.linear_attention``)."""
 
@@ -151,10 +160,11 @@ class LinearAttentionStudentConfig(Section):
 
 
 STUDENT_CONFIGS = (BiLSTMStudentConfig, TransformerStudentConfig, PrunedStudentConfig,
-                   LinearAttentionStudentConfig)
+                   LinearAttentionStudentConfig, CopyStudentConfig)
 STUDENT_KINDS = tuple(cls.model_fields["kind"].annotation.__args__[0] for cls in STUDENT_CONFIGS)
 StudentConfig = Annotated[
-    BiLSTMStudentConfig | TransformerStudentConfig | PrunedStudentConfig | LinearAttentionStudentConfig,
+    BiLSTMStudentConfig | TransformerStudentConfig | PrunedStudentConfig | LinearAttentionStudentConfig
+    | CopyStudentConfig,
     Field(discriminator="kind"),
 ]
 
@@ -170,7 +180,8 @@ class LossConfig(Section):
 class TrainConfig(Section):
     """Optimisation and bookkeeping of the student's training loop."""
 
-    epochs: int = Field(default=3, gt=0)
+    epochs: int = Field(default=3, ge=0)
+    """0: no training; the student is evaluated and saved as built (post-training quantization of a copy)."""
     max_steps: int | None = Field(default=None, gt=0)
     """Stop after this many optimizer steps (overrides ``epochs``)."""
     batch_size: int = Field(default=32, gt=0)
@@ -211,8 +222,46 @@ class MeasureConfig(Section):
     num_threads: int | None = Field(default=None, gt=0)
 
 
+LINEAR_SCHEMES = ("int8", "int4", "ternary", "binary", "bnb8", "bnb4-nf4", "bnb4-fp4")
+EMBEDDING_SCHEMES = ("int8", "int4")
+
+
 class QuantizeConfig(Section):
-    """Post-training quantization of the best student (``distilkit.quantize``; issue 5)."""
+    """Quantization of the best student after training (``distilkit.quantize``).
+
+    With ``qat: true`` the student trains through fake-quantized weights (straight-through estimator) while
+    the float teacher teaches it, and the trained weights are converted on the same grids afterwards.
+    """
+
+    linear: Literal["int8", "int4", "ternary", "binary", "bnb8", "bnb4-nf4", "bnb4-fp4"] | None = "int8"
+    """Grid of linear (and LSTM) weights; ``bnb*`` are bitsandbytes layers for GPU users. ``null``: float."""
+    embedding: Literal["int8", "int4"] | None = None
+    """Row-wise grid of word-embedding tables (saved quantized; bitsandbytes embeddings cannot be)."""
+    symmetric: bool = True
+    """Symmetric grids run on int8 kernels; asymmetric ones are stored quantized and computed in float."""
+    per_channel: bool = True
+    backend: Literal["torch", "torchao"] = "torch"
+    """Kernel of symmetric int8 linears on CPU: ``torch._int_mm`` or torchao's ``Int8Tensor``."""
+    skip_modules: list[str] = Field(default_factory=lambda: ["classifier"])
+    """Modules (names or last name parts) left in float; the classification head by default."""
+    qat: bool = False
+    activation_bits: int | None = Field(default=8, ge=2, le=8)
+    """QAT only: per-token fake quantization of linear inputs, as the int8 kernels quantize them."""
+
+    @model_validator(mode="after")
+    def _combinations(self):
+        bnb = (self.linear or "").startswith("bnb")
+        if self.linear is None and self.embedding is None:
+            raise ValueError("nothing to quantize: set linear and/or embedding")
+        if bnb and self.embedding:
+            raise ValueError("bitsandbytes embeddings cannot be saved; use linear: int8 with embedding: int8")
+        if bnb and self.qat:
+            raise ValueError("qat trains on distilkit grids (int8, int4, ternary, binary), not bitsandbytes")
+        if self.linear in ("ternary", "binary") and not self.symmetric:
+            raise ValueError(f"{self.linear} weights are symmetric by definition; drop symmetric: false")
+        if self.backend == "torchao" and (self.linear != "int8" or not self.symmetric):
+            raise ValueError("backend torchao runs symmetric int8 linear weights only")
+        return self
 
 
 class HubConfig(Section):

@@ -51,6 +51,7 @@ from distilkit.logit_cache import label_with_teacher
 from distilkit.losses import distillation_loss
 from distilkit.measure import count_parameters, cpu_latency_ms, hardware_description, size_on_disk
 from distilkit.metrics import compute_metrics
+from distilkit.quantize_run import evaluate_model, prepare_qat, quantize_output
 from distilkit.students import STUDENTS
 from distilkit.tasks import TaskSpec, load_split, load_task
 from distilkit.teachers import (
@@ -119,6 +120,8 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher):
             tokenizer=tokenizer, is_pair=task.is_pair, embedding_dim=spec.embedding_dim,
             hidden_size=spec.hidden_size, mlp_hidden_size=spec.mlp_hidden_size, dropout=spec.dropout,
             teacher_embeddings=embeddings, freeze_embeddings=spec.freeze_embeddings, **common)
+    elif spec.kind == "copy":
+        model = STUDENTS["copy"].build(teacher_model=hf_teacher.model if hf_teacher else None)
     elif spec.kind == "pruned":
         from distilkit.prune import build_pruned_student  # issue 4
         model = build_pruned_student(spec, hf_teacher, task)
@@ -165,6 +168,28 @@ def save_checkpoint(accelerator: Accelerator, out: Path, progress: Progress, kee
         for old in sorted(root.glob("step-*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def evaluate_and_keep_best(accelerator: Accelerator, student, tokenizer, eval_dls: dict, task: TaskSpec,
+                           progress: Progress, recipe: Recipe) -> dict:
+    """Evaluate on every eval split; save the student atomically to ``output_dir/model`` if it is the best."""
+    record = {"epoch": progress.epoch, "step": progress.global_step}
+    for split, dl in eval_dls.items():
+        logits, labels = predict(accelerator, student, dl)
+        record.update({f"{split}/{k}": v for k, v in compute_metrics(task, logits, labels).items()})
+    progress.history.append(record)
+    accelerator.log(record, step=progress.global_step)
+    accelerator.print(f"epoch {progress.epoch}: {record}")
+    score = record[f"{next(iter(eval_dls))}/{task.main_metric}"]
+    if progress.best is None or score > progress.best:
+        progress.best, progress.best_epoch = score, progress.epoch
+        if accelerator.is_main_process:
+            with atomic_directory(Path(recipe.output_dir) / "model") as tmp:
+                accelerator.unwrap_model(student).save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                (tmp / "recipe.yaml").write_text(dump_recipe(recipe))
+        accelerator.wait_for_everyone()
+    return record
 
 
 def run(recipe: Recipe) -> dict:
@@ -219,6 +244,8 @@ def run(recipe: Recipe) -> dict:
 
     # 3. Student, loaders, optimizer and schedule.
     student, tokenizer = make_student(recipe, task, teacher)
+    if recipe.quantize is not None and recipe.quantize.qat:  # the float teacher teaches a fake-quant student
+        prepare_qat(student, recipe.quantize)
     kind = STUDENTS[recipe.student.kind]
     collate = make_collate(kind.encode, tokenizer, recipe.student.max_length, task.problem_type)
     train_dl = train_loader(train_rows, collate, tcfg.batch_size, tcfg.seed)
@@ -243,7 +270,7 @@ def run(recipe: Recipe) -> dict:
         accelerator.print(f"Resumed from {ckpt} at epoch {progress.epoch}, step {progress.global_step}")
 
     # 5. Training loop.
-    main_split, main_metric = next(iter(eval_sets)), task.main_metric
+    main_split = next(iter(eval_sets))
     seen_ids, examples, train_seconds = [], 0, 0.0
     bar_total = total_steps - progress.global_step
     bar = tqdm(total=bar_total, desc=f"distil {task.name} -> {recipe.student.kind}", unit="step",
@@ -292,32 +319,24 @@ def run(recipe: Recipe) -> dict:
         train_seconds += time.perf_counter() - tick
 
         # 6. Evaluate, keep the best student (atomically), checkpoint the epoch.
-        record = {"epoch": progress.epoch, "step": progress.global_step}
-        for split, dl in eval_dls.items():
-            logits, labels = predict(accelerator, student, dl)
-            record.update({f"{split}/{k}": v for k, v in compute_metrics(task, logits, labels).items()})
-        progress.history.append(record)
-        accelerator.log(record, step=progress.global_step)
-        accelerator.print(f"epoch {progress.epoch}: {record}")
-        score = record[f"{main_split}/{main_metric}"]
-        if progress.best is None or score > progress.best:
-            progress.best, progress.best_epoch = score, progress.epoch
-            if accelerator.is_main_process:
-                with atomic_directory(out / "model") as tmp:
-                    accelerator.unwrap_model(student).save_pretrained(tmp)
-                    tokenizer.save_pretrained(tmp)
-                    (tmp / "recipe.yaml").write_text(dump_recipe(recipe))
-            accelerator.wait_for_everyone()
+        evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
         progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
         save_checkpoint(accelerator, out, progress, tcfg.keep_checkpoints)
     bar.close()
+    if progress.best is None:  # train.epochs: 0 -- keep the student as built (a copy to quantize, say)
+        evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
+
+    # 7. Quantize the best student on the recipe's grids (the same grids QAT trained through).
+    if recipe.quantize is not None and accelerator.is_main_process:
+        quantize_output(out, recipe.quantize)
+    accelerator.wait_for_everyone()
 
     if tcfg.record_batch_ids:
         audit = {"rank": accelerator.process_index, "ids": seen_ids,
                  "weights": fingerprint_module(accelerator.unwrap_model(student))}
         write_json_atomic(out / "logs" / f"rank-{accelerator.process_index}.json", audit)
 
-    # 7. Measure the best student (reloaded from disk, which also proves it round-trips) against the teacher.
+    # 8. Measure the best student (reloaded from disk, which also proves it round-trips) against the teacher.
     metrics = None
     if accelerator.is_main_process:
         metrics = measure_run(recipe, task, teacher, eval_sets[main_split], teacher_metrics, progress,
@@ -359,6 +378,12 @@ def measure_run(recipe: Recipe, task: TaskSpec, teacher, eval_ds, teacher_metric
         "params": count_parameters(student),
         "size_on_disk_bytes": size_on_disk(out / "model"),
     }
+    if recipe.quantize is not None:  # the saved model is the quantized one: score it as reloaded
+        student_info["float_metrics"] = student_info["metrics"]
+        student_info["metrics"] = evaluate_model(student, kind.encode, tokenizer, recipe.student.max_length,
+                                                 eval_ds, task)
+        student_info["float_size_on_disk_bytes"] = size_on_disk(out / "model-float")
+        student_info["quantization"] = recipe.quantize.model_dump()
     teacher_info = {"name": getattr(teacher, "name", type(teacher).__name__),
                     "metrics": teacher_metrics[main_split]}
     if isinstance(teacher, HFTeacher):

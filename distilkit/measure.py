@@ -22,6 +22,9 @@ def count_parameters(model: torch.nn.Module) -> int:
         if id(param) not in seen:
             seen.add(id(param))
             total += param.numel()
+    # Quantized layers (distilkit.quantize) keep their weights as integer buffers: count the weights they
+    # stand for, so a quantized model reports the same parameter count as its float original.
+    total += sum(m.rows * m.cols for m in model.modules() if hasattr(m, "qweight") and hasattr(m, "rows"))
     return total
 
 

@@ -7,10 +7,11 @@ BiLSTM loads through ``AutoModelForSequenceClassification.from_pretrained(dir)``
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
 from distilkit.errors import RecipeError
 from distilkit.students.bilstm import (
@@ -44,9 +45,17 @@ class StudentKind:
     encode: Callable
 
 
+def build_copy_student(*, teacher_model) -> PreTrainedModel:
+    """The teacher itself (float32 copy on CPU): what quantization and pruning stages start from."""
+    if teacher_model is None:
+        raise RecipeError("student.kind: 'copy' needs a Hugging Face teacher model to copy, not a plug-in")
+    return copy.deepcopy(teacher_model).float().cpu().train()
+
+
 STUDENTS: dict[str, StudentKind] = {
     "bilstm": StudentKind(build=build_bilstm_student, encode=encode_bilstm),
     "transformer": StudentKind(build=build_transformer_student, encode=encode_transformer),
+    "copy": StudentKind(build=build_copy_student, encode=encode_transformer),
 }
 
 

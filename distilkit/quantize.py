@@ -1,0 +1,342 @@
+"""Post-training quantization of linear layers, LSTMs and embeddings that saves and reloads.
+
+Stored format (what makes the model small on disk): every quantized module keeps integer tensors plus
+float32 scales in its state dict -- ``qweight`` (int8, or uint8 with ``8 // bits`` values packed per byte for
+2- and 4-bit grids), ``scale`` (one per row) and ``zero_point`` (asymmetric grids only). ``config.json``
+carries a ``quantization_config`` with ``quant_method: distilkit`` and the module table; ``import distilkit``
+registers a transformers quantizer for it, which swaps the listed modules for these classes *before* the
+weights load, so ``AutoModelForSequenceClassification.from_pretrained(dir)`` returns the same model.
+
+Compute:
+  * :class:`QuantLinear` (symmetric grids) runs ``int8 x int8 -> int32`` matrix products (``torch._int_mm``)
+    on activations quantized per token at run time (dynamic quantization, Zafrir et al. 2019 "Q8BERT";
+    Jacob et al. 2018 eq. 1); ``backend="torchao"`` runs torchao's ``Int8Tensor`` kernel on the same
+    integers instead. 4-bit, ternary and binary weights use the same int8 kernel (their integers fit).
+  * Asymmetric grids and LSTMs are stored quantized and dequantized once when the model first runs
+    (smaller on disk, float speed).
+  * :class:`QuantEmbedding`: row-wise int8/int4 word vectors, dequantized only for the rows looked up.
+
+bitsandbytes 8-bit / 4-bit (nf4, fp4) linear layers for GPU users go through transformers'
+``BitsAndBytesConfig`` (:func:`quantize_bnb`); they save and reload with transformers itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import AutoModelForSequenceClassification
+from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
+from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
+from transformers.utils.quantization_config import QuantizationConfigMixin
+
+from distilkit.fake_quant import Grid, dequantize_weight, quantize_activation, quantize_weight, skipped
+
+QUANT_METHOD = "distilkit"
+BNB_SCHEMES = ("bnb8", "bnb4-nf4", "bnb4-fp4")
+
+
+def pack(q: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Store integers ``[rows, cols]`` of ``grid``: int8 for 8 bits, else ``8 // bits`` values per uint8."""
+    if grid.bits == 8:  # asymmetric 8-bit integers are 0..255: unsigned
+        return q.to(torch.int8 if grid.symmetric else torch.uint8)
+    bits = 2 if grid.bits <= 2 else 4  # 3-bit grids are stored in 4 bits
+    per = 8 // bits
+    u = (q.to(torch.int16) - grid.qmin).to(torch.uint8)
+    u = F.pad(u, (0, (-u.shape[1]) % per)).reshape(u.shape[0], -1, per)
+    out = torch.zeros(u.shape[:2], dtype=torch.uint8, device=q.device)
+    for i in range(per):
+        out |= u[..., i] << (bits * i)
+    return out
+
+
+def unpack(packed: torch.Tensor, grid: Grid, cols: int) -> torch.Tensor:
+    """Inverse of :func:`pack` for any leading shape: integers ``[..., cols]`` (int8; int16 for 0..255)."""
+    if grid.bits == 8:
+        return packed if grid.symmetric else packed.to(torch.int16)
+    bits = 2 if grid.bits <= 2 else 4
+    per, mask = 8 // bits, (1 << bits) - 1
+    parts = [(packed >> (bits * i)) & mask for i in range(per)]
+    u = torch.stack(parts, dim=-1).reshape(*packed.shape[:-1], -1)[..., :cols]
+    return (u.to(torch.int16) + grid.qmin).to(torch.int8)
+
+
+def _grid(spec: dict) -> Grid:
+    return Grid(**{k: spec[k] for k in ("bits", "mode", "symmetric", "per_channel")})
+
+
+class _Stored(nn.Module):
+    """Integer weight ``[rows, cols]`` + per-row scale (+ zero point) as state-dict buffers."""
+
+    def _init_storage(self, rows: int, cols: int, grid: Grid, device=None) -> None:
+        self.grid, self.rows, self.cols = grid, rows, cols
+        width = cols if grid.bits == 8 else -(-cols // (8 // (2 if grid.bits <= 2 else 4)))
+        dtype = torch.int8 if grid.bits == 8 and grid.symmetric else torch.uint8
+        self.register_buffer("qweight", torch.zeros(rows, width, dtype=dtype, device=device))
+        self.register_buffer("scale", torch.ones(rows, dtype=torch.float32, device=device))
+        if not grid.symmetric:
+            self.register_buffer("zero_point", torch.zeros(rows, dtype=torch.float32, device=device))
+        self._cache = None  # derived compute tensors, rebuilt when missing or on another device
+
+    def _set(self, w: torch.Tensor) -> None:
+        q, scale, zero = quantize_weight(w.reshape(w.shape[0], -1), self.grid)
+        self.qweight.copy_(pack(q, self.grid))
+        self.scale.copy_(scale)
+        if zero is not None:
+            self.zero_point.copy_(zero)
+        self._cache = None
+
+    def int_weight(self) -> torch.Tensor:
+        return unpack(self.qweight, self.grid, self.cols)
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight these integers represent."""
+        return dequantize_weight(self.int_weight(), self.scale, getattr(self, "zero_point", None))
+
+    def _compute(self) -> dict:
+        if self._cache is None or self._cache["device"] != self.qweight.device:
+            self._cache = {"device": self.qweight.device, **self._build()}
+        return self._cache
+
+    def extra_repr(self) -> str:
+        return f"rows={self.rows}, cols={self.cols}, grid={self.grid}"
+
+
+class QuantLinear(_Stored):
+    """Linear layer with integer weights (see the module docstring for the compute paths)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, grid: Grid, backend: str = "torch",
+                 device=None):
+        super().__init__()
+        self.in_features, self.out_features, self.backend = in_features, out_features, backend
+        self._init_storage(out_features, in_features, grid, device)
+        self.bias = nn.Parameter(torch.zeros(out_features, device=device), requires_grad=False) if bias else None
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, grid: Grid, backend: str = "torch") -> QuantLinear:
+        mod = cls(linear.in_features, linear.out_features, linear.bias is not None, grid, backend,
+                  device=linear.weight.device)
+        mod._set(linear.weight)
+        if linear.bias is not None:
+            mod.bias.data.copy_(linear.bias.detach().float())
+        return mod
+
+    def _build(self) -> dict:
+        if not self.grid.symmetric:
+            return {"weight": self.dequantize()}
+        w = self.int_weight()
+        if self.backend == "torchao":
+            from torchao.quantization import Int8Tensor, PerRow
+            from torchao.quantization.quantize_.workflows.int8.int8_tensor import QuantizeTensorToInt8Kwargs
+            ao = Int8Tensor(w.contiguous(), self.scale[:, None].clone(), [1, self.cols], torch.float32,
+                            act_quant_kwargs=QuantizeTensorToInt8Kwargs(granularity=PerRow()))
+            return {"ao": ao}
+        return {"w_t": w.t(), "weight": None}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self._compute()
+        if "ao" in c:
+            return F.linear(x, c["ao"], self.bias)
+        if c.get("weight") is not None:
+            return F.linear(x, c["weight"].to(x.dtype), self.bias)
+        flat = x.reshape(-1, self.in_features)
+        if x.device.type != "cpu" and (flat.shape[0] <= 16 or self.in_features % 8 or self.out_features % 8):
+            # CUDA's int8 matmul needs > 16 rows and multiples of 8: fall back to a float product.
+            c["weight"] = self.dequantize()
+            return F.linear(x, c["weight"].to(x.dtype), self.bias)
+        xq, xs = quantize_activation(flat)
+        y = torch._int_mm(xq, c["w_t"]).float() * xs * self.scale
+        if self.bias is not None:
+            y = y + self.bias
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+
+class QuantEmbedding(_Stored):
+    """Row-wise quantized embedding table: only the looked-up rows are dequantized."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, grid: Grid, padding_idx: int | None = None,
+                 device=None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        self._init_storage(num_embeddings, embedding_dim, grid, device)
+
+    @classmethod
+    def from_float(cls, emb: nn.Embedding, grid: Grid) -> QuantEmbedding:
+        mod = cls(emb.num_embeddings, emb.embedding_dim, grid, emb.padding_idx, device=emb.weight.device)
+        mod._set(emb.weight)
+        return mod
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Dequantized table, for code that reads ``get_input_embeddings().weight``."""
+        return self.dequantize()
+
+    def _build(self) -> dict:
+        return {}
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = unpack(self.qweight[ids], self.grid, self.cols).float()
+        if not self.grid.symmetric:
+            rows = rows - self.zero_point[ids].unsqueeze(-1)
+        return rows * self.scale[ids].unsqueeze(-1)
+
+
+class QuantLSTM(nn.Module):
+    """An ``nn.LSTM`` stored with integer weight matrices; computes with a float copy made on first use."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, grid: Grid,
+                 device=None):
+        super().__init__()
+        self.shape = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers,
+                      "bidirectional": bidirectional, "batch_first": True}
+        probe = nn.LSTM(**self.shape, device="meta")
+        self.weights = nn.ModuleDict()
+        for name, param in probe.named_parameters():
+            if name.startswith("weight"):
+                self.weights[name] = _Stored()
+                self.weights[name]._init_storage(param.shape[0], param.shape[1], grid, device)
+            else:
+                self.register_parameter(name, nn.Parameter(torch.zeros(param.shape, device=device),
+                                                           requires_grad=False))
+        self._float = None
+
+    @classmethod
+    def from_float(cls, lstm: nn.LSTM, grid: Grid) -> QuantLSTM:
+        if not lstm.batch_first or lstm.proj_size or not lstm.bias:
+            raise ValueError("QuantLSTM supports batch_first LSTMs with biases and no projection")
+        mod = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bidirectional, grid,
+                  device=lstm.weight_ih_l0.device)
+        for name, param in lstm.named_parameters():
+            if name.startswith("weight"):
+                mod.weights[name]._set(param)
+            else:
+                getattr(mod, name).data.copy_(param.detach())
+        return mod
+
+    def forward(self, *args, **kwargs):
+        device = self.weights["weight_ih_l0"].qweight.device
+        if self._float is None or self._float[0].weight_ih_l0.device != device:
+            lstm = nn.LSTM(**self.shape, device=device)
+            with torch.no_grad():
+                for name, param in lstm.named_parameters():
+                    src = self.weights[name].dequantize() if name.startswith("weight") else getattr(self, name)
+                    param.copy_(src)
+            lstm.requires_grad_(False)
+            self._float = [lstm]  # a list keeps it out of the state dict: only integers are saved
+        return self._float[0](*args, **kwargs)
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid | None = None,
+                   skip_modules=("classifier",), backend: str = "torch") -> dict:
+    """Replace float layers of ``model`` by quantized ones *in place* and record how, for ``config.json``.
+
+    Args:
+        model: A ``PreTrainedModel`` (BERT-like transformer or BiLSTM student); fake-quant layers count as
+            their float parents, so a QAT model converts with its own grids.
+        linear: Grid of ``nn.Linear`` and ``nn.LSTM`` weights (``None``: keep float).
+        embedding: Grid of ``nn.Embedding`` tables, row-wise (``None``: keep float).
+        skip_modules: Module names (or last parts of names) left in float, e.g. the classifier head.
+        backend: ``torch`` (``torch._int_mm``) or ``torchao`` (torchao ``Int8Tensor``) for symmetric linears.
+
+    Returns:
+        The quantization config dict, also stored as ``model.config.quantization_config``.
+    """
+    if backend == "torchao" and linear is not None and not linear.symmetric:
+        raise ValueError("the torchao backend runs symmetric int8 weights only")
+    table = {}
+    for name, module in list(model.named_modules()):
+        if not name or skipped(name, skip_modules):
+            continue
+        if isinstance(module, nn.Linear) and linear is not None:
+            new, kind, grid = QuantLinear.from_float(module, linear, backend), "linear", linear
+        elif isinstance(module, nn.LSTM) and linear is not None:
+            new, kind, grid = QuantLSTM.from_float(module, linear), "lstm", linear
+        elif isinstance(module, nn.Embedding) and embedding is not None:
+            new, kind, grid = QuantEmbedding.from_float(module, embedding), "embedding", embedding
+        else:
+            continue
+        _set_module(model, name, new)
+        table[name] = {"kind": kind, **grid.to_dict()}
+    config = {"quant_method": QUANT_METHOD, "backend": backend, "modules": table}
+    model.config.quantization_config = config
+    return config
+
+
+def _build_quantized(model: nn.Module, config: dict) -> None:
+    """Swap the modules listed in a saved ``quantization_config`` for empty quantized ones (before loading)."""
+    backend = config.get("backend", "torch")
+    for name, spec in config["modules"].items():
+        old, grid = model.get_submodule(name), _grid(spec)
+        if spec["kind"] == "linear":
+            new = QuantLinear(old.in_features, old.out_features, old.bias is not None, grid, backend)
+        elif spec["kind"] == "lstm":
+            new = QuantLSTM(old.input_size, old.hidden_size, old.num_layers, old.bidirectional, grid)
+        elif spec["kind"] == "embedding":
+            new = QuantEmbedding(old.num_embeddings, old.embedding_dim, grid, old.padding_idx)
+        else:
+            raise ValueError(f"quantization_config: unknown module kind {spec['kind']!r} for {name}")
+        _set_module(model, name, new)
+
+
+class DistilkitQuantizationConfig(QuantizationConfigMixin):
+    """``quantization_config`` of a distilkit-quantized checkpoint (``quant_method: distilkit``)."""
+
+    def __init__(self, modules: dict | None = None, backend: str = "torch", **kwargs):
+        self.quant_method = QUANT_METHOD
+        self.modules = modules or {}
+        self.backend = backend
+
+
+class DistilkitQuantizer(HfQuantizer):
+    """Loads distilkit-quantized checkpoints: rebuilds the quantized modules, then weights load as usual."""
+
+    requires_calibration = True  # only pre-quantized checkpoints: quantize with quantize_model()
+
+    def _process_model_before_weight_loading(self, model, **kwargs):
+        _build_quantized(model, self.quantization_config.to_dict())
+        return model
+
+    def _process_model_after_weight_loading(self, model, **kwargs):
+        return model
+
+    def is_serializable(self, *args, **kwargs) -> bool:
+        return True
+
+    @property
+    def is_trainable(self) -> bool:
+        return False
+
+
+def register() -> None:
+    """Make ``quant_method: distilkit`` loadable by transformers (idempotent; run on ``import distilkit``)."""
+    if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
+        register_quantization_config(QUANT_METHOD)(DistilkitQuantizationConfig)
+    if QUANT_METHOD not in AUTO_QUANTIZER_MAPPING:
+        register_quantizer(QUANT_METHOD)(DistilkitQuantizer)
+
+
+def quantize_bnb(src: str | Path, dst: str | Path, scheme: str, skip_modules=("classifier",)) -> nn.Module:
+    """bitsandbytes 8-bit (LLM.int8(), Dettmers et al. 2022) or 4-bit nf4/fp4 (QLoRA, Dettmers et al. 2023)
+    linear layers, via transformers; saves to ``dst`` and returns the quantized model.
+
+    Embeddings stay float: bitsandbytes' quantized embeddings cannot be saved.
+    """
+    from transformers import BitsAndBytesConfig
+
+    if scheme not in BNB_SCHEMES:
+        raise ValueError(f"unknown bitsandbytes scheme {scheme!r}; valid: {', '.join(BNB_SCHEMES)}")
+    if scheme == "bnb8":
+        cfg = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(skip_modules))
+    else:
+        cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=scheme.split("-")[1],
+                                 bnb_4bit_compute_dtype=torch.float32, llm_int8_skip_modules=list(skip_modules))
+    model = AutoModelForSequenceClassification.from_pretrained(src, quantization_config=cfg)
+    model.save_pretrained(dst)
+    return model.eval()
