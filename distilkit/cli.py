@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     quant.add_argument("--out", required=True, help="directory for the quantized model")
     quant.add_argument("--linear", default="int8", help="int8, int4, ternary, binary, bnb8, bnb4-nf4, bnb4-fp4 or none")
     quant.add_argument("--embedding", default="none", help="int8, int4 or none")
-    quant.add_argument("--backend", default="torch", help="torch (torch._int_mm) or torchao")
+    quant.add_argument("--backend", default="fbgemm", help="fbgemm (CPU engine), int_mm (torch._int_mm) or torchao")
     quant.add_argument("--asymmetric", action="store_true", help="asymmetric grids (zero points; float compute)")
     quant.add_argument("--skip", nargs="+", default=None, metavar="MODULE", help="modules left float (classifier)")
     quant.add_argument("--task", default=None, help="evaluate float and quantized on this task's eval split")

@@ -240,8 +240,9 @@ class QuantizeConfig(Section):
     symmetric: bool = True
     """Symmetric grids run on int8 kernels; asymmetric ones are stored quantized and computed in float."""
     per_channel: bool = True
-    backend: Literal["torch", "torchao"] = "torch"
-    """Kernel of symmetric int8 linears on CPU: ``torch._int_mm`` or torchao's ``Int8Tensor``."""
+    backend: Literal["fbgemm", "int_mm", "torchao"] = "fbgemm"
+    """Kernel of symmetric linears: PyTorch's quantized CPU engine (fastest on CPU), ``torch._int_mm``
+    (CPU/CUDA; what QAT simulates) or torchao's ``Int8Tensor``."""
     skip_modules: list[str] = Field(default_factory=lambda: ["classifier"])
     """Modules (names or last name parts) left in float; the classification head by default."""
     qat: bool = False

@@ -7,11 +7,15 @@ carries a ``quantization_config`` with ``quant_method: distilkit`` and the modul
 registers a transformers quantizer for it, which swaps the listed modules for these classes *before* the
 weights load, so ``AutoModelForSequenceClassification.from_pretrained(dir)`` returns the same model.
 
-Compute:
-  * :class:`QuantLinear` (symmetric grids) runs ``int8 x int8 -> int32`` matrix products (``torch._int_mm``)
-    on activations quantized per token at run time (dynamic quantization, Zafrir et al. 2019 "Q8BERT";
-    Jacob et al. 2018 eq. 1); ``backend="torchao"`` runs torchao's ``Int8Tensor`` kernel on the same
-    integers instead. 4-bit, ternary and binary weights use the same int8 kernel (their integers fit).
+Compute (dynamic quantization, Zafrir et al. 2019 "Q8BERT"; Jacob et al. 2018 eq. 1): :class:`QuantLinear`
+with a symmetric grid multiplies int8 weights by activations quantized at run time, on one of three kernels
+(``backend``), all fed the same stored integers:
+  * ``fbgemm`` (default): PyTorch's quantized CPU engine (``torch.ops.quantized.linear_dynamic``, FBGEMM/x86;
+    per-tensor activation scales). The fastest on CPU here; on other devices it falls back to ``int_mm``.
+  * ``int_mm``: ``torch._int_mm`` (int8 x int8 -> int32) with per-token activation scales, on CPU or CUDA;
+    exactly what QAT's fake quantization simulates.
+  * ``torchao``: torchao's ``Int8Tensor`` (dynamic int8 activations, per-row weights).
+  4-bit, ternary and binary weights run on the same int8 kernels (their integers fit).
   * Asymmetric grids and LSTMs are stored quantized and dequantized once when the model first runs
     (smaller on disk, float speed).
   * :class:`QuantEmbedding`: row-wise int8/int4 word vectors, dequantized only for the rows looked up.
@@ -107,7 +111,7 @@ class _Stored(nn.Module):
 class QuantLinear(_Stored):
     """Linear layer with integer weights (see the module docstring for the compute paths)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool, grid: Grid, backend: str = "torch",
+    def __init__(self, in_features: int, out_features: int, bias: bool, grid: Grid, backend: str = "fbgemm",
                  device=None):
         super().__init__()
         self.in_features, self.out_features, self.backend = in_features, out_features, backend
@@ -115,7 +119,7 @@ class QuantLinear(_Stored):
         self.bias = nn.Parameter(torch.zeros(out_features, device=device), requires_grad=False) if bias else None
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, grid: Grid, backend: str = "torch") -> QuantLinear:
+    def from_float(cls, linear: nn.Linear, grid: Grid, backend: str = "fbgemm") -> QuantLinear:
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, grid, backend,
                   device=linear.weight.device)
         mod._set(linear.weight)
@@ -133,10 +137,19 @@ class QuantLinear(_Stored):
             ao = Int8Tensor(w.contiguous(), self.scale[:, None].clone(), [1, self.cols], torch.float32,
                             act_quant_kwargs=QuantizeTensorToInt8Kwargs(granularity=PerRow()))
             return {"ao": ao}
+        if self.backend == "fbgemm" and self.qweight.device.type == "cpu":
+            qw = torch._make_per_channel_quantized_tensor(
+                w, self.scale.double(), torch.zeros(self.rows, dtype=torch.long), 0)
+            bias = self.bias.detach().float() if self.bias is not None else None
+            return {"packed": torch.ops.quantized.linear_prepack(qw, bias)}
         return {"w_t": w.t(), "weight": None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self._compute()
+        if "packed" in c:
+            # reduce_range: 7-bit activations keep x86's u8 x s8 -> s16 accumulation from saturating.
+            y = torch.ops.quantized.linear_dynamic(x.reshape(-1, self.in_features).float(), c["packed"], True)
+            return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         if "ao" in c:
             return F.linear(x, c["ao"], self.bias)
         if c.get("weight") is not None:
@@ -234,7 +247,7 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid | None = None,
-                   skip_modules=("classifier",), backend: str = "torch") -> dict:
+                   skip_modules=("classifier",), backend: str = "fbgemm") -> dict:
     """Replace float layers of ``model`` by quantized ones *in place* and record how, for ``config.json``.
 
     Args:
@@ -243,7 +256,7 @@ def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid
         linear: Grid of ``nn.Linear`` and ``nn.LSTM`` weights (``None``: keep float).
         embedding: Grid of ``nn.Embedding`` tables, row-wise (``None``: keep float).
         skip_modules: Module names (or last parts of names) left in float, e.g. the classifier head.
-        backend: ``torch`` (``torch._int_mm``) or ``torchao`` (torchao ``Int8Tensor``) for symmetric linears.
+        backend: Kernel of symmetric linears: ``fbgemm``, ``int_mm`` or ``torchao`` (see the module docstring).
 
     Returns:
         The quantization config dict, also stored as ``model.config.quantization_config``.
@@ -271,7 +284,7 @@ def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid
 
 def _build_quantized(model: nn.Module, config: dict) -> None:
     """Swap the modules listed in a saved ``quantization_config`` for empty quantized ones (before loading)."""
-    backend = config.get("backend", "torch")
+    backend = config.get("backend", "fbgemm")
     for name, spec in config["modules"].items():
         old, grid = model.get_submodule(name), _grid(spec)
         if spec["kind"] == "linear":
@@ -288,7 +301,7 @@ def _build_quantized(model: nn.Module, config: dict) -> None:
 class DistilkitQuantizationConfig(QuantizationConfigMixin):
     """``quantization_config`` of a distilkit-quantized checkpoint (``quant_method: distilkit``)."""
 
-    def __init__(self, modules: dict | None = None, backend: str = "torch", **kwargs):
+    def __init__(self, modules: dict | None = None, backend: str = "fbgemm", **kwargs):
         self.quant_method = QUANT_METHOD
         self.modules = modules or {}
         self.backend = backend

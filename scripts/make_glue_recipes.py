@@ -1,6 +1,6 @@
-"""Write recipes/glue/<task>/{bert-large-to-bilstm,bert-large-to-small-transformer}.yaml.
+"""Write recipes/glue/<task>/{bert-large-to-bilstm,bert-large-to-small-transformer,quantize-int8,qat-int4}.yaml.
 
-The recipes are plain YAML files meant to be read and edited by hand; this script only keeps the 18 of
+The recipes are plain YAML files meant to be read and edited by hand; this script only keeps the 36 of
 them consistent. Re-run it after changing a default here: ``python scripts/make_glue_recipes.py``.
 """
 
@@ -53,13 +53,41 @@ def recipe(task: str, student: str) -> dict:
     return body
 
 
+def quantize_recipe(task: str, qat: bool) -> dict:
+    """Post-training int8 (linear + embedding) of the teacher itself, or int4 quantization-aware training
+    of a copy of the teacher distilled from the float teacher (Zafrir et al. 2019, Q8BERT, trains 8-bit
+    BERT the same way; 4-bit needs the training)."""
+    body = {
+        "description": (f"{'Quantization-aware distillation to int4 linears' if qat else 'Post-training int8'} "
+                        f"(+ int8 word embeddings) of BERT-large fine-tuned on {task.upper()}; saves a "
+                        "quantized model that reloads with AutoModelForSequenceClassification."),
+        "task": task,
+        "output_dir": f"runs/{task}-{'qat-int4' if qat else 'quantize-int8'}",
+        "data": {"dir": None},
+        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
+        "student": {"kind": "copy", "max_length": 128},
+    }
+    if qat:
+        body["loss"] = ({"kind": "mse", "alpha": 0.0} if task == "stsb"
+                        else {"kind": "kl", "temperature": 2.0, "alpha": 0.0})
+        body["train"] = {"epochs": 1 if task in LARGE else 2, "batch_size": 32, "lr": 1e-5, "warmup_ratio": 0.1,
+                         "seed": 42}
+        body["quantize"] = {"linear": "int4", "embedding": "int8", "qat": True, "activation_bits": 8}
+    else:
+        body["train"] = {"epochs": 0}
+        body["quantize"] = {"linear": "int8", "embedding": "int8", "backend": "fbgemm"}
+    return body
+
+
 def main() -> None:
     for task in TASKS:
-        for student, name in (("bilstm", "bert-large-to-bilstm"), ("transformer", "bert-large-to-small-transformer")):
+        for kind, name in (("bilstm", "bert-large-to-bilstm"), ("transformer", "bert-large-to-small-transformer"),
+                           ("ptq", "quantize-int8"), ("qat", "qat-int4")):
             path = ROOT / "recipes" / "glue" / task / f"{name}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             header = f"# {name} on {task.upper()} -- run: distilkit run {path.relative_to(ROOT)}\n"
-            path.write_text(header + yaml.safe_dump(recipe(task, student), sort_keys=False, width=1000))
+            body = recipe(task, kind) if kind in ("bilstm", "transformer") else quantize_recipe(task, kind == "qat")
+            path.write_text(header + yaml.safe_dump(body, sort_keys=False, width=1000))
             print(path.relative_to(ROOT))
 
 
