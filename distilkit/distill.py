@@ -101,8 +101,11 @@ def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator:
                            max_length=cfg.max_length, device=accelerator.device)
 
 
-def make_student(recipe: Recipe, task: TaskSpec, teacher):
-    """Build the student and its tokenizer from ``recipe.student`` (teacher's tokenizer by default)."""
+def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict] | None = None):
+    """Build the student and its tokenizer from ``recipe.student`` (teacher's tokenizer by default).
+
+    ``train_rows`` (the labelled transfer set) is where a pruned student's importance scores come from.
+    """
     spec = recipe.student
     hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
     if spec.tokenizer:
@@ -123,8 +126,8 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher):
     elif spec.kind == "copy":
         model = STUDENTS["copy"].build(teacher_model=hf_teacher.model if hf_teacher else None)
     elif spec.kind == "pruned":
-        from distilkit.prune import build_pruned_student  # issue 4
-        model = build_pruned_student(spec, hf_teacher, task)
+        from distilkit.prune_run import build_pruned_student
+        model = build_pruned_student(spec, hf_teacher, task, train_rows)
     elif spec.kind == "linear_attention":
         from distilkit.linear_attention import build_linear_attention_student  # issue 6
         model = build_linear_attention_student(spec, hf_teacher, task)
@@ -194,6 +197,9 @@ def evaluate_and_keep_best(accelerator: Accelerator, student, tokenizer, eval_dl
 
 def run(recipe: Recipe) -> dict:
     """Run a distillation recipe end to end and return the metrics written to ``metrics.json``."""
+    if recipe.student.kind == "pruned" and recipe.student.rounds > 1:  # iterative: one run per round
+        from distilkit.prune_run import run_iterative
+        return run_iterative(recipe)
     out, tcfg = Path(recipe.output_dir), recipe.train
     accelerator = Accelerator(
         mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.grad_accum,
@@ -243,7 +249,7 @@ def run(recipe: Recipe) -> dict:
     accelerator.print(f"Teacher: {teacher_metrics}")
 
     # 3. Student, loaders, optimizer and schedule.
-    student, tokenizer = make_student(recipe, task, teacher)
+    student, tokenizer = make_student(recipe, task, teacher, train_rows)
     if recipe.quantize is not None and recipe.quantize.qat:  # the float teacher teaches a fake-quant student
         prepare_qat(student, recipe.quantize)
     kind = STUDENTS[recipe.student.kind]

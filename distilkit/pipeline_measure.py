@@ -55,7 +55,7 @@ def measure_candidate(recipe: Recipe, tmp: Path, batch_size: int, with_latency: 
     eval_split = (data.eval_splits or task.eval_splits)[0]
     eval_ds = load_split(task, eval_split, data_dir=data.dir, max_examples=64, seed=recipe.train.seed)
     teacher = load_teacher(recipe, task, train_ds, eval_ds, Accelerator(cpu=True))
-    student, tokenizer = make_student(recipe, task, teacher)
+    student, tokenizer = make_student(recipe, task, teacher, list(train_ds))
     student.save_pretrained(tmp)
     measured = {"params": count_parameters(student), "size_mb": round(size_on_disk(tmp) / MB, 3),
                 "latency_ms": None}

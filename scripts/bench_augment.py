@@ -15,14 +15,13 @@ the full SST-2 dev set, side by side in one run:
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_common import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, FINETUNE, ROOT, TEACHER_EXAMPLES
+from bench_common import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, FINETUNE, TEACHER_EXAMPLES, write_section
 
 from distilkit.config import validate_recipe
 from distilkit.distill import run
@@ -114,13 +113,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text()
-        if BEGIN in text:
-            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        doc.write_text(text)
+        write_section(BEGIN, END, section)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ hashes the base weights, the data and the hyper-parameters; see ``distilkit.fine
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -49,3 +50,14 @@ def sst2_minilm_teacher(data_dir: str | Path = DEFAULT_DATA_DIR, cache_dir: str 
     cfg = TeacherConfig(model="minilm", max_length=TEACHER_MAX_LENGTH, batch_size=128,
                         finetune=FinetuneConfig(**FINETUNE))
     return finetune_teacher(cfg, task, train, dev, cache_dir=cache_dir)
+
+
+def write_section(begin: str, end: str, section: str) -> None:
+    """Replace the text between ``begin`` and ``end`` markers in docs/benchmarks.md (append if absent)."""
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    doc.write_text(text)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -27,12 +26,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from bench_common import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, FINETUNE, TEACHER_EXAMPLES  # noqa: E402
+from bench_common import (  # noqa: E402
+    DEFAULT_CACHE_DIR,
+    DEFAULT_DATA_DIR,
+    FINETUNE,
+    TEACHER_EXAMPLES,
+    write_section,
+)
 
 from distilkit.config import validate_recipe  # noqa: E402
 from distilkit.distill import run  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench_distill:begin -->", "<!-- bench_distill:end -->"
 
 
@@ -130,13 +134,7 @@ def main() -> None:
     section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text() if doc.exists() else "# Benchmarks\n\nMeasured on this project's CPU machine.\n"
-        if BEGIN in text:
-            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        doc.write_text(text)
+        write_section(BEGIN, END, section)
     shutil.rmtree(work / "bilstm" / "checkpoints", ignore_errors=True)
 
 

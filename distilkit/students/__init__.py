@@ -20,6 +20,7 @@ from distilkit.students.bilstm import (
     build_bilstm_student,
     encode_bilstm,
 )
+from distilkit.students.pruned import PRUNED_CLASSES
 from distilkit.students.transformer import build_transformer_student, encode_transformer
 
 __all__ = [
@@ -56,6 +57,8 @@ STUDENTS: dict[str, StudentKind] = {
     "bilstm": StudentKind(build=build_bilstm_student, encode=encode_bilstm),
     "transformer": StudentKind(build=build_transformer_student, encode=encode_transformer),
     "copy": StudentKind(build=build_copy_student, encode=encode_transformer),
+    # Built by distilkit.prune_run.build_pruned_student (needs importance data); tokenized like the teacher.
+    "pruned": StudentKind(build=build_copy_student, encode=encode_transformer),
 }
 
 
@@ -77,9 +80,12 @@ def encode_for_student(kind: str, tokenizer, texts_a: list[str], texts_b: list[s
 
 
 def _register_auto_classes() -> None:
-    """Map ``model_type: distilkit-bilstm`` to our classes; idempotent, so re-imports do no harm."""
+    """Map ``model_type: distilkit-bilstm`` and ``distilkit-pruned-*`` to our classes; idempotent."""
     AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig, exist_ok=True)
     AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification, exist_ok=True)
+    for config_class, model_class in PRUNED_CLASSES.values():
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
 
 
 _register_auto_classes()
