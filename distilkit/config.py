@@ -335,14 +335,16 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
     lines = []
     for item in err.errors():
         # Discriminated unions insert the tag ("bilstm") into the location; users never wrote it.
+        kind = next((p for p in item["loc"] if p in STUDENT_KINDS), None)
         loc = [str(p) for p in item["loc"] if p not in STUDENT_KINDS]
         key = ".".join(loc) or "<root>"
         where = f"--set {key}={overrides[key]}" if overrides and key in overrides else source
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             known = _known_keys(model, tuple(loc[:-1]))
-            if "student" in loc[:-1]:
-                known = sorted({key for cls in STUDENT_CONFIGS for key in cls.model_fields})
+            if "student" in loc[:-1]:  # the keys of the kind the recipe chose
+                known = sorted(next(c for c in STUDENT_CONFIGS if c.model_fields["kind"].annotation.__args__[0]
+                                    == kind).model_fields) if kind else []
             hint = difflib.get_close_matches(loc[-1], known, n=1)
             msg = f"unknown key '{loc[-1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
             if known:

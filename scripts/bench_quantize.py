@@ -17,7 +17,6 @@ fake quantization on, same data and epochs as its fp32 original). QAT rows quant
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from bench_common import (
     DEFAULT_DATA_DIR,
     FINETUNE,
     TEACHER_EXAMPLES,
+    interleaved_latency,
     sst2_minilm_teacher,
     sst2_splits,
     write_section,
@@ -37,7 +37,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.config import QuantizeConfig, validate_recipe
 from distilkit.distill import run
-from distilkit.measure import cpu_latency_ms, size_on_disk
+from distilkit.measure import size_on_disk
 from distilkit.pipeline_measure import encoder_for
 from distilkit.quantize_run import evaluate_model, quantize_directory
 from distilkit.tasks import load_task
@@ -96,25 +96,10 @@ def variants(name: str, float_dir: Path, work: Path, args, teacher_dir: Path) ->
 def measure(dirs: dict[str, Path], dev, task, rounds: int) -> dict[str, dict]:
     models = {k: AutoModelForSequenceClassification.from_pretrained(d).eval() for k, d in dirs.items()}
     tokenizer = AutoTokenizer.from_pretrained(next(iter(dirs.values())))
-    texts = list(dev["text_a"])
-    rows = {}
-    for label, model in models.items():
-        encode = encoder_for(model)
-        rows[label] = {"size_mb": size_on_disk(dirs[label]) / MB,
-                       "accuracy": evaluate_model(model, encode, tokenizer, MAX_LENGTH, dev, task)["accuracy"],
-                       "b1": [], "b32": []}
-    for _ in range(rounds):  # interleaved: every variant is timed in every round
-        for label, model in models.items():
-            encode = encoder_for(model)
-
-            def make(batch_size, encode=encode):
-                return dict(encode(tokenizer, (texts * batch_size)[:batch_size], None, MAX_LENGTH))
-            timed = cpu_latency_ms(model, make, batch_sizes=(1, 32), repeats=10)
-            rows[label]["b1"].append(timed["b1"])
-            rows[label]["b32"].append(timed["b32"])
-    for row in rows.values():
-        row["b1"], row["b32"] = statistics.median(row["b1"]), statistics.median(row["b32"])
-    return rows
+    latency = interleaved_latency(models, tokenizer, list(dev["text_a"]), MAX_LENGTH, rounds)
+    return {label: {"size_mb": size_on_disk(dirs[label]) / MB, **latency[label],
+                    "accuracy": evaluate_model(model, encoder_for(model), tokenizer, MAX_LENGTH, dev, task)["accuracy"]}
+            for label, model in models.items()}
 
 
 def main() -> None:

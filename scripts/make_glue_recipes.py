@@ -1,7 +1,8 @@
-"""Write recipes/glue/<task>/{bert-large-to-bilstm,bert-large-to-small-transformer,quantize-int8,qat-int4}.yaml.
+"""Write recipes/glue/<task>/<name>.yaml for every GLUE task and every recipe family below.
 
-The recipes are plain YAML files meant to be read and edited by hand; this script only keeps the 36 of
-them consistent. Re-run it after changing a default here: ``python scripts/make_glue_recipes.py``.
+Families: bert-large-to-bilstm, bert-large-to-small-transformer, quantize-int8, qat-int4, prune-heads,
+prune-layers. The recipes are plain YAML files meant to be read and edited by hand; this script only keeps
+the 54 of them consistent. Re-run it after changing a default here: ``python scripts/make_glue_recipes.py``.
 """
 
 from __future__ import annotations
@@ -79,14 +80,44 @@ def quantize_recipe(task: str, qat: bool) -> dict:
     return body
 
 
+def prune_recipe(task: str, what: str) -> dict:
+    """Structured pruning of the BERT-large teacher, recovered by distillation from the unpruned teacher:
+    40% of the 384 heads (Michel et al. 2019 importance) in 2 iterative rounds, or 12 of its 24 layers."""
+    student = {"kind": "pruned", "max_length": 128, "importance_examples": 512}
+    if what == "heads":
+        student.update(heads=0.4, rounds=2)
+    else:
+        student.update(layers=12)
+    loss = {"kind": "mse", "alpha": 0.0} if task == "stsb" else {"kind": "kl", "temperature": 2.0, "alpha": 0.0}
+    return {
+        "description": (f"Prune {'40% of the attention heads' if what == 'heads' else 'half of the layers'} of "
+                        f"BERT-large fine-tuned on {task.upper()} (structural removal; reloads with "
+                        "from_pretrained), recovered by distillation from the unpruned teacher."),
+        "task": task,
+        "output_dir": f"runs/{task}-prune-{what}",
+        "data": {"dir": None},
+        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
+        "student": student,
+        "loss": loss,
+        "train": {"epochs": 1 if task in LARGE else 2, "batch_size": 32, "lr": 2e-5, "warmup_ratio": 0.1,
+                  "seed": 42},
+    }
+
+
 def main() -> None:
     for task in TASKS:
         for kind, name in (("bilstm", "bert-large-to-bilstm"), ("transformer", "bert-large-to-small-transformer"),
-                           ("ptq", "quantize-int8"), ("qat", "qat-int4")):
+                           ("ptq", "quantize-int8"), ("qat", "qat-int4"), ("heads", "prune-heads"),
+                           ("layers", "prune-layers")):
             path = ROOT / "recipes" / "glue" / task / f"{name}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             header = f"# {name} on {task.upper()} -- run: distilkit run {path.relative_to(ROOT)}\n"
-            body = recipe(task, kind) if kind in ("bilstm", "transformer") else quantize_recipe(task, kind == "qat")
+            if kind in ("bilstm", "transformer"):
+                body = recipe(task, kind)
+            elif kind in ("heads", "layers"):
+                body = prune_recipe(task, kind)
+            else:
+                body = quantize_recipe(task, kind == "qat")
             path.write_text(header + yaml.safe_dump(body, sort_keys=False, width=1000))
             print(path.relative_to(ROOT))
 
