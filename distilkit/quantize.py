@@ -16,8 +16,9 @@ with a symmetric grid multiplies int8 weights by activations quantized at run ti
     exactly what QAT's fake quantization simulates.
   * ``torchao``: torchao's ``Int8Tensor`` (dynamic int8 activations, per-row weights).
   4-bit, ternary and binary weights run on the same int8 kernels (their integers fit).
-  * Asymmetric grids and LSTMs are stored quantized and dequantized once when the model first runs
-    (smaller on disk, float speed).
+  * :class:`QuantLSTM` runs PyTorch's dynamic int8 LSTM kernel on the same FBGEMM engine (CPU, symmetric).
+  * Asymmetric grids (and LSTMs off that path) are stored quantized and dequantized once when the model
+    first runs (smaller on disk, float speed).
   * :class:`QuantEmbedding`: row-wise int8/int4 word vectors, dequantized only for the rows looked up.
 
 bitsandbytes 8-bit / 4-bit (nf4, fp4) linear layers for GPU users go through transformers'
@@ -26,6 +27,7 @@ bitsandbytes 8-bit / 4-bit (nf4, fp4) linear layers for GPU users go through tra
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,6 +67,22 @@ def unpack(packed: torch.Tensor, grid: Grid, cols: int) -> torch.Tensor:
     parts = [(packed >> (bits * i)) & mask for i in range(per)]
     u = torch.stack(parts, dim=-1).reshape(*packed.shape[:-1], -1)[..., :cols]
     return (u.to(torch.int16) + grid.qmin).to(torch.int8)
+
+
+def _fbgemm_packed(int_weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    """Prepack integer weights for PyTorch's quantized CPU engine, or ``None`` where it is unavailable.
+
+    PyTorch marks quantized-tensor constructors as deprecated (pytorch#184982) but still ships the FBGEMM
+    kernels, the fastest int8 path on x86 CPUs here; when they go, callers fall back to ``torch._int_mm``.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            qw = torch._make_per_channel_quantized_tensor(
+                int_weight, scale.double(), torch.zeros(int_weight.shape[0], dtype=torch.long), 0)
+            return torch.ops.quantized.linear_prepack(qw, bias)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
 
 
 def _grid(spec: dict) -> Grid:
@@ -138,10 +156,9 @@ class QuantLinear(_Stored):
                             act_quant_kwargs=QuantizeTensorToInt8Kwargs(granularity=PerRow()))
             return {"ao": ao}
         if self.backend == "fbgemm" and self.qweight.device.type == "cpu":
-            qw = torch._make_per_channel_quantized_tensor(
-                w, self.scale.double(), torch.zeros(self.rows, dtype=torch.long), 0)
-            bias = self.bias.detach().float() if self.bias is not None else None
-            return {"packed": torch.ops.quantized.linear_prepack(qw, bias)}
+            packed = _fbgemm_packed(w, self.scale, self.bias.detach().float() if self.bias is not None else None)
+            if packed is not None:
+                return {"packed": packed}
         return {"w_t": w.t(), "weight": None}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -197,11 +214,17 @@ class QuantEmbedding(_Stored):
 
 
 class QuantLSTM(nn.Module):
-    """An ``nn.LSTM`` stored with integer weight matrices; computes with a float copy made on first use."""
+    """An ``nn.LSTM`` stored with integer weight matrices.
+
+    On CPU with symmetric grids and ``backend="fbgemm"`` it runs PyTorch's dynamic int8 LSTM kernel
+    (``torch.quantized_lstm`` over prepacked FBGEMM cells); otherwise it computes with a float copy made
+    on first use.
+    """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, grid: Grid,
-                 device=None):
+                 device=None, backend: str = "fbgemm"):
         super().__init__()
+        self.grid, self.backend = grid, backend
         self.shape = {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers,
                       "bidirectional": bidirectional, "batch_first": True}
         probe = nn.LSTM(**self.shape, device="meta")
@@ -216,11 +239,11 @@ class QuantLSTM(nn.Module):
         self._float = None
 
     @classmethod
-    def from_float(cls, lstm: nn.LSTM, grid: Grid) -> QuantLSTM:
+    def from_float(cls, lstm: nn.LSTM, grid: Grid, backend: str = "fbgemm") -> QuantLSTM:
         if not lstm.batch_first or lstm.proj_size or not lstm.bias:
             raise ValueError("QuantLSTM supports batch_first LSTMs with biases and no projection")
         mod = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bidirectional, grid,
-                  device=lstm.weight_ih_l0.device)
+                  device=lstm.weight_ih_l0.device, backend=backend)
         for name, param in lstm.named_parameters():
             if name.startswith("weight"):
                 mod.weights[name]._set(param)
@@ -228,9 +251,53 @@ class QuantLSTM(nn.Module):
                 getattr(mod, name).data.copy_(param.detach())
         return mod
 
+    def _cells(self) -> list | None:
+        """FBGEMM cell parameters, one per layer and direction, in ``nn.LSTM``'s order (None: no FBGEMM)."""
+        cells = []
+        for layer in range(self.shape["num_layers"]):
+            for suffix in ("", "_reverse") if self.shape["bidirectional"] else ("",):
+                packed, biases = [], []
+                for kind in ("ih", "hh"):
+                    stored = self.weights[f"weight_{kind}_l{layer}{suffix}"]
+                    bias = getattr(self, f"bias_{kind}_l{layer}{suffix}").detach().float()
+                    packed.append(_fbgemm_packed(stored.int_weight(), stored.scale, bias))
+                    biases.append(bias)
+                if any(p is None for p in packed):
+                    return None
+                cells.append(torch.ops.quantized.make_quantized_cell_params_dynamic(*packed, *biases, True))
+        return cells
+
     def forward(self, *args, **kwargs):
         device = self.weights["weight_ih_l0"].qweight.device
-        if self._float is None or self._float[0].weight_ih_l0.device != device:
+        if self.backend == "fbgemm" and self.grid.symmetric and device.type == "cpu" and not kwargs:
+            if self._float is None:
+                self._float = ("fbgemm", self._cells())  # a tuple keeps it out of the state dict
+            if isinstance(self._float, tuple) and self._float[1] is not None:
+                return self._forward_int8(*args)
+        return self._forward_float(device, *args, **kwargs)
+
+    def _forward_int8(self, input, hx=None):  # noqa: A002 - nn.LSTM's own signature
+        cells, shape = self._float[1], self.shape
+        directions = 2 if shape["bidirectional"] else 1
+        packed = isinstance(input, nn.utils.rnn.PackedSequence)
+        batch = int(input.batch_sizes[0]) if packed else input.shape[0]
+        if hx is None:
+            zeros = torch.zeros(shape["num_layers"] * directions, batch, shape["hidden_size"])
+            hx = (zeros, zeros)
+        if packed:
+            out = torch.quantized_lstm(input.data, input.batch_sizes, hx, cells, True, shape["num_layers"], 0.0,
+                                       False, shape["bidirectional"], dtype=torch.qint8, use_dynamic=True)
+            output = nn.utils.rnn.PackedSequence(out[0], input.batch_sizes, input.sorted_indices,
+                                                 input.unsorted_indices)
+            hidden = tuple(h if input.unsorted_indices is None else h.index_select(1, input.unsorted_indices)
+                           for h in out[1:])
+            return output, hidden
+        out = torch.quantized_lstm(input, hx, cells, True, shape["num_layers"], 0.0, False,
+                                   shape["bidirectional"], True, dtype=torch.qint8, use_dynamic=True)
+        return out[0], tuple(out[1:])
+
+    def _forward_float(self, device, *args, **kwargs):
+        if not isinstance(self._float, list) or self._float[0].weight_ih_l0.device != device:
             lstm = nn.LSTM(**self.shape, device=device)
             with torch.no_grad():
                 for name, param in lstm.named_parameters():
@@ -270,7 +337,7 @@ def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid
         if isinstance(module, nn.Linear) and linear is not None:
             new, kind, grid = QuantLinear.from_float(module, linear, backend), "linear", linear
         elif isinstance(module, nn.LSTM) and linear is not None:
-            new, kind, grid = QuantLSTM.from_float(module, linear), "lstm", linear
+            new, kind, grid = QuantLSTM.from_float(module, linear, backend), "lstm", linear
         elif isinstance(module, nn.Embedding) and embedding is not None:
             new, kind, grid = QuantEmbedding.from_float(module, embedding), "embedding", embedding
         else:
@@ -290,7 +357,8 @@ def _build_quantized(model: nn.Module, config: dict) -> None:
         if spec["kind"] == "linear":
             new = QuantLinear(old.in_features, old.out_features, old.bias is not None, grid, backend)
         elif spec["kind"] == "lstm":
-            new = QuantLSTM(old.input_size, old.hidden_size, old.num_layers, old.bidirectional, grid)
+            new = QuantLSTM(old.input_size, old.hidden_size, old.num_layers, old.bidirectional, grid,
+                            backend=backend)
         elif spec["kind"] == "embedding":
             new = QuantEmbedding(old.num_embeddings, old.embedding_dim, grid, old.padding_idx)
         else:

@@ -102,6 +102,10 @@ def test_bilstm_student_embedding_and_lstm_round_trip(tmp_path, emb_bits):
     assert isinstance(reloaded.embeddings, QuantEmbedding)
     torch.testing.assert_close(logits(reloaded), logits(model), rtol=0, atol=1e-5)
     assert (logits(model) - logits(float_model)).abs().max() < (0.05 if emb_bits == 8 else 0.3)
+    # The FBGEMM int8 LSTM kernel computes what the dequantized float LSTM computes, up to activation rounding.
+    dequantized = tiny_bilstm()
+    quantize_model(dequantized, Grid(8), Grid(emb_bits), backend="int_mm")
+    assert 0 < (logits(model) - logits(dequantized)).abs().max() < 0.02
     # Only integers are stored for the LSTM, not a float shadow copy.
     from safetensors import safe_open
 
