@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     quant.add_argument("--max-examples", type=int, default=None)
     quant.add_argument("--max-length", type=int, default=128)
 
+    push = sub.add_parser("push", help="upload a finished run's model with a measured model card to the Hub")
+    push.add_argument("run_dir", help="a recipe's or pipeline's OUTPUT_DIR")
+    push.add_argument("--repo", required=True, help="user/name on the Hub")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--dry-run", metavar="DIR", default=None, help="write the folder to DIR, upload nothing")
+
     sub.add_parser("tasks", help="list built-in tasks")
     return parser
 
@@ -58,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 task = load_task(name)
                 kind = "pair" if task.is_pair else "single"
                 print(f"{name:8s} {task.problem_type:27s} {kind:6s} labels={task.num_labels} metric={task.main_metric}")
+            return 0
+        if args.command == "push":
+            from distilkit.hub import push_command
+
+            push_command(args)
             return 0
         if args.command == "quantize":
             from distilkit.quantize_run import quantize_command

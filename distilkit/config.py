@@ -292,7 +292,18 @@ class QuantizeConfig(Section):
 
 
 class HubConfig(Section):
-    """Publishing the result to the Hugging Face Hub (``distilkit.hub``; issue 7)."""
+    """Publishing the result to the Hugging Face Hub with a measured model card (``distilkit.hub``)."""
+
+    push: bool = False
+    repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    """``user/name`` on the Hub; the token comes from ``HF_TOKEN`` or ``huggingface-cli login``."""
+    private: bool = False
+
+    @model_validator(mode="after")
+    def _repo(self):
+        if self.push and not self.repo:
+            raise ValueError("push: true needs repo: user/name")
+        return self
 
 
 class Recipe(Section):

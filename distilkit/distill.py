@@ -353,6 +353,9 @@ def run(recipe: Recipe) -> dict:
                                "num_processes": accelerator.num_processes})
         write_json_atomic(out / "model" / "metrics.json", metrics)
         write_json_atomic(out / "metrics.json", metrics)
+        if recipe.hub is not None and recipe.hub.push:
+            from distilkit.hub import push
+            accelerator.print(f"Pushed to {push(out, recipe.hub.repo, private=recipe.hub.private)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics if metrics is not None else json.loads((out / "metrics.json").read_text())

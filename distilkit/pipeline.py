@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import Field, ValidationError
 
 from distilkit.checkpointing import write_json_atomic, write_text_atomic
@@ -171,6 +172,8 @@ def run_pipeline(pipeline: PipelineConfig, *, measure_side_by_side: bool = True)
     from distilkit.distill import run  # heavy imports only when running
 
     out = Path(pipeline.output_dir)
+    write_text_atomic(out / "pipeline.yaml", yaml.safe_dump(pipeline.model_dump(mode="json", exclude_none=True),
+                                                            sort_keys=False))
     stages = []
     for index, stage in enumerate(pipeline.stages):
         directory = stage_dir(pipeline, index)

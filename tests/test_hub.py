@@ -1,0 +1,115 @@
+"""Hub publishing without network: the exact push folder, its model card, its reload, the upload calls."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distilkit.cli import main as cli_main
+from distilkit.config import validate_recipe
+from distilkit.distill import run
+from distilkit.students.bilstm import encode_bilstm
+
+from .test_distill import tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def bilstm_run(tmp_path_factory, tiny_teacher_dir) -> Path:
+    tmp = tmp_path_factory.mktemp("hub-run")
+    tree = tiny_recipe(tmp, tiny_teacher_dir, train={"epochs": 1})
+    run(validate_recipe(tree))
+    return Path(tree["output_dir"])
+
+
+def front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def test_dry_run_folder_card_and_reload(tmp_path, bilstm_run, capsys):
+    folder = tmp_path / "upload"
+    assert cli_main(["push", str(bilstm_run), "--repo", "someone/sst2-bilstm", "--dry-run", str(folder)]) == 0
+    assert "not uploaded" in capsys.readouterr().out
+    names = {p.name for p in folder.iterdir()}
+    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json", "bilstm.py"} <= names
+    metrics = json.loads((bilstm_run / "metrics.json").read_text())
+    card = (folder / "README.md").read_text()
+    header = front_matter(card)
+    result = header["model-index"][0]["results"][0]
+    assert header["model-index"][0]["name"] == "sst2-bilstm"
+    assert result["dataset"] == {"name": "GLUE SST2", "type": "nyu-mll/glue", "config": "sst2",
+                                 "split": "validation"}
+    assert result["metrics"] == [{"type": "accuracy", "name": "Accuracy",
+                                  "value": round(metrics["student"]["metrics"]["accuracy"], 4)}]
+    assert "base_model" not in header  # the teacher is a local directory, not a Hub id
+    for needle in (f"{metrics['student']['params']:,}", f"{metrics['teacher']['params']:,}", "CPU latency b1",
+                   "trust_remote_code=True", "kind: bilstm", "Hardware:"):
+        assert needle in card, needle
+    # The folder that would be uploaded loads with plain Auto classes and computes what the run saved.
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    inputs = encode_bilstm(tokenizer, ["a gorgeous film", "dull"], None, 32)
+    with torch.no_grad():
+        pushed = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)(**inputs).logits
+        saved = AutoModelForSequenceClassification.from_pretrained(bilstm_run / "model")(**inputs).logits
+    torch.testing.assert_close(pushed, saved)
+
+
+def test_quantized_card_says_how_to_load(tmp_path, tiny_teacher_dir):
+    tree = tiny_recipe(tmp_path, tiny_teacher_dir, train={"epochs": 0}, quantize={"linear": "int8"})
+    tree["student"] = {"kind": "copy", "max_length": 32}
+    run(validate_recipe(tree))
+    from distilkit.hub import prepare_push_folder
+
+    folder = prepare_push_folder(tree["output_dir"], tmp_path / "up", "someone/q")
+    card = (folder / "README.md").read_text()
+    assert "quantized" in front_matter(card)["tags"] and "pip install distilkit" in card
+    assert "post-training" in card
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert type(model.bert.encoder.layer[0].output.dense).__name__ == "QuantLinear"
+
+
+def test_push_uploads_that_folder_and_never_shows_the_token(tmp_path, bilstm_run, monkeypatch, capsys):
+    import huggingface_hub
+
+    calls = {}
+
+    class FakeApi:
+        def create_repo(self, repo, private=False, exist_ok=False):
+            calls["create"] = (repo, private, exist_ok)
+            return f"https://huggingface.co/{repo}"
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            calls["card"] = (Path(folder_path) / "README.md").read_text()
+            calls["repo"] = repo_id
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_SECRET_not_to_be_printed")
+    assert cli_main(["push", str(bilstm_run), "--repo", "someone/x", "--private"]) == 0
+    assert calls["create"] == ("someone/x", True, True) and calls["repo"] == "someone/x"
+    assert "README.md" in calls["files"] and "model.safetensors" in calls["files"]
+    out = capsys.readouterr()
+    assert "hf_SECRET" not in out.out + out.err + calls["card"]
+    assert "https://huggingface.co/someone/x" in out.out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--repo", "no-slash"], "user/name"),
+    (["--repo", "a/b"], "not a finished run"),
+])
+def test_push_errors(tmp_path, capsys, args, message):
+    assert cli_main(["push", str(tmp_path), *args, "--dry-run", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_recipe_hub_section_is_validated(tmp_path, tiny_teacher_dir):
+    from distilkit.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="push: true needs repo"):
+        validate_recipe(tiny_recipe(tmp_path, tiny_teacher_dir, hub={"push": True}))
+    assert validate_recipe(tiny_recipe(tmp_path, tiny_teacher_dir, hub={"push": True, "repo": "u/n"})).hub.repo == "u/n"
