@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true")
     push.add_argument("--dry-run", metavar="DIR", default=None, help="write the folder to DIR, upload nothing")
 
+    report = sub.add_parser("report", help="compare runs: table and Pareto plots of accuracy vs size/ops/latency")
+    report.add_argument("run_dirs", nargs="+", help="recipe or pipeline OUTPUT_DIRs")
+    report.add_argument("--out", required=True, help="directory for report.md, report.html and the plots")
+    report.add_argument("--length", type=int, default=64, help="tokens per example when counting operations")
+
     sub.add_parser("tasks", help="list built-in tasks")
     return parser
 
@@ -64,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                 task = load_task(name)
                 kind = "pair" if task.is_pair else "single"
                 print(f"{name:8s} {task.problem_type:27s} {kind:6s} labels={task.num_labels} metric={task.main_metric}")
+            return 0
+        if args.command == "report":
+            from distilkit.report import write_report
+
+            print(f"wrote {write_report(args.run_dirs, args.out, args.length) / 'report.md'}")
             return 0
         if args.command == "push":
             from distilkit.hub import push_command
