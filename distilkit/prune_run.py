@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from distilkit.checkpointing import atomic_directory, write_json_atomic
-from distilkit.config import PrunedStudentConfig, Recipe, validate_recipe
+from distilkit.checkpointing import atomic_directory, write_json_atomic, write_text_atomic
+from distilkit.config import PrunedStudentConfig, Recipe, dump_recipe, validate_recipe
 from distilkit.errors import RecipeError
 from distilkit.measure import count_parameters
 from distilkit.prune import (
@@ -131,6 +131,7 @@ def run_iterative(recipe: Recipe) -> dict:
     with atomic_directory(out / "model") as tmp:
         shutil.copytree(previous, tmp, dirs_exist_ok=True)
     metrics["rounds"] = history
+    write_text_atomic(out / "recipe.yaml", dump_recipe(recipe))
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
 

@@ -75,6 +75,7 @@ def test_iterative_rounds_drop_a_layer_then_prune_heads(tmp_path, wide_teacher):
     assert len(first["heads"]) == 3 and sum(first["heads"]) == 9
     assert len(final["heads"]) == 2 and sum(final["heads"]) == 6
     assert [r["round"] for r in metrics["rounds"]] == [1, 2]
+    assert (out / "recipe.yaml").is_file() and (out / "metrics.json").is_file()
     assert metrics["rounds"][0]["params"] > metrics["rounds"][1]["params"]
     # Resume: a finished round is not re-run.
     stamp = (out / "rounds" / "1" / "metrics.json").stat().st_mtime_ns
