@@ -129,3 +129,32 @@ def test_cli_validate_and_set_on_stages(tmp_path, tiny_teacher_dir, capsys):
     assert stage_tree(pipeline, 0)["train"]["lr"] == 0.01
     assert cli_main(["validate", str(path), "--set", "stages.7.train.lr=1"]) == 2
     assert "not an index" in capsys.readouterr().err
+
+
+def test_distil_prune_quantize_pipeline_then_report_and_push_folder(tmp_path, tiny_teacher_dir):
+    """Han et al.'s chain on tiny models: each stage smaller than the last, the result publishable."""
+    from transformers import AutoModelForSequenceClassification
+
+    stages = [
+        {"name": "distil", "student": {"kind": "transformer", "num_layers": 2, "max_length": 32}},
+        {"name": "prune", "student": {"kind": "pruned", "max_length": 32, "heads": 0.5, "ffn": 0.25,
+                                      "importance_examples": 32}},
+        {"name": "int8", "student": {"kind": "copy", "max_length": 32}, "train": {"epochs": 0},
+         "quantize": {"linear": "int8", "embedding": "int8"}},
+    ]
+    summary = run_pipeline(validate_pipeline(pipeline_tree(tmp_path, tiny_teacher_dir, stages)))
+    rows = {row["name"]: row for row in summary["stages"]}
+    assert rows["prune"]["params"] < rows["distil"]["params"]
+    assert rows["int8"]["params"] == rows["prune"]["params"]  # quantization keeps the weights, in 8 bits
+    assert rows["int8"]["size_mb"] < rows["prune"]["size_mb"] / 2
+    out = Path(summary["output_dir"])
+    assert (out / "pipeline.yaml").is_file()
+    model = AutoModelForSequenceClassification.from_pretrained(out / "2-int8" / "model")
+    assert type(model).__name__ == "PrunedBertForSequenceClassification"
+
+    assert cli_main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert all(f"pipe/{name}" in md for name in ("distil", "prune", "int8"))
+    assert cli_main(["push", str(out), "--repo", "me/pipe", "--dry-run", str(tmp_path / "up")]) == 0
+    card = (tmp_path / "up" / "README.md").read_text()
+    assert "## Pipeline stages" in card and "| int8 |" in card and "stages:" in card
