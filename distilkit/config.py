@@ -183,6 +183,11 @@ class LinearAttentionStudentConfig(Section):
     kind: Literal["linear_attention"]
     tokenizer: str | None = None
     max_length: int = Field(default=128, gt=0)
+    """Also the sequence length Linformer's projections cover."""
+    variant: Literal["elu", "performer", "hedgehog", "linformer"] = "elu"
+    features: int = Field(default=64, gt=0)
+    """Random features (performer) or projected length k (linformer); unused by elu and hedgehog."""
+    seed: int = 0
 
 
 STUDENT_CONFIGS = (BiLSTMStudentConfig, TransformerStudentConfig, PrunedStudentConfig,

@@ -1,8 +1,8 @@
 """Write recipes/glue/<task>/<name>.yaml for every GLUE task and every recipe family below.
 
 Families: bert-large-to-bilstm, bert-large-to-small-transformer, quantize-int8, qat-int4, prune-heads,
-prune-layers. The recipes are plain YAML files meant to be read and edited by hand; this script only keeps
-the 54 of them consistent. Re-run it after changing a default here: ``python scripts/make_glue_recipes.py``.
+prune-layers, linear-attention. The recipes are plain YAML files meant to be read and edited by hand; this
+script only keeps the 63 of them consistent. Re-run it after changing a default here: ``python scripts/make_glue_recipes.py``.
 """
 
 from __future__ import annotations
@@ -104,16 +104,36 @@ def prune_recipe(task: str, what: str) -> dict:
     }
 
 
+def linear_attention_recipe(task: str) -> dict:
+    """The teacher with Hedgehog linear attention (Zhang et al. 2024) swapped in, recovered by distillation."""
+    loss = {"kind": "mse", "alpha": 0.0} if task == "stsb" else {"kind": "kl", "temperature": 2.0, "alpha": 0.0}
+    return {
+        "description": (f"Swap the softmax attention of BERT-large fine-tuned on {task.upper()} for Hedgehog "
+                        "linear attention (learnable feature maps, O(n) in sequence length) and recover its "
+                        "accuracy by distillation from the softmax model."),
+        "task": task,
+        "output_dir": f"runs/{task}-linear-attention",
+        "data": {"dir": None},
+        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
+        "student": {"kind": "linear_attention", "variant": "hedgehog", "max_length": 128},
+        "loss": loss,
+        "train": {"epochs": 1 if task in LARGE else 3, "batch_size": 32, "lr": 5e-5, "warmup_ratio": 0.1,
+                  "seed": 42},
+    }
+
+
 def main() -> None:
     for task in TASKS:
         for kind, name in (("bilstm", "bert-large-to-bilstm"), ("transformer", "bert-large-to-small-transformer"),
                            ("ptq", "quantize-int8"), ("qat", "qat-int4"), ("heads", "prune-heads"),
-                           ("layers", "prune-layers")):
+                           ("layers", "prune-layers"), ("linear", "linear-attention")):
             path = ROOT / "recipes" / "glue" / task / f"{name}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             header = f"# {name} on {task.upper()} -- run: distilkit run {path.relative_to(ROOT)}\n"
             if kind in ("bilstm", "transformer"):
                 body = recipe(task, kind)
+            elif kind == "linear":
+                body = linear_attention_recipe(task)
             elif kind in ("heads", "layers"):
                 body = prune_recipe(task, kind)
             else:

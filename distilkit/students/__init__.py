@@ -20,6 +20,7 @@ from distilkit.students.bilstm import (
     build_bilstm_student,
     encode_bilstm,
 )
+from distilkit.students.linear import LINEAR_CLASSES
 from distilkit.students.pruned import PRUNED_CLASSES
 from distilkit.students.transformer import build_transformer_student, encode_transformer
 
@@ -59,6 +60,8 @@ STUDENTS: dict[str, StudentKind] = {
     "copy": StudentKind(build=build_copy_student, encode=encode_transformer),
     # Built by distilkit.prune_run.build_pruned_student (needs importance data); tokenized like the teacher.
     "pruned": StudentKind(build=build_copy_student, encode=encode_transformer),
+    # Built by distilkit.linear_attention.build_linear_attention_student; tokenized like the teacher.
+    "linear_attention": StudentKind(build=build_copy_student, encode=encode_transformer),
 }
 
 
@@ -83,7 +86,7 @@ def _register_auto_classes() -> None:
     """Map ``model_type: distilkit-bilstm`` and ``distilkit-pruned-*`` to our classes; idempotent."""
     AutoConfig.register(BiLSTMConfig.model_type, BiLSTMConfig, exist_ok=True)
     AutoModelForSequenceClassification.register(BiLSTMConfig, BiLSTMForSequenceClassification, exist_ok=True)
-    for config_class, model_class in PRUNED_CLASSES.values():
+    for config_class, model_class in [*PRUNED_CLASSES.values(), *LINEAR_CLASSES.values()]:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
 

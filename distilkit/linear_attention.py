@@ -1,0 +1,57 @@
+"""Swap a pretrained encoder's softmax attention for a linear variant, then recover it by distillation.
+
+The variants and the attention function live in :mod:`distilkit.students.linear` (self-contained, so saved
+models carry them as remote code). :func:`swap_attention` turns a BERT or RoBERTa classifier into its
+``LinearAttention*`` twin in place: same weights, plus per-layer feature maps (random features, Hedgehog's
+trainable W or Linformer's E/F), recorded in the config so ``from_pretrained`` rebuilds them. A recipe with
+``student: {kind: linear_attention, variant: elu}`` swaps a copy of the teacher and distils it from the
+softmax original (recovery), like any other student.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from distilkit.errors import RecipeError
+from distilkit.students.linear import LINEAR_CLASSES, VARIANTS, attach
+
+
+def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_length: int = 512,
+                   seed: int = 0) -> nn.Module:
+    """Replace the softmax attention of a BERT/RoBERTa sequence classifier by ``variant`` (in place).
+
+    Args:
+        model: A ``BertForSequenceClassification`` or ``RobertaForSequenceClassification``.
+        variant: ``elu``, ``performer``, ``hedgehog`` or ``linformer`` (see :mod:`distilkit.students.linear`).
+        features: Random features (performer) or projected sequence length (linformer).
+        max_length: Longest sequence Linformer's projections cover.
+        seed: Seed of the performer's random features (per layer: seed + layer index).
+
+    Raises:
+        RecipeError: Unknown variant or unsupported architecture.
+    """
+    if variant not in VARIANTS:
+        raise RecipeError(f"student.variant: unknown linear-attention variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    model_type = getattr(model.config, "model_type", None)
+    family = next((f for f, (config_class, _) in LINEAR_CLASSES.items()
+                   if model_type in (f, config_class.model_type)), None)
+    if family is None:
+        raise RecipeError(f"linear attention supports bert and roberta encoders; got {model_type}")
+    config_class, model_class = LINEAR_CLASSES[family]
+    if type(model) is not model_class and type(model) is not model_class.__bases__[0]:
+        raise RecipeError(f"linear attention swaps sequence classifiers; got {type(model).__name__}")
+    model.config.__class__ = config_class  # same config object, now serialised with our model_type
+    model.__class__ = model_class
+    attach(model, {"variant": variant, "features": features, "max_length": max_length, "seed": seed})
+    return model
+
+
+def build_linear_attention_student(spec, hf_teacher, task) -> nn.Module:
+    """A copy of the teacher with ``spec.variant`` attention (the recipe's ``student.kind: linear_attention``)."""
+    if hf_teacher is None:
+        raise RecipeError("student.kind 'linear_attention' swaps a Hugging Face teacher; the teacher is a plug-in")
+    model = copy.deepcopy(hf_teacher.model).float().cpu()
+    return swap_attention(model, spec.variant, features=spec.features, max_length=spec.max_length,
+                          seed=spec.seed).train()

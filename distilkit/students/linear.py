@@ -1,0 +1,174 @@
+"""Linear-attention variants for BERT-family encoders, and classifier classes that reload them.
+
+Self-contained (torch + transformers only): ``save_pretrained`` copies this file next to the weights so
+``trust_remote_code=True`` users need no distilkit. Softmax attention ``softmax(QK^T/sqrt(d)) V`` costs
+O(n^2) in sequence length n; every variant here costs O(n):
+
+* ``elu``: kernelized attention with phi(x) = elu(x) + 1 (Katharopoulos et al. 2020, "Transformers are RNNs",
+  eq. 4-6): ``out_i = phi(q_i)^T sum_j phi(k_j) v_j^T / (phi(q_i)^T sum_j phi(k_j))``.
+* ``performer``: FAVOR+ positive orthogonal random features (Choromanski et al. 2021, eq. 7 and lemma 1):
+  phi(x) = exp(w^T x' - |x'|^2 / 2) / sqrt(m) with x' = x / d^(1/4), approximating the softmax kernel.
+* ``hedgehog``: a learnable feature map per head, phi(x) = [softmax(Wx), softmax(-Wx)] with W initialised to the
+  identity and trained by distillation (Zhang et al. 2024, "The Hedgehog & the Porcupine", eq. 4).
+* ``linformer``: softmax attention over keys/values projected along the sequence to ``k`` rows by learned
+  E, F (Wang et al. 2020, eq. 7); padded positions are zeroed before projecting.
+
+A masked (padding) key contributes nothing: its features (or its projected row) are multiplied by zero.
+The variant and its sizes live in ``config.distilkit_linear_attention``; the ``LinearAttention*`` classes
+rebuild the feature modules and select the attention function when loaded with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import (
+    AttentionInterface,
+    BertConfig,
+    BertForSequenceClassification,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+)
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+ATTENTION_NAME = "distilkit_linear"
+VARIANTS = ("elu", "performer", "hedgehog", "linformer")
+
+
+class FeatureMap(nn.Module):
+    """Per-layer state of a variant: random features (performer), W (hedgehog) or E/F (linformer)."""
+
+    def __init__(self, variant: str, heads: int, head_dim: int, features: int, max_length: int, seed: int):
+        super().__init__()
+        self.variant, self.features = variant, features
+        if variant == "performer":
+            generator = torch.Generator().manual_seed(seed)
+            blocks, rows = [], 0
+            while rows < features:  # orthogonal blocks of Gaussian rows, norms redrawn from chi(d)
+                q, _ = torch.linalg.qr(torch.randn(head_dim, head_dim, generator=generator))
+                blocks.append(q.T)
+                rows += head_dim
+            norms = torch.randn(features, head_dim, generator=generator).norm(dim=1, keepdim=True)
+            self.register_buffer("projection", torch.cat(blocks)[:features] * norms)
+        elif variant == "hedgehog":
+            self.weight = nn.Parameter(torch.eye(head_dim).repeat(heads, 1, 1))
+        elif variant == "linformer":
+            self.e = nn.Parameter(torch.randn(features, max_length) / math.sqrt(features))
+            self.f = nn.Parameter(torch.randn(features, max_length) / math.sqrt(features))
+
+    def phi(self, x: torch.Tensor, is_query: bool) -> torch.Tensor:
+        """Features of queries or keys ``[batch, heads, n, d]`` -> ``[batch, heads, n, m]`` (all positive)."""
+        if self.variant == "elu":
+            return nn.functional.elu(x) + 1
+        if self.variant == "performer":
+            x = x / x.shape[-1] ** 0.25
+            stable = x @ self.projection.to(x.dtype).T - (x * x).sum(-1, keepdim=True) / 2
+            # Subtract a max before exp for stability; it must cancel in the ratio: per query row for queries
+            # (numerator and denominator share it), one constant over all keys of a head for keys.
+            dims = (-1,) if is_query else (-2, -1)
+            return torch.exp(stable - stable.amax(dim=dims, keepdim=True).detach()) / math.sqrt(self.features)
+        h = torch.einsum("bhnd,hde->bhne", x, self.weight.to(x.dtype))
+        return torch.cat([torch.softmax(h, dim=-1), torch.softmax(-h, dim=-1)], dim=-1)
+
+
+def key_mask(attention_mask: torch.Tensor | None, batch: int, n: int, device) -> torch.Tensor:
+    """``[batch, 1, n, 1]`` with 1 for real keys, 0 for padding (from the 4-D boolean or additive mask)."""
+    if attention_mask is None:
+        return torch.ones(batch, 1, n, 1, device=device)
+    row = attention_mask[:, :1, :1, :]  # a bidirectional encoder: every query sees the same keys
+    keep = row if row.dtype == torch.bool else row > torch.finfo(row.dtype).min / 2
+    return keep.to(torch.float32).reshape(batch, 1, n, 1)
+
+
+def linear_attention(module: nn.Module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """The registered attention function (``ATTENTION_NAME``): ``[b, h, n, d]`` in, ``[b, n, h, d]`` out."""
+    feature: FeatureMap = module.distilkit_feature
+    batch, _, n, _ = key.shape
+    mask = key_mask(attention_mask, batch, n, key.device).to(key.dtype)
+    if feature.variant == "linformer":
+        length = feature.e.shape[1]
+        if n > length:
+            raise ValueError(f"linformer projections cover {length} tokens; got a sequence of {n}")
+        e, f = feature.e[:, :n].to(key.dtype), feature.f[:, :n].to(key.dtype)
+        k, v = torch.einsum("kn,bhnd->bhkd", e, key * mask), torch.einsum("kn,bhnd->bhkd", f, value * mask)
+        scores = (query @ k.transpose(-1, -2)) * (scaling or query.shape[-1] ** -0.5)
+        out = torch.softmax(scores, dim=-1) @ v
+    else:
+        q, k = feature.phi(query, True), feature.phi(key, False) * mask
+        kv = torch.einsum("bhnm,bhnd->bhmd", k, value)  # sum_j phi(k_j) v_j^T: O(n m d), no n x n matrix
+        z = k.sum(dim=2)  # sum_j phi(k_j)
+        denominator = torch.einsum("bhnm,bhm->bhn", q, z)[..., None]  # > 0: features are positive
+        out = torch.einsum("bhnm,bhmd->bhnd", q, kv) / denominator.clamp_min(torch.finfo(q.dtype).tiny)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(ATTENTION_NAME, linear_attention)
+AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)  # without it padding would silently vanish
+
+
+def self_attentions(model: nn.Module) -> list[nn.Module]:
+    """The self-attention modules (those holding query/key/value) of a BERT or RoBERTa model."""
+    base = getattr(model, "base_model", model)
+    return [layer.attention.self for layer in base.encoder.layer]
+
+
+def attach(model: nn.Module, spec: dict) -> None:
+    """Give every self-attention module its feature map and switch the model to the linear attention."""
+    if spec["variant"] not in VARIANTS:
+        raise ValueError(f"linear attention variant must be one of {VARIANTS}; got {spec['variant']!r}")
+    for i, attention in enumerate(self_attentions(model)):
+        head_dim = attention.attention_head_size
+        heads = attention.query.out_features // head_dim
+        attention.distilkit_feature = FeatureMap(spec["variant"], heads, head_dim, spec["features"],
+                                                 spec["max_length"], spec.get("seed", 0) + i)
+    model.config.distilkit_linear_attention = dict(spec)
+    model.set_attn_implementation(ATTENTION_NAME)
+
+
+class LinearAttentionBertConfig(BertConfig):
+    """:class:`~transformers.BertConfig` plus ``distilkit_linear_attention`` (variant and sizes)."""
+
+    model_type = "distilkit-linear-bert"
+    distilkit_linear_attention: dict | None = None
+
+
+class LinearAttentionRobertaConfig(RobertaConfig):
+    """:class:`~transformers.RobertaConfig` plus ``distilkit_linear_attention``."""
+
+    model_type = "distilkit-linear-roberta"
+    distilkit_linear_attention: dict | None = None
+
+
+class LinearAttentionBertForSequenceClassification(BertForSequenceClassification):
+    """BERT classifier whose self-attention is the linear variant recorded in its config."""
+
+    config_class = LinearAttentionBertConfig
+
+    def __init__(self, config: LinearAttentionBertConfig):
+        super().__init__(config)
+        if config.distilkit_linear_attention:
+            attach(self, config.distilkit_linear_attention)
+
+
+class LinearAttentionRobertaForSequenceClassification(RobertaForSequenceClassification):
+    """RoBERTa classifier whose self-attention is the linear variant recorded in its config."""
+
+    config_class = LinearAttentionRobertaConfig
+
+    def __init__(self, config: LinearAttentionRobertaConfig):
+        super().__init__(config)
+        if config.distilkit_linear_attention:
+            attach(self, config.distilkit_linear_attention)
+
+
+# model_type of the softmax model -> (config class, classifier class)
+LINEAR_CLASSES = {
+    "bert": (LinearAttentionBertConfig, LinearAttentionBertForSequenceClassification),
+    "roberta": (LinearAttentionRobertaConfig, LinearAttentionRobertaForSequenceClassification),
+}
+
+for _config_class, _model_class in LINEAR_CLASSES.values():
+    _config_class.register_for_auto_class()
+    _model_class.register_for_auto_class("AutoModelForSequenceClassification")

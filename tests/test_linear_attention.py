@@ -1,0 +1,140 @@
+"""Linear attention: each variant against a naive O(n^2) reference, masking, memory growth, reload, recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+from distilkit.config import validate_recipe
+from distilkit.distill import run
+from distilkit.errors import RecipeError
+from distilkit.linear_attention import swap_attention
+from distilkit.students.linear import VARIANTS, linear_attention, self_attentions
+
+from .test_distill import tiny_recipe
+
+
+def tiny_bert(seed=0) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=2,
+                                                    num_attention_heads=4, intermediate_size=64, num_labels=2,
+                                                    max_position_embeddings=128)).eval()
+
+
+def swapped(variant: str, seed=0):
+    return swap_attention(tiny_bert(seed), variant, features=16, max_length=64, seed=3)
+
+
+def naive(feature, q, k, v, keep):
+    """Quadratic reference: an explicit n x n weight matrix (or Linformer's explicit projections)."""
+    if feature.variant == "linformer":
+        n = k.shape[2]
+        kp = feature.e[:, :n] @ (k * keep)
+        vp = feature.f[:, :n] @ (v * keep)
+        return torch.softmax(q @ kp.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1) @ vp
+    weights = feature.phi(q, True) @ feature.phi(k, False).transpose(-1, -2)  # [b, h, n, n]
+    weights = weights * keep.transpose(-1, -2)
+    return (weights / weights.sum(-1, keepdim=True)) @ v
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_variant_matches_naive_reference_with_padding(variant):
+    model = swapped(variant)
+    module = self_attentions(model)[0]
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 4, 10, 8) for _ in range(3))
+    keep = torch.ones(2, 1, 10, 1)
+    keep[1, :, 6:] = 0  # second sequence: 4 padding tokens
+    mask = keep.bool().reshape(2, 1, 1, 10).expand(2, 1, 10, 10)
+    with torch.no_grad():
+        out, _ = linear_attention(module, q, k, v, mask)
+        expected = naive(module.distilkit_feature, q, k, v, keep).transpose(1, 2)
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    # A masked key contributes nothing: changing it changes no output.
+    k2, v2 = k.clone(), v.clone()
+    k2[1, :, 7:], v2[1, :, 7:] = 100.0, -100.0
+    with torch.no_grad():
+        torch.testing.assert_close(linear_attention(module, q, k2, v2, mask)[0], out, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_padding_does_not_change_a_sentence(variant):
+    model = swapped(variant)
+    ids = torch.tensor([[2, 11, 12, 13, 3, 0, 0, 0], [2, 21, 22, 23, 24, 25, 26, 3]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        batched = model(input_ids=ids, attention_mask=mask).logits[0]
+        alone = model(input_ids=ids[:1, :5], attention_mask=mask[:1, :5]).logits[0]
+    torch.testing.assert_close(batched, alone, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_save_reload_identical_logits(variant, tmp_path):
+    model = swapped(variant)
+    if variant == "hedgehog":  # trained feature maps must round-trip too
+        with torch.no_grad():
+            self_attentions(model)[1].distilkit_feature.weight.add_(0.3)
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(reloaded).__name__ == "LinearAttentionBertForSequenceClassification"
+    assert reloaded.config.distilkit_linear_attention["variant"] == variant
+    assert reloaded.config._attn_implementation == "distilkit_linear"
+    ids = torch.randint(4, 200, (3, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
+    assert (tmp_path / "linear.py").is_file()
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of tensors autograd keeps for the backward pass: the attention's activation memory."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+@pytest.mark.parametrize("variant", ["elu", "performer", "hedgehog"])
+def test_memory_grows_linearly_with_length(variant):
+    module = self_attentions(swapped(variant))[0]
+
+    def memory(n):
+        q, k, v = (torch.randn(1, 4, n, 8, requires_grad=True) for _ in range(3))
+        return _saved_bytes(lambda: linear_attention(module, q, k, v, None))
+
+    def softmax_memory(n):
+        q, k, v = (torch.randn(1, 4, n, 8, requires_grad=True) for _ in range(3))
+        return _saved_bytes(lambda: torch.softmax(q @ k.transpose(-1, -2), -1) @ v)
+    linear_growth = memory(2048) / memory(512)
+    quadratic_growth = softmax_memory(2048) / softmax_memory(512)
+    assert linear_growth < 4.5 and quadratic_growth > 12, (linear_growth, quadratic_growth)
+
+
+def test_recipe_swaps_and_recovers(tmp_path, tiny_teacher_dir):
+    tree = tiny_recipe(tmp_path, tiny_teacher_dir, train={"epochs": 1})
+    tree["student"] = {"kind": "linear_attention", "variant": "hedgehog", "max_length": 32}
+    metrics = run(validate_recipe(tree))
+    model = AutoModelForSequenceClassification.from_pretrained(Path(tree["output_dir"]) / "model")
+    assert model.config.distilkit_linear_attention["variant"] == "hedgehog"
+    assert metrics["student"]["params"] > metrics["teacher"]["params"]  # Hedgehog adds its feature maps
+    w = self_attentions(model)[0].distilkit_feature.weight
+    assert not torch.allclose(w, torch.eye(w.shape[-1]).expand_as(w)), "the feature map was not trained"
+
+
+def test_errors(tmp_path, tiny_teacher_dir):
+    with pytest.raises(RecipeError, match="variant"):
+        validate_recipe({**tiny_recipe(tmp_path, tiny_teacher_dir),
+                         "student": {"kind": "linear_attention", "variant": "cosformer"}})
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2,
+                                                                  hidden_dim=32))
+    with pytest.raises(RecipeError, match="bert and roberta"):
+        swap_attention(distil, "elu")
