@@ -14,14 +14,13 @@ the full SST-2 dev set, side by side in one run:
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_common import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, FINETUNE, TEACHER_EXAMPLES, write_section
+from bench_common import FINETUNE, TEACHER_EXAMPLES, bench_parser, publish
 
 from distilkit.config import validate_recipe
 from distilkit.distill import run
@@ -48,15 +47,11 @@ def recipe(out: Path, args, **sections) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    parser = bench_parser(__doc__)
     parser.add_argument("--examples", type=int, default=2000, help="original SST-2 train sentences")
     parser.add_argument("--n-iter", type=int, default=20, help="augmented samples per sentence (Tang: 20)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of (a) and (b) over the originals")
     parser.add_argument("--augmented-epochs", type=int, default=2, help="epochs of (c) over the transfer set")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.examples, args.n_iter, args.epochs, args.augmented_epochs = 300, 4, 2, 1
@@ -110,10 +105,7 @@ def main() -> None:
         f"((c) − (b) = {acc_c - acc_b:+.4f}, (c) − (a) = {acc_c - acc_a:+.4f}, retained {acc_c / teacher_acc:.3f}).",
         END,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(BEGIN, END, section)
+    publish(BEGIN, END, lines[1:-1], args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ hashes the base weights, the data and the hyper-parameters; see ``distilkit.fine
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from pathlib import Path
@@ -80,3 +81,31 @@ def interleaved_latency(models: dict, tokenizer, texts: list[str], max_length: i
             for key, value in cpu_latency_ms(model, make, batch_sizes=batch_sizes, repeats=10).items():
                 samples[name][key].append(value)
     return {name: {k: statistics.median(v) for k, v in s.items()} for name, s in samples.items()}
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: --data-dir, --cache-dir, --quick, --no-write."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="GLUE TSV root (with SST-2/)")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="teacher, logit and transfer-set cache")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for checking the script works")
+    parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
+    return parser
+
+
+def publish(begin: str, end: str, lines: list[str], args) -> None:
+    """Print the section and, unless --no-write, put it into docs/benchmarks.md between its markers."""
+    section = "\n".join([begin, *lines, end])
+    print(section)
+    if not args.no_write:
+        write_section(begin, end, section)
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt

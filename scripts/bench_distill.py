@@ -31,7 +31,7 @@ from bench_common import (  # noqa: E402
     DEFAULT_DATA_DIR,
     FINETUNE,
     TEACHER_EXAMPLES,
-    write_section,
+    publish,
 )
 
 from distilkit.config import validate_recipe  # noqa: E402
@@ -131,10 +131,7 @@ def main() -> None:
         f"{main_metrics['train']['teacher_labelling_seconds']:.0f} s (0 s when already cached).",
         END,
     ]
-    section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(BEGIN, END, section)
+    publish(BEGIN, END, lines[1:-1], args)
     shutil.rmtree(work / "bilstm" / "checkpoints", ignore_errors=True)
 
 

@@ -15,7 +15,6 @@ Writes docs/figures/linear_attention_latency.png and a docs/benchmarks.md sectio
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -25,7 +24,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import DEFAULT_CACHE_DIR, DEFAULT_DATA_DIR, ROOT, sst2_minilm_teacher, write_section
+from bench_common import ROOT, bench_parser, publish, pyplot, sst2_minilm_teacher
 
 from distilkit.config import validate_recipe
 from distilkit.distill import run
@@ -110,11 +109,7 @@ def accuracy_rows(args, teacher_dir: Path) -> list[dict]:
 
 
 def plot(lengths, latency, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for method in METHODS:
         ax.plot(lengths, [latency[(method, n)] for n in lengths], "o-", label=method)
@@ -130,15 +125,11 @@ def plot(lengths, latency, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    parser = bench_parser(__doc__)
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024, 2048, 4096])
     parser.add_argument("--recovery-examples", type=int, default=4000)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.lengths, args.recovery_examples, args.rounds = [128, 1024], 96, 2
@@ -188,11 +179,8 @@ def main() -> None:
     lines += ["", f"Target (≥ 4× faster than softmax at {longest} tokens and within 2 points after recovery): "
               f"**{'met by ' + ', '.join(both) if both else 'NOT met'}** (≥ 4× at {longest}: {', '.join(fast) or 'none'}; "
               f"within 2 points: {', '.join(close) or 'none'}).", END]
-    section = "\n".join(lines)
-    print(section)
     print(json.dumps({"latency": {f"{m}@{n}": v for (m, n), v in latency.items()}}))
-    if not args.no_write:
-        write_section(BEGIN, END, section)
+    publish(BEGIN, END, lines[1:-1], args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ teacher) of the recovered models. Writes docs/figures/prune_heads_sst2.png and a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -25,13 +24,13 @@ from pathlib import Path
 
 import torch
 from bench_common import (
-    DEFAULT_CACHE_DIR,
-    DEFAULT_DATA_DIR,
     ROOT,
+    bench_parser,
     interleaved_latency,
+    publish,
+    pyplot,
     sst2_minilm_teacher,
     sst2_splits,
-    write_section,
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -59,11 +58,7 @@ def prune_recipe(out: Path, teacher_dir: Path, args, fraction: float, recover: b
 
 
 def plot(rows: list[dict], teacher_acc: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x = [100 * r["fraction"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     ax.plot(x, [100 * r["one_shot"] for r in rows], "o--", label="one-shot (no recovery)")
@@ -81,16 +76,12 @@ def plot(rows: list[dict], teacher_acc: float, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    parser = bench_parser(__doc__)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
     parser.add_argument("--importance-examples", type=int, default=512)
     parser.add_argument("--recovery-examples", type=int, default=2000)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.fractions, args.importance_examples, args.recovery_examples, args.rounds = [0.4], 64, 128, 2
@@ -160,10 +151,7 @@ def main() -> None:
                   f"measured speedup): **{'met' if ok else 'NOT met'}** ({100 * (at40['recovered'] - teacher_acc):+.2f} "
                   f"points, {base['b1'] / lat['b1']:.2f}× at batch 1, {base['b32'] / lat['b32']:.2f}× at batch 32)."]
     lines.append(END)
-    section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(BEGIN, END, section)
+    publish(BEGIN, END, lines[1:-1], args)
 
 
 if __name__ == "__main__":

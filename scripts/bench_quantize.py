@@ -16,7 +16,6 @@ fake quantization on, same data and epochs as its fp32 original). QAT rows quant
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -24,14 +23,13 @@ from pathlib import Path
 
 import torch
 from bench_common import (
-    DEFAULT_CACHE_DIR,
-    DEFAULT_DATA_DIR,
     FINETUNE,
     TEACHER_EXAMPLES,
+    bench_parser,
     interleaved_latency,
+    publish,
     sst2_minilm_teacher,
     sst2_splits,
-    write_section,
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -103,16 +101,12 @@ def measure(dirs: dict[str, Path], dev, task, rounds: int) -> dict[str, dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
-    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR))
+    parser = bench_parser(__doc__)
     parser.add_argument("--qat-examples", type=int, default=3000, help="SST-2 sentences for MiniLM QAT")
     parser.add_argument("--qat-lr", type=float, default=2e-5)
     parser.add_argument("--bilstm-examples", type=int, default=8000)
     parser.add_argument("--bilstm-epochs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved latency rounds")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.qat_examples, args.bilstm_examples, args.bilstm_epochs, args.rounds = 200, 500, 1, 2
@@ -167,10 +161,7 @@ def main() -> None:
                         f"{100 * (best['accuracy'] - base['accuracy']):+.2f} points)")
     lines += ["", "Target for int8 linear + int8 embedding (≥ 3.5× smaller on disk, ≥ 1.8× faster at batch 1, "
               "within 0.5 points of fp32):", ""] + [f"- {v}" for v in verdicts] + [END]
-    section = "\n".join(lines)
-    print(section)
-    if not args.no_write:
-        write_section(BEGIN, END, section)
+    publish(BEGIN, END, lines[1:-1], args)
 
 
 if __name__ == "__main__":

@@ -67,14 +67,16 @@ def tiny_tokenizer_dir(tmp_path_factory) -> Path:
 
 
 def make_tiny_teacher(path: Path, tokenizer_dir: Path, num_labels: int = 2, seed: int = 0,
-                      problem_type: str = "single_label_classification") -> Path:
-    """Save a random 2-layer, 32-wide BERT classifier with the tiny tokenizer at ``path``."""
+                      problem_type: str = "single_label_classification", num_layers: int = 2,
+                      num_heads: int = 2) -> Path:
+    """Save a random 32-wide BERT classifier (2 layers x 2 heads by default) with the tiny tokenizer."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=num_layers,
+                        num_attention_heads=num_heads,
                         intermediate_size=64, max_position_embeddings=128, num_labels=num_labels,
                         problem_type=problem_type)
     model = BertForSequenceClassification(config)

@@ -15,26 +15,15 @@ from distilkit.distill import run
 from distilkit.measure import count_parameters
 from distilkit.quantize import QuantLinear
 
+from .conftest import make_tiny_teacher
 from .test_distill import tiny_recipe
 
 
 @pytest.fixture(scope="module")
 def wide_teacher(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     """A 3-layer, 4-head tiny BERT: room for uneven head counts and a layer drop."""
-    import torch as _torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    path = tmp_path_factory.mktemp("wide-teacher")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    _torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=2)
-    model = BertForSequenceClassification(config)
-    with _torch.no_grad():
-        model.classifier.weight.mul_(40)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return make_tiny_teacher(tmp_path_factory.mktemp("wide-teacher"), tiny_tokenizer_dir, num_layers=3,
+                             num_heads=4)
 
 
 def pruned_recipe(tmp_path, teacher, **student):
