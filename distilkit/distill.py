@@ -25,7 +25,6 @@ from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     get_linear_schedule_with_warmup,
 )
@@ -49,9 +48,9 @@ from distilkit.errors import RecipeError
 from distilkit.finetune import finetune_teacher
 from distilkit.logit_cache import label_with_teacher
 from distilkit.losses import distillation_loss
-from distilkit.measure import count_parameters, cpu_latency_ms, hardware_description, size_on_disk
+from distilkit.measure import measure_run
 from distilkit.metrics import compute_metrics
-from distilkit.quantize_run import evaluate_model, prepare_qat, quantize_output
+from distilkit.quantize_run import prepare_qat, quantize_output
 from distilkit.students import STUDENTS
 from distilkit.tasks import TaskSpec, load_split, load_task
 from distilkit.teachers import (
@@ -359,60 +358,3 @@ def run(recipe: Recipe) -> dict:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics if metrics is not None else json.loads((out / "metrics.json").read_text())
-
-
-def measure_run(recipe: Recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict, progress: Progress,
-                train_stats: dict) -> dict:
-    """Assemble ``metrics.json``: teacher vs student quality, size and CPU latency."""
-    out, measure = Path(recipe.output_dir), recipe.measure
-    student = AutoModelForSequenceClassification.from_pretrained(out / "model")
-    tokenizer = AutoTokenizer.from_pretrained(out / "model")
-    kind = STUDENTS[recipe.student.kind]
-    texts, pairs = list(eval_ds["text_a"]), list(eval_ds["text_b"])
-
-    def inputs_for(encode, tok, max_length):
-        def make(batch_size: int) -> dict:
-            reps = -(-batch_size // len(texts))  # repeat the eval set if it is smaller than the batch
-            a = (texts * reps)[:batch_size]
-            b = None if pairs[0] is None else (pairs * reps)[:batch_size]
-            return dict(encode(tok, a, b, max_length))
-        return make
-
-    best = progress.history[[r["epoch"] for r in progress.history].index(progress.best_epoch)]
-    main_split = next(iter(teacher_metrics))
-    student_info = {
-        "kind": recipe.student.kind,
-        "metrics": {k.split("/", 1)[1]: v for k, v in best.items() if k.startswith(f"{main_split}/")},
-        "best_epoch": progress.best_epoch,
-        "params": count_parameters(student),
-        "size_on_disk_bytes": size_on_disk(out / "model"),
-    }
-    if recipe.quantize is not None:  # the saved model is the quantized one: score it as reloaded
-        student_info["float_metrics"] = student_info["metrics"]
-        student_info["metrics"] = evaluate_model(student, kind.encode, tokenizer, recipe.student.max_length,
-                                                 eval_ds, task)
-        student_info["float_size_on_disk_bytes"] = size_on_disk(out / "model-float")
-        student_info["quantization"] = recipe.quantize.model_dump()
-    teacher_info = {"name": getattr(teacher, "name", type(teacher).__name__),
-                    "metrics": teacher_metrics[main_split]}
-    if isinstance(teacher, HFTeacher):
-        teacher_info["params"] = count_parameters(teacher.model)
-    if measure.latency:
-        timing = {"batch_sizes": measure.batch_sizes, "repeats": measure.repeats, "num_threads": measure.num_threads}
-        student_info["latency_ms"] = cpu_latency_ms(
-            student, inputs_for(kind.encode, tokenizer, recipe.student.max_length), **timing)
-        if isinstance(teacher, HFTeacher):
-            teacher_info["latency_ms"] = cpu_latency_ms(
-                teacher.model, inputs_for(STUDENTS["transformer"].encode, teacher.tokenizer, teacher.max_length),
-                **timing)
-    ratios = {}
-    if "params" in teacher_info:
-        ratios["params_teacher_over_student"] = round(teacher_info["params"] / student_info["params"], 2)
-    for key, value in student_info.get("latency_ms", {}).items():
-        if "latency_ms" in teacher_info:
-            ratios[f"latency_{key}_teacher_over_student"] = round(teacher_info["latency_ms"][key] / value, 2)
-    retained = {k: round(v / teacher_info["metrics"][k], 4) for k, v in student_info["metrics"].items()
-                if teacher_info["metrics"].get(k)}
-    return {"task": task.name, "eval_split": main_split, "teacher": teacher_info, "student": student_info,
-            "ratios": ratios, "retained_fraction_of_teacher": retained, "teacher_all_splits": teacher_metrics,
-            "history": progress.history, "train": train_stats, "hardware": hardware_description()}

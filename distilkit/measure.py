@@ -1,4 +1,5 @@
-"""Measurements reported in ``metrics.json``, model cards and benchmarks: size and CPU latency.
+"""Measurements reported in ``metrics.json``, model cards and benchmarks: size, CPU latency, and the
+assembly of a run's ``metrics.json`` (:func:`measure_run`).
 
 Latency is the median wall time of ``repeats`` forward passes after warm-up, on real task texts (so
 sequence lengths are realistic), with tokenization excluded: we time the model, not the tokenizer.
@@ -11,8 +12,13 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:  # annotations only: the recipe modules import this one
+    from distilkit.config import Recipe
+    from distilkit.tasks import TaskSpec
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -83,3 +89,79 @@ def hardware_description() -> dict[str, str | int]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def measure_run(recipe: Recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict, progress,
+                train_stats: dict) -> dict:
+    """Assemble ``metrics.json``: teacher vs student quality, size and CPU latency.
+
+    The student is reloaded from ``output_dir/model`` (which also proves it round-trips); a quantized
+    student is re-scored as reloaded, since its accuracy is not the float model's.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from distilkit.quantize_run import evaluate_model
+    from distilkit.students import STUDENTS
+    from distilkit.teachers import HFTeacher
+
+    out, measure = Path(recipe.output_dir), recipe.measure
+    student = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    kind = STUDENTS[recipe.student.kind]
+    texts, pairs = list(eval_ds["text_a"]), list(eval_ds["text_b"])
+
+    def inputs_for(encode, tok, max_length):
+        def make(batch_size: int) -> dict:
+            reps = -(-batch_size // len(texts))  # repeat the eval set if it is smaller than the batch
+            a = (texts * reps)[:batch_size]
+            b = None if pairs[0] is None else (pairs * reps)[:batch_size]
+            return dict(encode(tok, a, b, max_length))
+        return make
+
+    best = progress.history[[r["epoch"] for r in progress.history].index(progress.best_epoch)]
+    main_split = next(iter(teacher_metrics))
+    student_info = {
+        "kind": recipe.student.kind,
+        "metrics": {k.split("/", 1)[1]: v for k, v in best.items() if k.startswith(f"{main_split}/")},
+        "best_epoch": progress.best_epoch,
+        "params": count_parameters(student),
+        "size_on_disk_bytes": size_on_disk(out / "model"),
+    }
+    if recipe.quantize is not None:  # the saved model is the quantized one: score it as reloaded
+        student_info["float_metrics"] = student_info["metrics"]
+        student_info["metrics"] = evaluate_model(student, kind.encode, tokenizer, recipe.student.max_length,
+                                                 eval_ds, task)
+        student_info["float_size_on_disk_bytes"] = size_on_disk(out / "model-float")
+        student_info["quantization"] = recipe.quantize.model_dump()
+    teacher_info = {"name": getattr(teacher, "name", type(teacher).__name__),
+                    "metrics": teacher_metrics[main_split]}
+    if isinstance(teacher, HFTeacher):
+        teacher_info["params"] = count_parameters(teacher.model)
+    if measure.latency:
+        # Student and teacher are timed in alternating rounds, so a busy machine slows both alike and the
+        # ratio stays meaningful; each reported value is the median over rounds.
+        rounds = 3 if isinstance(teacher, HFTeacher) else 1
+        timing = {"batch_sizes": measure.batch_sizes, "repeats": max(1, measure.repeats // rounds),
+                  "num_threads": measure.num_threads}
+        timed = {"student": [], "teacher": []}
+        for _ in range(rounds):
+            timed["student"].append(cpu_latency_ms(
+                student, inputs_for(kind.encode, tokenizer, recipe.student.max_length), **timing))
+            if isinstance(teacher, HFTeacher):
+                timed["teacher"].append(cpu_latency_ms(
+                    teacher.model, inputs_for(STUDENTS["transformer"].encode, teacher.tokenizer,
+                                              teacher.max_length), **timing))
+        for who, info in (("student", student_info), ("teacher", teacher_info)):
+            if timed[who]:
+                info["latency_ms"] = {k: round(statistics.median(t[k] for t in timed[who]), 3) for k in timed[who][0]}
+    ratios = {}
+    if "params" in teacher_info:
+        ratios["params_teacher_over_student"] = round(teacher_info["params"] / student_info["params"], 2)
+    for key, value in student_info.get("latency_ms", {}).items():
+        if "latency_ms" in teacher_info:
+            ratios[f"latency_{key}_teacher_over_student"] = round(teacher_info["latency_ms"][key] / value, 2)
+    retained = {k: round(v / teacher_info["metrics"][k], 4) for k, v in student_info["metrics"].items()
+                if teacher_info["metrics"].get(k)}
+    return {"task": task.name, "eval_split": main_split, "teacher": teacher_info, "student": student_info,
+            "ratios": ratios, "retained_fraction_of_teacher": retained, "teacher_all_splits": teacher_metrics,
+            "history": progress.history, "train": train_stats, "hardware": hardware_description()}

@@ -331,7 +331,7 @@ def test_minilm_student_from_real_encoder(minilm):
 
 
 def test_student_registry():
-    assert set(STUDENTS) == {"bilstm", "transformer"}
+    assert set(STUDENTS) == {"bilstm", "transformer", "copy", "pruned", "linear_attention"}
     assert get_student_kind("bilstm").build is build_bilstm_student
-    with pytest.raises(RecipeError, match="available: bilstm, transformer"):
+    with pytest.raises(RecipeError, match="available: bilstm, transformer, copy, pruned, linear_attention"):
         get_student_kind("cnn")
