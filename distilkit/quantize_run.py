@@ -9,6 +9,7 @@ latency, measured after reloading it with ``from_pretrained``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -88,7 +89,13 @@ def _copy_side_files(src: Path, dst: Path) -> None:
 
 
 def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
-    """In a finished run: ``out/model`` (float) -> ``out/model-float``; quantized -> ``out/model``."""
+    """In a finished run: ``out/model`` (float) -> ``out/model-float``; quantized -> ``out/model``.
+
+    Idempotent: a resumed run whose ``model`` was already quantized (a crash before ``metrics.json``) keeps it.
+    """
+    config = json.loads((out / "model" / "config.json").read_text())
+    if (config.get("quantization_config") or {}).get("quant_method") and (out / "model-float").is_dir():
+        return
     staged = out / "model-quantized"
     quantize_directory(out / "model", staged, cfg)
     shutil.rmtree(out / "model-float", ignore_errors=True)

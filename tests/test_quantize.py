@@ -218,6 +218,11 @@ def test_ptq_recipe_on_a_copy_of_the_teacher(tmp_path, tiny_teacher_dir):
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["quantization_config"]["quant_method"] == "distilkit"
     assert not (out / "model-quantized").exists() and (out / "model-float" / "model.safetensors").is_file()
+    # Re-running the quantize step (a resumed run) keeps the quantized model instead of re-quantizing it.
+    from distilkit.quantize_run import quantize_output
+    before = (out / "model" / "model.safetensors").stat().st_mtime_ns
+    quantize_output(out, validate_recipe(tree).quantize)
+    assert (out / "model" / "model.safetensors").stat().st_mtime_ns == before
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     enc = tokenizer(["a gorgeous film", "dull"], padding=True, return_tensors="pt")
     quantized = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
