@@ -125,11 +125,9 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     elif spec.kind == "copy":
         model = STUDENTS["copy"].build(teacher_model=hf_teacher.model if hf_teacher else None)
     elif spec.kind == "pruned":
-        from distilkit.prune_run import build_pruned_student
-        model = build_pruned_student(spec, hf_teacher, task, train_rows)
+        model = STUDENTS["pruned"].build(spec=spec, hf_teacher=hf_teacher, task=task, rows=train_rows)
     elif spec.kind == "linear_attention":
-        from distilkit.linear_attention import build_linear_attention_student  # issue 6
-        model = build_linear_attention_student(spec, hf_teacher, task)
+        model = STUDENTS["linear_attention"].build(spec=spec, hf_teacher=hf_teacher, task=task)
     else:
         if hf_teacher is not None and not spec.config_from:
             teacher_config, teacher_model = hf_teacher.model.config, hf_teacher.model

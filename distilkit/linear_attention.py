@@ -10,11 +10,10 @@ softmax original (recovery), like any other student.
 
 from __future__ import annotations
 
-import copy
-
 from torch import nn
 
 from distilkit.errors import RecipeError
+from distilkit.students import build_copy_student
 from distilkit.students.linear import LINEAR_CLASSES, VARIANTS, attach
 
 
@@ -52,6 +51,5 @@ def build_linear_attention_student(spec, hf_teacher, task) -> nn.Module:
     """A copy of the teacher with ``spec.variant`` attention (the recipe's ``student.kind: linear_attention``)."""
     if hf_teacher is None:
         raise RecipeError("student.kind 'linear_attention' swaps a Hugging Face teacher; the teacher is a plug-in")
-    model = copy.deepcopy(hf_teacher.model).float().cpu()
-    return swap_attention(model, spec.variant, features=spec.features, max_length=spec.max_length,
-                          seed=spec.seed).train()
+    return swap_attention(build_copy_student(teacher_model=hf_teacher.model), spec.variant,
+                          features=spec.features, max_length=spec.max_length, seed=spec.seed)

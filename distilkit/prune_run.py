@@ -34,16 +34,15 @@ from distilkit.prune import (
     select_heads,
     select_layers,
 )
-from distilkit.students.pruned import encoder_layers, ffn_parts, model_family, num_heads
+from distilkit.prune_select import _family
+from distilkit.students import build_copy_student
+from distilkit.students.pruned import encoder_layers, ffn_parts, num_heads
 from distilkit.students.transformer import encode_transformer
 
 
 def _shape_totals(model) -> tuple[int, int, int]:
     """``(layers, heads, ffn neurons)`` of a BERT-family model."""
-    family = model_family(model.config)
-    if family is None:
-        raise RecipeError(f"student.kind 'pruned': pruning supports bert, roberta, distilbert; got "
-                          f"{getattr(model.config, 'model_type', type(model).__name__)}")
+    family = _family(model)
     layers = encoder_layers(model)
     return (len(layers), sum(num_heads(x, family) for x in layers),
             sum(ffn_parts(x, family)[0].out_features for x in layers))
@@ -83,8 +82,8 @@ def build_pruned_student(spec: PrunedStudentConfig, hf_teacher, task, rows: list
     if not rows:
         raise RecipeError("student.kind 'pruned': no transfer-set rows to compute importance scores on")
     source = hf_teacher.model
-    model = (AutoModelForSequenceClassification.from_pretrained(spec.start_from) if spec.start_from
-             else copy.deepcopy(source)).float().cpu()
+    model = (AutoModelForSequenceClassification.from_pretrained(spec.start_from).float() if spec.start_from
+             else build_copy_student(teacher_model=source))
     t_layers, t_heads, t_ffn = _shape_totals(source)
     batches = importance_batches(rows, hf_teacher, spec, task.problem_type)
 

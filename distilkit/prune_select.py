@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from distilkit.errors import RecipeError
+from distilkit.measure import count_parameters as count_params
 from distilkit.students.pruned import encoder_layers, ffn_parts, head_size, model_family
 
 
@@ -55,11 +56,6 @@ def select_layers(scores: torch.Tensor, n: int) -> list[int]:
     if not 0 <= n < len(scores):
         raise RecipeError(f"select_layers: n must be in 0..{len(scores) - 1} (one layer must stay); got {n}")
     return sorted(int(i) for i in torch.argsort(scores)[:n])
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of parameters (shared tensors counted once)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def select_for_budget(model: nn.Module, head_scores: torch.Tensor, ffn_scores: list[torch.Tensor],

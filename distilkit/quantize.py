@@ -236,7 +236,10 @@ class QuantLSTM(nn.Module):
             else:
                 self.register_parameter(name, nn.Parameter(torch.zeros(param.shape, device=device),
                                                            requires_grad=False))
-        self._float = None
+        # Compute caches, plain attributes so only the integers reach the state dict: FBGEMM cells
+        # (None: not built yet, []: engine unavailable) and a dequantized float LSTM (built on demand).
+        self._cells_cache: list | None = None
+        self._float: nn.LSTM | None = None
 
     @classmethod
     def from_float(cls, lstm: nn.LSTM, grid: Grid, backend: str = "fbgemm") -> QuantLSTM:
@@ -270,14 +273,14 @@ class QuantLSTM(nn.Module):
     def forward(self, *args, **kwargs):
         device = self.weights["weight_ih_l0"].qweight.device
         if self.backend == "fbgemm" and self.grid.symmetric and device.type == "cpu" and not kwargs:
-            if self._float is None:
-                self._float = ("fbgemm", self._cells())  # a tuple keeps it out of the state dict
-            if isinstance(self._float, tuple) and self._float[1] is not None:
+            if self._cells_cache is None:
+                self._cells_cache = self._cells() or []
+            if self._cells_cache:
                 return self._forward_int8(*args)
         return self._forward_float(device, *args, **kwargs)
 
     def _forward_int8(self, input, hx=None):  # noqa: A002 - nn.LSTM's own signature
-        cells, shape = self._float[1], self.shape
+        cells, shape = self._cells_cache, self.shape
         directions = 2 if shape["bidirectional"] else 1
         packed = isinstance(input, nn.utils.rnn.PackedSequence)
         batch = int(input.batch_sizes[0]) if packed else input.shape[0]
@@ -297,15 +300,15 @@ class QuantLSTM(nn.Module):
         return out[0], tuple(out[1:])
 
     def _forward_float(self, device, *args, **kwargs):
-        if not isinstance(self._float, list) or self._float[0].weight_ih_l0.device != device:
+        if self._float is None or self._float.weight_ih_l0.device != device:
             lstm = nn.LSTM(**self.shape, device=device)
             with torch.no_grad():
                 for name, param in lstm.named_parameters():
                     src = self.weights[name].dequantize() if name.startswith("weight") else getattr(self, name)
                     param.copy_(src)
             lstm.requires_grad_(False)
-            self._float = [lstm]  # a list keeps it out of the state dict: only integers are saved
-        return self._float[0](*args, **kwargs)
+            object.__setattr__(self, "_float", lstm)  # not a submodule: only the integers are saved
+        return self._float(*args, **kwargs)
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:

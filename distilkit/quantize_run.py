@@ -120,7 +120,7 @@ def quantize_command(args) -> None:
     """``distilkit quantize MODEL_DIR --out DIR [...]``: quantize a saved model; evaluate it on a task."""
     from distilkit.config import format_validation_error
     from distilkit.measure import count_parameters, size_on_disk
-    from distilkit.students import STUDENTS
+    from distilkit.pipeline_measure import encoder_for
     from distilkit.tasks import load_split, load_task
 
     fields = {"linear": None if args.linear == "none" else args.linear,
@@ -143,7 +143,7 @@ def quantize_command(args) -> None:
         task = load_task(args.task)
         ds = load_split(task, task.eval_splits[0], data_dir=args.data_dir, max_examples=args.max_examples)
         tokenizer = AutoTokenizer.from_pretrained(args.out)
-        encode = STUDENTS["bilstm" if model.config.model_type == "distilkit-bilstm" else "transformer"].encode
+        encode = encoder_for(model)
         reloaded = AutoModelForSequenceClassification.from_pretrained(args.out)
         for name, m in (("float", AutoModelForSequenceClassification.from_pretrained(src)), ("quantized", reloaded)):
             print(f"{name:>9}: {evaluate_model(m, encode, tokenizer, args.max_length, ds, task)}")

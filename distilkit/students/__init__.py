@@ -54,14 +54,26 @@ def build_copy_student(*, teacher_model) -> PreTrainedModel:
     return copy.deepcopy(teacher_model).float().cpu().train()
 
 
+def build_pruned_student(**kwargs) -> PreTrainedModel:
+    """``student.kind: pruned``: see :func:`distilkit.prune_run.build_pruned_student`."""
+    from distilkit.prune_run import build_pruned_student as build  # recipe-level module: imported on use
+
+    return build(**kwargs)
+
+
+def build_linear_attention_student(**kwargs) -> PreTrainedModel:
+    """``student.kind: linear_attention``: see :func:`distilkit.linear_attention.build_linear_attention_student`."""
+    from distilkit.linear_attention import build_linear_attention_student as build
+
+    return build(**kwargs)
+
+
 STUDENTS: dict[str, StudentKind] = {
     "bilstm": StudentKind(build=build_bilstm_student, encode=encode_bilstm),
     "transformer": StudentKind(build=build_transformer_student, encode=encode_transformer),
     "copy": StudentKind(build=build_copy_student, encode=encode_transformer),
-    # Built by distilkit.prune_run.build_pruned_student (needs importance data); tokenized like the teacher.
-    "pruned": StudentKind(build=build_copy_student, encode=encode_transformer),
-    # Built by distilkit.linear_attention.build_linear_attention_student; tokenized like the teacher.
-    "linear_attention": StudentKind(build=build_copy_student, encode=encode_transformer),
+    "pruned": StudentKind(build=build_pruned_student, encode=encode_transformer),
+    "linear_attention": StudentKind(build=build_linear_attention_student, encode=encode_transformer),
 }
 
 
