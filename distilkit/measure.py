@@ -81,6 +81,35 @@ def cpu_latency_ms(model: torch.nn.Module, make_inputs: Callable[[int], dict], b
     return results
 
 
+def repeated_inputs(encode: Callable, tokenizer, texts: list[str], pairs: list[str] | None,
+                    max_length: int) -> Callable[[int], dict]:
+    """``make_inputs(batch_size)`` for :func:`cpu_latency_ms`: real texts, repeated up to the batch size."""
+    def make(batch_size: int) -> dict:
+        reps = -(-batch_size // len(texts))  # repeat the texts if there are fewer than the batch
+        a = (texts * reps)[:batch_size]
+        b = None if pairs is None else (pairs * reps)[:batch_size]
+        return dict(encode(tokenizer, a, b, max_length))
+    return make
+
+
+def interleaved_latency_ms(candidates: dict[str, tuple[torch.nn.Module, Callable[[int], dict]]], rounds: int,
+                           **timing) -> dict[str, dict[str, float]]:
+    """Median CPU latency of several models timed in alternating rounds.
+
+    Ratios between models timed minutes apart on a shared CPU are noise; timed round by round, a busy machine
+    slows every model alike. ``timing`` goes to :func:`cpu_latency_ms` (batch_sizes, repeats, num_threads).
+
+    Returns:
+        ``{name: {"b1": ms, ...}}``, each value the median over rounds.
+    """
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in candidates}
+    for _ in range(rounds):
+        for name, (model, make_inputs) in candidates.items():
+            for key, value in cpu_latency_ms(model, make_inputs, **timing).items():
+                samples[name].setdefault(key, []).append(value)
+    return {name: {k: round(statistics.median(v), 3) for k, v in s.items()} for name, s in samples.items()}
+
+
 def hardware_description() -> dict[str, str | int]:
     """Where measurements were taken (for metrics.json and model cards)."""
     return {
@@ -108,15 +137,8 @@ def measure_run(recipe: Recipe, task: TaskSpec, teacher, eval_ds, teacher_metric
     student = AutoModelForSequenceClassification.from_pretrained(out / "model")
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     kind = STUDENTS[recipe.student.kind]
-    texts, pairs = list(eval_ds["text_a"]), list(eval_ds["text_b"])
-
-    def inputs_for(encode, tok, max_length):
-        def make(batch_size: int) -> dict:
-            reps = -(-batch_size // len(texts))  # repeat the eval set if it is smaller than the batch
-            a = (texts * reps)[:batch_size]
-            b = None if pairs[0] is None else (pairs * reps)[:batch_size]
-            return dict(encode(tok, a, b, max_length))
-        return make
+    texts = list(eval_ds["text_a"])
+    pairs = None if eval_ds[0]["text_b"] is None else list(eval_ds["text_b"])
 
     best = progress.history[[r["epoch"] for r in progress.history].index(progress.best_epoch)]
     main_split = next(iter(teacher_metrics))
@@ -138,22 +160,17 @@ def measure_run(recipe: Recipe, task: TaskSpec, teacher, eval_ds, teacher_metric
     if isinstance(teacher, HFTeacher):
         teacher_info["params"] = count_parameters(teacher.model)
     if measure.latency:
-        # Student and teacher are timed in alternating rounds, so a busy machine slows both alike and the
-        # ratio stays meaningful; each reported value is the median over rounds.
-        rounds = 3 if isinstance(teacher, HFTeacher) else 1
-        timing = {"batch_sizes": measure.batch_sizes, "repeats": max(1, measure.repeats // rounds),
-                  "num_threads": measure.num_threads}
-        timed = {"student": [], "teacher": []}
-        for _ in range(rounds):
-            timed["student"].append(cpu_latency_ms(
-                student, inputs_for(kind.encode, tokenizer, recipe.student.max_length), **timing))
-            if isinstance(teacher, HFTeacher):
-                timed["teacher"].append(cpu_latency_ms(
-                    teacher.model, inputs_for(STUDENTS["transformer"].encode, teacher.tokenizer,
-                                              teacher.max_length), **timing))
-        for who, info in (("student", student_info), ("teacher", teacher_info)):
-            if timed[who]:
-                info["latency_ms"] = {k: round(statistics.median(t[k] for t in timed[who]), 3) for k in timed[who][0]}
+        candidates = {"student": (student, repeated_inputs(kind.encode, tokenizer, texts, pairs,
+                                                           recipe.student.max_length))}
+        if isinstance(teacher, HFTeacher):
+            candidates["teacher"] = (teacher.model, repeated_inputs(STUDENTS["transformer"].encode, teacher.tokenizer,
+                                                                    texts, pairs, teacher.max_length))
+        rounds = 3 if len(candidates) > 1 else 1
+        timed = interleaved_latency_ms(candidates, rounds, batch_sizes=measure.batch_sizes,
+                                       repeats=max(1, measure.repeats // rounds), num_threads=measure.num_threads)
+        student_info["latency_ms"] = timed["student"]
+        if "teacher" in timed:
+            teacher_info["latency_ms"] = timed["teacher"]
     ratios = {}
     if "params" in teacher_info:
         ratios["params_teacher_over_student"] = round(teacher_info["params"] / student_info["params"], 2)

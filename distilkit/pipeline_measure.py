@@ -7,7 +7,6 @@ original teacher and every stage's saved model and times them *interleaved*, rou
 from __future__ import annotations
 
 import json
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -16,7 +15,14 @@ from accelerate import Accelerator
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.config import Recipe
-from distilkit.measure import count_parameters, cpu_latency_ms, hardware_description, size_on_disk
+from distilkit.measure import (
+    count_parameters,
+    cpu_latency_ms,
+    hardware_description,
+    interleaved_latency_ms,
+    repeated_inputs,
+    size_on_disk,
+)
 from distilkit.students.bilstm import encode_bilstm
 from distilkit.students.transformer import encode_transformer
 from distilkit.tasks import load_split, load_task
@@ -30,14 +36,7 @@ def encoder_for(model: torch.nn.Module):
 
 
 def _input_maker(model, tokenizer, texts: list[str], pairs: list[str] | None, max_length: int):
-    encode = encoder_for(model)
-
-    def make(batch_size: int) -> dict:
-        reps = -(-batch_size // len(texts))
-        a = (texts * reps)[:batch_size]
-        b = None if pairs is None else (pairs * reps)[:batch_size]
-        return dict(encode(tokenizer, a, b, max_length))
-    return make
+    return repeated_inputs(encoder_for(model), tokenizer, texts, pairs, max_length)
 
 
 def measure_candidate(recipe: Recipe, tmp: Path, batch_size: int, with_latency: bool) -> dict:
@@ -99,16 +98,12 @@ def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True
         eval_split = (pipeline.data.get("eval_splits") or task.eval_splits)[0]
         eval_ds = load_split(task, eval_split, data_dir=data_dir, max_examples=64, seed=0)
         texts, pairs = list(eval_ds["text_a"]), (list(eval_ds["text_b"]) if task.is_pair else None)
-        samples: list[dict[str, list[float]]] = [{f"b{b}": [] for b in batch_sizes} for _ in models]
-        repeats = max(3, measure_cfg.get("repeats", 10) // rounds)
-        for _ in range(rounds):  # interleave: every model is timed in every round
-            for i, (model, tok, max_length) in enumerate(models):
-                timed = cpu_latency_ms(model, _input_maker(model, tok, texts, pairs, max_length),
-                                       batch_sizes=batch_sizes, repeats=repeats,
+        candidates = {i: (model, _input_maker(model, tok, texts, pairs, max_length))
+                      for i, (model, tok, max_length) in enumerate(models)}
+        timed = interleaved_latency_ms(candidates, rounds, batch_sizes=batch_sizes,
+                                       repeats=max(3, measure_cfg.get("repeats", 10) // rounds),
                                        num_threads=measure_cfg.get("num_threads"))
-                for key, value in timed.items():
-                    samples[i][key].append(value)
-        latency = [{k: round(statistics.median(v), 3) for k, v in s.items()} for s in samples]
+        latency = [timed[i] for i in range(len(models))]
 
     t_metric = first["teacher"]["metrics"][main]
     teacher = {"name": teacher_name, "metric": t_metric, "params": count_parameters(teacher_model),

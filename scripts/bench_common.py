@@ -20,11 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import statistics  # noqa: E402
-
 from distilkit.config import FinetuneConfig, TeacherConfig  # noqa: E402
 from distilkit.finetune import finetune_teacher  # noqa: E402
-from distilkit.measure import cpu_latency_ms  # noqa: E402
+from distilkit.measure import interleaved_latency_ms, repeated_inputs  # noqa: E402
 from distilkit.pipeline_measure import encoder_for  # noqa: E402
 from distilkit.tasks import load_split, load_task  # noqa: E402
 
@@ -71,16 +69,9 @@ def write_section(begin: str, end: str, section: str) -> None:
 def interleaved_latency(models: dict, tokenizer, texts: list[str], max_length: int, rounds: int,
                         batch_sizes=(1, 32)) -> dict[str, dict[str, float]]:
     """Median CPU latency (ms) per model and batch size, every model timed in every round (side by side)."""
-    samples = {name: {f"b{b}": [] for b in batch_sizes} for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            encode = encoder_for(model)
-
-            def make(batch_size, encode=encode):
-                return dict(encode(tokenizer, (texts * batch_size)[:batch_size], None, max_length))
-            for key, value in cpu_latency_ms(model, make, batch_sizes=batch_sizes, repeats=10).items():
-                samples[name][key].append(value)
-    return {name: {k: statistics.median(v) for k, v in s.items()} for name, s in samples.items()}
+    candidates = {name: (model, repeated_inputs(encoder_for(model), tokenizer, texts, None, max_length))
+                  for name, model in models.items()}
+    return interleaved_latency_ms(candidates, rounds, batch_sizes=batch_sizes, repeats=10)
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:
