@@ -54,6 +54,11 @@ def recipe(task: str, student: str) -> dict:
     return body
 
 
+def recovery_loss(task: str) -> dict:
+    """Distillation from the model being compressed, teacher logits only (MSE for STS-B's regression)."""
+    return {"kind": "mse", "alpha": 0.0} if task == "stsb" else {"kind": "kl", "temperature": 2.0, "alpha": 0.0}
+
+
 def quantize_recipe(task: str, qat: bool) -> dict:
     """Post-training int8 (linear + embedding) of the teacher itself, or int4 quantization-aware training
     of a copy of the teacher distilled from the float teacher (Zafrir et al. 2019, Q8BERT, trains 8-bit
@@ -69,8 +74,7 @@ def quantize_recipe(task: str, qat: bool) -> dict:
         "student": {"kind": "copy", "max_length": 128},
     }
     if qat:
-        body["loss"] = ({"kind": "mse", "alpha": 0.0} if task == "stsb"
-                        else {"kind": "kl", "temperature": 2.0, "alpha": 0.0})
+        body["loss"] = recovery_loss(task)
         body["train"] = {"epochs": 1 if task in LARGE else 2, "batch_size": 32, "lr": 1e-5, "warmup_ratio": 0.1,
                          "seed": 42}
         body["quantize"] = {"linear": "int4", "embedding": "int8", "qat": True, "activation_bits": 8}
@@ -88,7 +92,6 @@ def prune_recipe(task: str, what: str) -> dict:
         student.update(heads=0.4, rounds=2)
     else:
         student.update(layers=12)
-    loss = {"kind": "mse", "alpha": 0.0} if task == "stsb" else {"kind": "kl", "temperature": 2.0, "alpha": 0.0}
     return {
         "description": (f"Prune {'40% of the attention heads' if what == 'heads' else 'half of the layers'} of "
                         f"BERT-large fine-tuned on {task.upper()} (structural removal; reloads with "
@@ -98,7 +101,7 @@ def prune_recipe(task: str, what: str) -> dict:
         "data": {"dir": None},
         "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
         "student": student,
-        "loss": loss,
+        "loss": recovery_loss(task),
         "train": {"epochs": 1 if task in LARGE else 2, "batch_size": 32, "lr": 2e-5, "warmup_ratio": 0.1,
                   "seed": 42},
     }
@@ -106,7 +109,6 @@ def prune_recipe(task: str, what: str) -> dict:
 
 def linear_attention_recipe(task: str) -> dict:
     """The teacher with Hedgehog linear attention (Zhang et al. 2024) swapped in, recovered by distillation."""
-    loss = {"kind": "mse", "alpha": 0.0} if task == "stsb" else {"kind": "kl", "temperature": 2.0, "alpha": 0.0}
     return {
         "description": (f"Swap the softmax attention of BERT-large fine-tuned on {task.upper()} for Hedgehog "
                         "linear attention (learnable feature maps, O(n) in sequence length) and recover its "
@@ -116,7 +118,7 @@ def linear_attention_recipe(task: str) -> dict:
         "data": {"dir": None},
         "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
         "student": {"kind": "linear_attention", "variant": "hedgehog", "max_length": 128},
-        "loss": loss,
+        "loss": recovery_loss(task),
         "train": {"epochs": 1 if task in LARGE else 3, "batch_size": 32, "lr": 5e-5, "warmup_ratio": 0.1,
                   "seed": 42},
     }
