@@ -103,6 +103,18 @@ class TeacherConfig(Section):
     finetune: FinetuneConfig | None = None
 
 
+class VocabConfig(Section):
+    """Vocabulary trimming (``distilkit.vocab``): keep only the word-embedding rows and WordPiece tokens the
+    transfer set uses, plus special tokens and printable-ASCII characters (so ASCII words never become
+    ``[UNK]``). The saved tokenizer holds exactly the kept tokens."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Size of the kept vocabulary, always-kept tokens included; ``None`` keeps every token seen
+    ``min_count`` times. The most frequent transfer-set tokens fill the room."""
+    min_count: int = Field(default=1, gt=0)
+    """Fewest transfer-set occurrences for a token to be kept."""
+
+
 class BiLSTMStudentConfig(Section):
     """Tang et al. 2019 BiLSTM student (siamese for sentence pairs)."""
 
@@ -114,9 +126,13 @@ class BiLSTMStudentConfig(Section):
     hidden_size: int = Field(default=300, gt=0)
     mlp_hidden_size: int = Field(default=400, gt=0)
     dropout: float = Field(default=0.1, ge=0, lt=1)
-    init_embeddings_from_teacher: bool = True
-    """Initialise word embeddings from the teacher's (our offline stand-in for word2vec)."""
+    init_embeddings_from_teacher: bool | Literal["pca"] = True
+    """Initialise word embeddings from the teacher's (our offline stand-in for word2vec); ``true`` keeps
+    the teacher's width (``embedding_dim`` is ignored), ``pca`` projects the rows onto their top
+    ``embedding_dim`` principal components (a small student without random word vectors)."""
     freeze_embeddings: bool = False
+    vocab: VocabConfig | None = None
+    """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""
 
 
 class TransformerStudentConfig(Section):
@@ -132,6 +148,8 @@ class TransformerStudentConfig(Section):
     init_from_teacher_layers: list[int] | Literal["uniform"] | None = "uniform"
     config_from: str | None = None
     """Base config (Hub id or path) when the teacher is a plug-in without a Hugging Face config."""
+    vocab: VocabConfig | None = None
+    """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""
 
 
 class PrunedStudentConfig(Section):
@@ -160,6 +178,8 @@ class PrunedStudentConfig(Section):
     """Prune this saved model instead of a copy of the teacher (set by iterative rounds)."""
     round_fraction: float = Field(default=1.0, gt=0, le=1)
     """Fraction of the way to the targets this run goes (set by iterative rounds: r / rounds)."""
+    vocab: VocabConfig | None = None
+    """Trim the vocabulary to the transfer set's tokens after pruning (iterative: in the last round)."""
 
     @model_validator(mode="after")
     def _targets(self):
@@ -175,6 +195,8 @@ class CopyStudentConfig(Section):
     kind: Literal["copy"]
     tokenizer: str | None = None
     max_length: int = Field(default=128, gt=0)
+    vocab: VocabConfig | None = None
+    """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""
 
 
 class LinearAttentionStudentConfig(Section):
@@ -188,6 +210,9 @@ class LinearAttentionStudentConfig(Section):
     features: int = Field(default=64, gt=0)
     """Random features (performer) or projected length k (linformer); unused by elu and hedgehog."""
     seed: int = 0
+    feature_lr: float | None = Field(default=None, gt=0)
+    """Learning rate of the new feature-map parameters (hedgehog W, linformer E/F); ``train.lr`` if unset.
+    They start from scratch (or the identity), so they want a far larger step than the pretrained weights."""
 
 
 STUDENT_CONFIGS = (BiLSTMStudentConfig, TransformerStudentConfig, PrunedStudentConfig,
@@ -206,6 +231,8 @@ class LossConfig(Section):
     kind: Literal["mse", "kl"] = "mse"
     temperature: float = Field(default=1.0, gt=0)
     alpha: float = Field(default=0.0, ge=0, le=1)
+    attention_weight: float = Field(default=0.0, ge=0)
+    """linear_attention students: weight of per-layer attention transfer to softmax attention (added)."""
 
 
 class TrainConfig(Section):
@@ -358,9 +385,11 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
             known = _known_keys(model, tuple(loc[:-1]))
-            if "student" in loc[:-1]:  # the keys of the kind the recipe chose
-                known = sorted(next(c for c in STUDENT_CONFIGS if c.model_fields["kind"].annotation.__args__[0]
-                                    == kind).model_fields) if kind else []
+            if "student" in loc[:-1]:  # the keys of the kind the recipe chose, or of a section inside it
+                chosen = next((c for c in STUDENT_CONFIGS if c.model_fields["kind"].annotation.__args__[0] == kind),
+                              None)
+                inner = tuple(loc[loc.index("student") + 1:-1])
+                known = sorted(_known_keys(chosen, inner)) if chosen else []
             hint = difflib.get_close_matches(loc[-1], known, n=1)
             msg = f"unknown key '{loc[-1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
             if known:
@@ -441,6 +470,9 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
         raise RecipeError(format_validation_error(err, source, Recipe, overrides)) from None
     if recipe.loss.kind == "kl" and recipe.loss.temperature <= 0:
         raise RecipeError(f"{source}: loss.temperature must be > 0")
+    if recipe.loss.attention_weight and recipe.student.kind != "linear_attention":
+        raise RecipeError(f"{source}: loss.attention_weight applies to student.kind 'linear_attention', "
+                          f"not '{recipe.student.kind}'")
     if recipe.data.labels == "none" and recipe.loss.alpha > 0:
         raise RecipeError(
             f"{source}: loss.alpha={recipe.loss.alpha} mixes in gold labels but data.labels is 'none'; "

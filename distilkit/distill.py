@@ -46,6 +46,7 @@ from distilkit.checkpointing import (
 from distilkit.config import Recipe, TeacherConfig, dump_recipe
 from distilkit.errors import RecipeError
 from distilkit.finetune import finetune_teacher
+from distilkit.linear_attention import attention_transfer_loss, enable_attention_transfer, parameter_groups
 from distilkit.logit_cache import label_with_teacher
 from distilkit.losses import distillation_loss
 from distilkit.measure import measure_run
@@ -103,7 +104,8 @@ def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator:
 def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict] | None = None):
     """Build the student and its tokenizer from ``recipe.student`` (teacher's tokenizer by default).
 
-    ``train_rows`` (the labelled transfer set) is where a pruned student's importance scores come from.
+    ``train_rows`` (the labelled transfer set) is where a pruned student's importance scores come from, and
+    whose tokens a ``student.vocab`` trimming keeps (the returned tokenizer is then the trimmed one).
     """
     spec = recipe.student
     hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
@@ -121,7 +123,8 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
         model = STUDENTS["bilstm"].build(
             tokenizer=tokenizer, is_pair=task.is_pair, embedding_dim=spec.embedding_dim,
             hidden_size=spec.hidden_size, mlp_hidden_size=spec.mlp_hidden_size, dropout=spec.dropout,
-            teacher_embeddings=embeddings, freeze_embeddings=spec.freeze_embeddings, **common)
+            teacher_embeddings=embeddings, freeze_embeddings=spec.freeze_embeddings,
+            project_embeddings=spec.init_embeddings_from_teacher == "pca", **common)
     elif spec.kind == "copy":
         model = STUDENTS["copy"].build(teacher_model=hf_teacher.model if hf_teacher else None)
     elif spec.kind == "pruned":
@@ -143,6 +146,9 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     if task.label_names:
         model.config.id2label = dict(enumerate(task.label_names))
         model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
+    if getattr(spec, "vocab", None) is not None and train_rows:  # last: it picks among built rows
+        from distilkit.vocab import apply_vocab
+        tokenizer = apply_vocab(spec.vocab, model, tokenizer, train_rows)
     return model, tokenizer
 
 
@@ -249,14 +255,15 @@ def run(recipe: Recipe) -> dict:
     student, tokenizer = make_student(recipe, task, teacher, train_rows)
     if recipe.quantize is not None and recipe.quantize.qat:  # the float teacher teaches a fake-quant student
         prepare_qat(student, recipe.quantize)
+    if recipe.loss.attention_weight:  # linear-attention layers also learn to mimic softmax attention
+        enable_attention_transfer(student)
     kind = STUDENTS[recipe.student.kind]
     collate = make_collate(kind.encode, tokenizer, recipe.student.max_length, task.problem_type)
     train_dl = train_loader(train_rows, collate, tcfg.batch_size, tcfg.seed)
     eval_dls = {split: eval_loader(list(ds), collate, 2 * tcfg.batch_size) for split, ds in eval_sets.items()}
     steps_per_epoch = optimizer_steps_per_epoch(len(train_dl), tcfg.grad_accum)
     total_steps = min(tcfg.max_steps or 10**12, tcfg.epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=tcfg.lr,
-                                  weight_decay=tcfg.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(student, recipe), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(tcfg.warmup_ratio * total_steps), total_steps)
     student, optimizer, train_dl, scheduler, *prepared = accelerator.prepare(
         student, optimizer, train_dl, scheduler, *eval_dls.values())
@@ -295,6 +302,9 @@ def run(recipe: Recipe) -> dict:
                 loss, parts = distillation_loss(
                     student_logits, teacher_logits, batch["labels"], kind=recipe.loss.kind,
                     temperature=recipe.loss.temperature, alpha=recipe.loss.alpha, problem_type=task.problem_type)
+                if recipe.loss.attention_weight:
+                    transfer = attention_transfer_loss(accelerator.unwrap_model(student))
+                    loss, parts["attention"] = loss + recipe.loss.attention_weight * transfer, transfer.item()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and tcfg.max_grad_norm:
                     accelerator.clip_grad_norm_(student.parameters(), tcfg.max_grad_norm)

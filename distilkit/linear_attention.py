@@ -5,16 +5,18 @@ models carry them as remote code). :func:`swap_attention` turns a BERT or RoBERT
 ``LinearAttention*`` twin in place: same weights, plus per-layer feature maps (random features, Hedgehog's
 trainable W or Linformer's E/F), recorded in the config so ``from_pretrained`` rebuilds them. A recipe with
 ``student: {kind: linear_attention, variant: elu}`` swaps a copy of the teacher and distils it from the
-softmax original (recovery), like any other student.
+softmax original (recovery), like any other student; ``loss.attention_weight`` adds per-layer attention
+transfer to that recovery (:func:`attention_transfer_loss`).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from distilkit.errors import RecipeError
 from distilkit.students import build_copy_student
-from distilkit.students.linear import LINEAR_CLASSES, VARIANTS, attach
+from distilkit.students.linear import LINEAR_CLASSES, VARIANTS, attach, self_attentions
 
 
 def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_length: int = 512,
@@ -53,3 +55,37 @@ def build_linear_attention_student(spec, hf_teacher, task) -> nn.Module:
         raise RecipeError("student.kind 'linear_attention' swaps a Hugging Face teacher; the teacher is a plug-in")
     return swap_attention(build_copy_student(teacher_model=hf_teacher.model), spec.variant,
                           features=spec.features, max_length=spec.max_length, seed=spec.seed)
+
+
+def enable_attention_transfer(model: nn.Module, on: bool = True) -> None:
+    """Make every linear-attention layer record its distance to softmax attention while training."""
+    features = [getattr(a, "distilkit_feature", None) for a in self_attentions(model)]
+    if not features or any(f is None for f in features):
+        raise RecipeError("loss.attention_weight: the student has no linear attention (student.kind must be "
+                          "'linear_attention')")
+    for feature in features:
+        feature.transfer, feature.transfer_loss = on, None
+
+
+def attention_transfer_loss(model: nn.Module) -> torch.Tensor:
+    """Mean over layers of the attention-transfer losses recorded by the last training forward.
+
+    Kernel variants: soft cross-entropy of their attention weights to softmax's (Zhang et al. 2024, "The
+    Hedgehog & the Porcupine", eq. 6); linformer: MSE of its attention output to softmax's. Both are
+    computed from each layer's own q, k, v, so recovery needs no extra teacher forward.
+    """
+    losses = [a.distilkit_feature.transfer_loss for a in self_attentions(model)]
+    if any(loss is None for loss in losses):
+        raise RuntimeError("attention transfer is off or no training forward ran; call enable_attention_transfer")
+    return torch.stack(losses).mean()
+
+
+def parameter_groups(model: nn.Module, recipe) -> list[dict]:
+    """Optimizer groups: the new feature maps at ``student.feature_lr`` when set, the rest at ``train.lr``."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    feature_lr = getattr(recipe.student, "feature_lr", None)
+    features = [p for n, p in trainable if ".distilkit_feature." in n]
+    if feature_lr is None or not features:  # elu and performer have no trainable feature maps
+        return [{"params": [p for _, p in trainable]}]
+    return [{"params": [p for n, p in trainable if ".distilkit_feature." not in n]},
+            {"params": features, "lr": feature_lr, "weight_decay": 0.0}]

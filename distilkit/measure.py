@@ -149,6 +149,8 @@ def measure_run(recipe: Recipe, task: TaskSpec, teacher, eval_ds, teacher_metric
         "params": count_parameters(student),
         "size_on_disk_bytes": size_on_disk(out / "model"),
     }
+    if getattr(student.config, "distilkit_vocab", None):  # student.vocab trimmed the embedding
+        student_info["vocab"] = student.config.distilkit_vocab
     if recipe.quantize is not None:  # the saved model is the quantized one: score it as reloaded
         student_info["float_metrics"] = student_info["metrics"]
         student_info["metrics"] = evaluate_model(student, kind.encode, tokenizer, recipe.student.max_length,

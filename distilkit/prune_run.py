@@ -123,6 +123,8 @@ def run_iterative(recipe: Recipe) -> dict:
         sub["student"].update(rounds=1, start_from=previous, round_fraction=r / spec.rounds)
         if r < spec.rounds:
             sub["quantize"] = None  # only the final model is quantized
+            # Only the final model is trimmed: each round re-scores its start model with the teacher's tokenizer.
+            sub["student"]["vocab"] = None
         done = Path(sub["output_dir"]) / "metrics.json"
         metrics = json.loads(done.read_text()) if done.is_file() else run(validate_recipe(sub, f"round {r}"))
         previous = str(Path(sub["output_dir"]) / "model")

@@ -138,3 +138,104 @@ def test_errors(tmp_path, tiny_teacher_dir):
                                                                   hidden_dim=32))
     with pytest.raises(RecipeError, match="bert and roberta"):
         swap_attention(distil, "elu")
+
+
+def naive_transfer(feature, q, k, v, keep):
+    """Attention transfer loss by explicit loops over the batch's real (unpadded) tokens."""
+    total, count = 0.0, 0
+    for b in range(q.shape[0]):
+        n = int(keep[b, 0, :, 0].sum())
+        for h in range(q.shape[1]):
+            qq, kk, vv = q[b, h, :n], k[b, h, :n], v[b, h, :n]
+            target = torch.softmax(qq @ kk.T / qq.shape[-1] ** 0.5, dim=-1)
+            if feature.variant == "linformer":
+                e, f = feature.e[:, :n], feature.f[:, :n]
+                out = torch.softmax(qq @ (e @ kk).T / qq.shape[-1] ** 0.5, dim=-1) @ (f @ vv)
+                per_query = (out - target @ vv).pow(2).mean(-1)
+            else:
+                kernel = feature.phi(qq[None, None], True)[0, 0] @ feature.phi(kk[None, None], False)[0, 0].T
+                per_query = -(target * (kernel / kernel.sum(-1, keepdim=True)).log()).sum(-1)
+            total, count = total + per_query.sum(), count + n
+    return total / count
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_attention_transfer_loss_matches_naive_reference(variant):
+    from distilkit.linear_attention import attention_transfer_loss, enable_attention_transfer
+
+    model = swapped(variant).train()
+    enable_attention_transfer(model)
+    module = self_attentions(model)[0]
+    torch.manual_seed(2)
+    q, k, v = (torch.randn(2, 4, 10, 8) for _ in range(3))
+    keep = torch.ones(2, 1, 10, 1)
+    keep[1, :, 6:] = 0
+    mask = keep.bool().reshape(2, 1, 1, 10).expand(2, 1, 10, 10)
+    linear_attention(module, q, k, v, mask)
+    loss = module.distilkit_feature.transfer_loss
+    torch.testing.assert_close(loss, naive_transfer(module.distilkit_feature, q, k, v, keep), rtol=1e-4, atol=1e-5)
+    k2, v2 = k.clone(), v.clone()  # padding changes nothing
+    k2[1, :, 7:], v2[1, :, 7:] = 50.0, -50.0
+    linear_attention(module, q, k2, v2, mask)
+    torch.testing.assert_close(module.distilkit_feature.transfer_loss, loss, rtol=1e-4, atol=1e-5)
+    model.eval()  # off at inference: nothing is recorded
+    module.distilkit_feature.transfer_loss = None
+    with torch.no_grad():
+        model(input_ids=torch.randint(0, 200, (1, 8)))
+    assert module.distilkit_feature.transfer_loss is None
+    model.train()
+    model(input_ids=torch.randint(0, 200, (2, 8)))
+    assert attention_transfer_loss(model).requires_grad
+
+
+def test_attention_transfer_trains_feature_maps_towards_softmax():
+    from distilkit.linear_attention import attention_transfer_loss, enable_attention_transfer
+
+    model = swapped("hedgehog").train()
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    enable_attention_transfer(model)
+    with torch.no_grad():  # a random tiny BERT attends almost uniformly; sharpen it so there is something to learn
+        for attention in self_attentions(model):
+            attention.query.weight.mul_(20.0)
+            attention.key.weight.mul_(20.0)
+    params = [a.distilkit_feature.weight for a in self_attentions(model)]
+    optimizer = torch.optim.Adam(params, lr=0.1)
+    ids = torch.randint(0, 200, (4, 16), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(30):
+        model(input_ids=ids)
+        loss = attention_transfer_loss(model)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < losses[0] - 0.3, losses
+
+
+def test_recipe_with_attention_transfer(tmp_path, tiny_teacher_dir):
+    import json
+
+    tree = tiny_recipe(tmp_path, tiny_teacher_dir, train={"epochs": 1, "log_every": 1})
+    tree["student"] = {"kind": "linear_attention", "variant": "elu", "max_length": 32}
+    tree["loss"] = {"kind": "kl", "temperature": 2.0, "attention_weight": 1.0}
+    run(validate_recipe(tree))
+    logged = [json.loads(line) for path in (Path(tree["output_dir"]) / "logs").rglob("*.jsonl")
+              for line in path.read_text().splitlines()]
+    assert any("train/attention" in row for row in logged), logged[:3]
+    with pytest.raises(RecipeError, match="attention_weight"):
+        validate_recipe({**tree, "student": {"kind": "bilstm", "max_length": 32}})
+
+
+def test_feature_maps_get_their_own_learning_rate(tmp_path, tiny_teacher_dir):
+    from distilkit.linear_attention import parameter_groups
+
+    tree = tiny_recipe(tmp_path, tiny_teacher_dir)
+    for variant, feature_lr, sizes in (("hedgehog", 0.01, [None, 0.01]), ("elu", 0.01, [None]),
+                                       ("hedgehog", None, [None])):
+        tree["student"] = {"kind": "linear_attention", "variant": variant, "feature_lr": feature_lr}
+        model = swapped(variant)
+        groups = parameter_groups(model, validate_recipe(tree))
+        assert [g.get("lr") for g in groups] == sizes
+        assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+        if len(groups) == 2:
+            assert all(p.shape[-1] == p.shape[-2] for p in groups[1]["params"])  # hedgehog's square W

@@ -184,6 +184,25 @@ def test_bilstm_embeddings_from_teacher(tokenizer):
         bilstm(tokenizer, teacher_embeddings=torch.randn(5, 12))
 
 
+def test_bilstm_pca_embeddings_keep_the_teachers_main_directions(tokenizer):
+    from distilkit.students.bilstm import pca_project
+
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(12, 12))[0][:3]  # the table varies along 3 directions, plus noise
+    table = torch.randn(len(tokenizer), 3) * torch.tensor([9.0, 5.0, 3.0]) @ basis
+    table = table + 0.01 * torch.randn_like(table) + 4.0
+    model = bilstm(tokenizer, teacher_embeddings=table, embedding_dim=3, project_embeddings=True)
+    rows = model.embeddings.weight
+    assert rows.shape == (len(tokenizer), 3) and model.config.embedding_dim == 3
+    # Three components keep the distances between word vectors (up to the noise) ...
+    torch.testing.assert_close(torch.cdist(rows, rows), torch.cdist(table, table), atol=0.1, rtol=0.01)
+    # ... and come out ordered by variance.
+    variances = rows.var(dim=0)
+    assert variances[0] > variances[1] > variances[2]
+    with pytest.raises(ValueError, match="cannot project"):
+        pca_project(table, 13)
+
+
 # ------------------------------------------------------------------------------------------ transformer
 
 

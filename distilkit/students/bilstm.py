@@ -232,10 +232,29 @@ def encode_bilstm(tokenizer, texts_a: list[str], texts_b: list[str] | None, max_
     return batch
 
 
+def pca_project(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
+    """Rows of ``embeddings`` projected onto their top ``dim`` principal components (centred, Pearson 1901).
+
+    The projection keeps the directions along which the teacher's word vectors differ most, so a narrow
+    student starts with the most informative ``dim`` coordinates instead of random vectors.
+
+    Raises:
+        ValueError: ``dim`` exceeds the embedding width.
+    """
+    if dim > embeddings.shape[1]:
+        raise ValueError(f"cannot project {embeddings.shape[1]}-wide teacher embeddings up to {dim}; "
+                         "use init_embeddings_from_teacher: true or a smaller embedding_dim")
+    x = embeddings.detach().float()
+    centred = x - x.mean(dim=0, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # rows of vh: principal directions, by variance
+    return centred @ vh[:dim].T
+
+
 def build_bilstm_student(*, tokenizer, num_labels: int, problem_type: str, is_pair: bool,
                          embedding_dim: int = 300, hidden_size: int = 300, mlp_hidden_size: int = 400,
                          dropout: float = 0.1, teacher_embeddings: torch.Tensor | None = None,
-                         freeze_embeddings: bool = False) -> BiLSTMForSequenceClassification:
+                         freeze_embeddings: bool = False,
+                         project_embeddings: bool = False) -> BiLSTMForSequenceClassification:
     """Build a Tang et al. BiLSTM student over ``tokenizer``'s vocabulary.
 
     Args:
@@ -252,6 +271,8 @@ def build_bilstm_student(*, tokenizer, num_labels: int, problem_type: str, is_pa
             ``embedding_dim`` becomes ``dim``. It may have *more* rows than the tokenizer (models often pad
             their vocabulary to a multiple of 8), never fewer.
         freeze_embeddings: Keep the embeddings fixed during training.
+        project_embeddings: Project ``teacher_embeddings`` onto their top ``embedding_dim`` principal
+            components instead of copying them at full width (:func:`pca_project`).
 
     Returns:
         A freshly initialised :class:`BiLSTMForSequenceClassification`.
@@ -266,6 +287,8 @@ def build_bilstm_student(*, tokenizer, num_labels: int, problem_type: str, is_pa
         if teacher_embeddings.shape[0] < vocab_size:
             raise ValueError(f"teacher embeddings cover {teacher_embeddings.shape[0]} tokens but the tokenizer "
                              f"has {vocab_size}; use the teacher's tokenizer")
+        if project_embeddings:
+            teacher_embeddings = pca_project(teacher_embeddings, embedding_dim)
         vocab_size, embedding_dim = teacher_embeddings.shape
     config = BiLSTMConfig(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
                           mlp_hidden_size=mlp_hidden_size, dropout=dropout, is_pair=is_pair,

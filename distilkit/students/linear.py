@@ -14,6 +14,12 @@ O(n^2) in sequence length n; every variant here costs O(n):
   E, F (Wang et al. 2020, eq. 7); padded positions are zeroed before projecting.
 
 A masked (padding) key contributes nothing: its features (or its projected row) are multiplied by zero.
+
+Attention transfer (recovery): while ``FeatureMap.transfer`` is on and the model trains, every layer also
+stores how far it is from the softmax attention it replaces, computed from the *same* q, k, v (no teacher
+forward needed): kernel variants (elu, performer, hedgehog) the soft cross-entropy between the softmax
+weights and their normalised kernel weights (Zhang et al. 2024, Hedgehog, eq. 6, "attention distillation"),
+linformer (whose weights live over projected rows) the mean squared error of its output to softmax's.
 The variant and its sizes live in ``config.distilkit_linear_attention``; the ``LinearAttention*`` classes
 rebuild the feature modules and select the attention function when loaded with ``from_pretrained``.
 """
@@ -43,6 +49,7 @@ class FeatureMap(nn.Module):
     def __init__(self, variant: str, heads: int, head_dim: int, features: int, max_length: int, seed: int):
         super().__init__()
         self.variant, self.features = variant, features
+        self.transfer, self.transfer_loss = False, None  # training-only attention transfer, see module doc
         if variant == "performer":
             generator = torch.Generator().manual_seed(seed)
             blocks, rows = [], 0
@@ -101,7 +108,32 @@ def linear_attention(module: nn.Module, query, key, value, attention_mask, scali
         z = k.sum(dim=2)  # sum_j phi(k_j)
         denominator = torch.einsum("bhnm,bhm->bhn", q, z)[..., None]  # > 0: features are positive
         out = torch.einsum("bhnm,bhmd->bhnd", q, kv) / denominator.clamp_min(torch.finfo(q.dtype).tiny)
+    if feature.transfer and module.training:
+        feature.transfer_loss = transfer_loss(feature, query, key, value, mask, out, scaling)
     return out.transpose(1, 2).contiguous(), None
+
+
+def transfer_loss(feature: FeatureMap, query, key, value, mask, out, scaling=None) -> torch.Tensor:
+    """Distance of one layer's linear attention to the softmax attention on the same q, k, v (training only).
+
+    Materialises the ``n x n`` weights, so it is meant for training lengths, not for 4096-token inference.
+    Padded queries are left out of the average; padded keys have zero weight on both sides.
+    """
+    scale = scaling or query.shape[-1] ** -0.5
+    keys = mask.transpose(-1, -2) > 0  # [b, 1, 1, n]
+    queries = mask[..., 0] > 0  # [b, 1, n]
+    with torch.no_grad():  # the softmax attention is the target, not something to move
+        scores = (query @ key.transpose(-1, -2) * scale).float().masked_fill(~keys, float("-inf"))
+        target = torch.softmax(scores, dim=-1)
+    weight = queries.expand(-1, query.shape[1], -1).float()  # [b, h, n]
+    if feature.variant == "linformer":
+        soft_out = (target.to(value.dtype) @ value).float()
+        per_query = (out.float() - soft_out).pow(2).mean(dim=-1)
+    else:
+        kernel = feature.phi(query, True) @ (feature.phi(key, False) * mask).transpose(-1, -2)
+        kernel = kernel.float() / kernel.float().sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+        per_query = -(target * kernel.clamp_min(1e-12).log()).sum(dim=-1)
+    return (per_query * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 AttentionInterface.register(ATTENTION_NAME, linear_attention)
