@@ -78,8 +78,24 @@ def _disk_mb(name: str, model) -> float:
         return size_on_disk(tmp) / MB
 
 
+def _stage_rows(stages: list[dict], metrics: list[dict]) -> list[tuple[dict, dict, Path]]:
+    """(stage info, its metric values, model dir) per row: a quantizing stage first shows its float model."""
+    rows = []
+    for stage, m in zip(stages, metrics):
+        float_dir = Path(stage["dir"]) / "model-float"
+        if float_dir.is_dir() and "float_metrics" in m["student"]:
+            rows.append(({**stage, "name": f"{stage['name']} (before quantization)", "before_quantization": True},
+                         m["student"]["float_metrics"], float_dir))
+        rows.append((stage, m["student"]["metrics"], Path(stage["dir"]) / "model"))
+    return rows
+
+
 def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True, rounds: int = 3) -> dict:
-    """Compare every stage's best model with the original teacher (metrics, params, size, CPU latency)."""
+    """Compare every stage's best model with the original teacher (metrics, params, size, CPU latency).
+
+    A stage that quantizes its student gives two rows, its float model then its quantized one, so the
+    table shows what distillation/pruning and what quantization each bought.
+    """
     task = load_task(pipeline.task)
     metrics = [json.loads((Path(s["dir"]) / "metrics.json").read_text()) for s in stages]
     first = metrics[0]
@@ -87,8 +103,9 @@ def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True
     teacher_name = first["teacher"]["name"]
     teacher_model, teacher_tok = _load(teacher_name)
     models = [(teacher_model, teacher_tok, pipeline.teacher.get("max_length", 128))]
-    for stage in stages:
-        model, tok = _load(str(Path(stage["dir"]) / "model"))
+    stage_rows = _stage_rows(stages, metrics)
+    for stage, _, model_dir in stage_rows:
+        model, tok = _load(str(model_dir))
         models.append((model, tok, _stage_max_length(Path(stage["dir"]))))
     latency: list[dict[str, float]] = [{} for _ in models]
     measure_cfg = pipeline.measure
@@ -109,17 +126,17 @@ def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True
     teacher = {"name": teacher_name, "metric": t_metric, "params": count_parameters(teacher_model),
                "size_mb": round(_disk_mb(teacher_name, teacher_model), 3), "latency_ms": latency[0]}
     rows = []
-    for i, (stage, m) in enumerate(zip(stages, metrics), start=1):
+    for i, (stage, values, model_dir) in enumerate(stage_rows, start=1):
         model = models[i][0]
-        size_mb = size_on_disk(Path(stage["dir"]) / "model") / MB
-        value = m["student"]["metrics"][main]
+        size_mb = size_on_disk(model_dir) / MB
+        value = values[main]
         rows.append({**stage, "metric": value, "retained": round(value / t_metric, 4) if t_metric else float("nan"),
                      "params": count_parameters(model), "size_mb": round(size_mb, 3),
                      "size_ratio": round(teacher["size_mb"] / size_mb, 2),
                      "params_ratio": round(teacher["params"] / count_parameters(model), 2),
                      "latency_ms": latency[i],
                      "latency_ratios": {k: round(latency[0][k] / v, 2) for k, v in latency[i].items()},
-                     "stage_metrics": m["student"]["metrics"]})
+                     "stage_metrics": values, "model_dir": str(model_dir)})
     return {"task": task.name, "output_dir": pipeline.output_dir, "main_metric": main, "teacher": teacher,
             "stages": rows, "latency_keys": [f"b{b}" for b in batch_sizes] if measure_side_by_side else [],
             "hardware": hardware_description()}

@@ -78,7 +78,8 @@ def collect(run_dirs: list[str | Path], length: int = 64) -> tuple[str, list[dic
     for run_dir, label in zip(dirs, labels):
         if (run_dir / "pipeline.json").is_file():
             summary = json.loads((run_dir / "pipeline.json").read_text())
-            stages = [(f"{label}/{s['name']}", Path(s["dir"])) for s in summary["stages"]]
+            stages = [(f"{label}/{s['name']}", Path(s["dir"])) for s in summary["stages"]
+                      if not s.get("before_quantization")]  # a stage's own metrics.json holds its final model
         elif (run_dir / "metrics.json").is_file():
             stages = [(label, run_dir)]
         else:

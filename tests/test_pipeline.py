@@ -144,10 +144,16 @@ def test_distil_prune_quantize_pipeline_then_report_and_push_folder(tmp_path, ti
     ]
     summary = run_pipeline(validate_pipeline(pipeline_tree(tmp_path, tiny_teacher_dir, stages)))
     rows = {row["name"]: row for row in summary["stages"]}
+    out = Path(summary["output_dir"])
     assert rows["prune"]["params"] < rows["distil"]["params"]
     assert rows["int8"]["params"] == rows["prune"]["params"]  # quantization keeps the weights, in 8 bits
     assert rows["int8"]["size_mb"] < rows["prune"]["size_mb"] / 2
-    out = Path(summary["output_dir"])
+    # The quantizing stage also reports its float model, measured side by side like every row.
+    before = rows["int8 (before quantization)"]
+    assert before["before_quantization"] and before["params"] == rows["int8"]["params"]
+    assert before["size_mb"] > 2 * rows["int8"]["size_mb"] and before["model_dir"].endswith("model-float")
+    assert set(before["latency_ms"]) == {"b1", "b4"}
+    assert "| int8 (before quantization) | copy |" in (out / "pipeline.md").read_text()
     assert (out / "pipeline.yaml").is_file()
     model = AutoModelForSequenceClassification.from_pretrained(out / "2-int8" / "model")
     assert type(model).__name__ == "PrunedBertForSequenceClassification"

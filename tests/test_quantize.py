@@ -115,6 +115,21 @@ def test_bilstm_student_embedding_and_lstm_round_trip(tmp_path, emb_bits):
     assert "lstm.weights.weight_ih_l0.qweight" in keys and "embeddings.qweight" in keys
 
 
+def test_quantized_lstm_runs_the_float_kernel_at_batch_one():
+    """Batch 1 takes the fused float LSTM on the dequantized weights (faster there); larger batches FBGEMM."""
+    model, dequantized = tiny_bilstm(), tiny_bilstm()
+    quantize_model(model, Grid(8), Grid(8))
+    quantize_model(dequantized, Grid(8), Grid(8), backend="int_mm")  # always the float kernel
+    with torch.no_grad():  # sentence vectors: the LSTM's output (the linear layers' kernels differ by backend)
+        rows = [model.encode(IDS[i:i + 1]) for i in range(IDS.shape[0])]
+        assert model.lstm._cells_cache is None, "batch 1 must not build the int8 cells"
+        for i, row in enumerate(rows):
+            torch.testing.assert_close(row, dequantized.encode(IDS[i:i + 1]), rtol=0, atol=1e-6)
+        batched = model.encode(IDS)  # FBGEMM, activations rounded to int8 too: close, not equal
+    assert model.lstm._cells_cache, "batches must use the int8 kernel"
+    assert 0 < (torch.cat(rows) - batched).abs().max() < 0.02
+
+
 @pytest.mark.parametrize("grid", [Grid(8), Grid(4), Grid(3), Grid(8, symmetric=False), Grid(4, symmetric=False),
                                   Grid(8, per_channel=False)])
 def test_uniform_error_is_at_most_half_a_step(grid):

@@ -136,10 +136,13 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
             # packing assumes each row's tokens come first.
             order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
             input_ids, mask = input_ids.gather(1, order), mask.gather(1, order)
-        lengths = mask.sum(dim=1).clamp(min=1).cpu()
         embedded = self.dropout(self.embeddings(input_ids))
-        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        _, (hidden, _) = self.lstm(packed)
+        if bool(mask.all()):  # no padding (always so at batch 1): packing would only add sorting overhead
+            _, (hidden, _) = self.lstm(embedded)
+        else:
+            lengths = mask.sum(dim=1).clamp(min=1).cpu()
+            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+            _, (hidden, _) = self.lstm(packed)
         # hidden: [num_layers * 2, batch, hidden]; the last two rows are the top layer's two directions.
         return torch.cat([hidden[-2], hidden[-1]], dim=-1)
 
