@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import FINETUNE, TEACHER_EXAMPLES, bench_parser, publish
+from bench_common import FINETUNE, TEACHER_EXAMPLES, bench_parser, publish, require_sst2
 
 from distilkit.config import validate_recipe
 from distilkit.distill import run
@@ -55,8 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.examples, args.n_iter, args.epochs, args.augmented_epochs = 300, 4, 2, 1
-    if not (Path(args.data_dir) / "SST-2" / "train.tsv").is_file():
-        sys.exit(f"SST-2 not found under {args.data_dir}")
+    require_sst2(args.data_dir)
     work = Path(tempfile.mkdtemp(prefix="bench-augment-"))
     start = time.perf_counter()
 

@@ -74,6 +74,14 @@ def interleaved_latency(models: dict, tokenizer, texts: list[str], max_length: i
     return interleaved_latency_ms(candidates, rounds, batch_sizes=batch_sizes, repeats=10)
 
 
+def require_sst2(data_dir: str | Path) -> None:
+    """Exit with a clear message unless ``data_dir`` holds the SST-2 TSVs every benchmark reads."""
+    missing = [name for name in ("train.tsv", "dev.tsv") if not (Path(data_dir) / "SST-2" / name).is_file()]
+    if missing:
+        raise SystemExit(f"SST-2 not found under {data_dir}: missing SST-2/{', SST-2/'.join(missing)} "
+                         "(pass --data-dir, the GLUE TSV root)")
+
+
 def bench_parser(doc: str) -> argparse.ArgumentParser:
     """The options every benchmark takes: --data-dir, --cache-dir, --quick, --no-write."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

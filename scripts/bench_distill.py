@@ -32,6 +32,7 @@ from bench_common import (  # noqa: E402
     FINETUNE,
     TEACHER_EXAMPLES,
     publish,
+    require_sst2,
 )
 
 from distilkit.config import validate_recipe  # noqa: E402
@@ -73,8 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.finetune_examples, args.transfer_examples, args.epochs, args.throughput_examples = 500, 1000, 2, 300
-    if not (Path(args.data_dir) / "SST-2" / "dev.tsv").is_file():
-        sys.exit(f"SST-2 not found under {args.data_dir} (expected SST-2/train.tsv and SST-2/dev.tsv)")
+    require_sst2(args.data_dir)
 
     work = Path(tempfile.mkdtemp(prefix="bench-distill-"))
     cache = Path(args.cache_dir)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import ROOT, bench_parser, publish, pyplot, sst2_minilm_teacher
+from bench_common import ROOT, bench_parser, publish, pyplot, require_sst2, sst2_minilm_teacher
 
 from distilkit.config import validate_recipe
 from distilkit.distill import run
@@ -138,8 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.lengths, args.recovery_examples, args.rounds = [128, 1024], 96, 2
-    if not (Path(args.data_dir) / "SST-2" / "train.tsv").is_file():
-        sys.exit(f"SST-2 not found under {args.data_dir}")
+    require_sst2(args.data_dir)
     start = time.perf_counter()
     latency = latency_table(args.lengths, args.rounds)
     memory = {(m, n): peak_memory_mb(m, n) for m in METHODS for n in args.lengths}

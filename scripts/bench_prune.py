@@ -29,6 +29,7 @@ from bench_common import (
     interleaved_latency,
     publish,
     pyplot,
+    require_sst2,
     sst2_minilm_teacher,
     sst2_splits,
 )
@@ -85,8 +86,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.fractions, args.importance_examples, args.recovery_examples, args.rounds = [0.4], 64, 128, 2
-    if not (Path(args.data_dir) / "SST-2" / "train.tsv").is_file():
-        sys.exit(f"SST-2 not found under {args.data_dir}")
+    require_sst2(args.data_dir)
     start = time.perf_counter()
     _, dev = sst2_splits(args.data_dir)
     teacher_dir = sst2_minilm_teacher(args.data_dir, args.cache_dir)

@@ -28,6 +28,7 @@ from bench_common import (
     bench_parser,
     interleaved_latency,
     publish,
+    require_sst2,
     sst2_minilm_teacher,
     sst2_splits,
 )
@@ -110,8 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.qat_examples, args.bilstm_examples, args.bilstm_epochs, args.rounds = 200, 500, 1, 2
-    if not (Path(args.data_dir) / "SST-2" / "train.tsv").is_file():
-        sys.exit(f"SST-2 not found under {args.data_dir}")
+    require_sst2(args.data_dir)
     start = time.perf_counter()
     task = load_task("sst2")
     _, dev = sst2_splits(args.data_dir)

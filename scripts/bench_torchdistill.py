@@ -49,7 +49,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
-from bench_common import bench_parser, publish, sst2_minilm_teacher, sst2_splits  # noqa: E402
+from bench_common import bench_parser, publish, require_sst2, sst2_minilm_teacher, sst2_splits  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
@@ -317,8 +317,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.train_examples, args.epochs, args.eval_examples = 400, 1, 200
-    if not (Path(args.data_dir) / "SST-2" / "dev.tsv").is_file():
-        sys.exit(f"SST-2 not found under {args.data_dir} (expected SST-2/train.tsv and SST-2/dev.tsv)")
+    require_sst2(args.data_dir)
     import_torchdistill()  # fail before any training if it is missing
 
     start = time.perf_counter()
