@@ -71,7 +71,7 @@ def attention_transfer_loss(model: nn.Module) -> torch.Tensor:
     """Mean over layers of the attention-transfer losses recorded by the last training forward.
 
     Kernel variants: soft cross-entropy of their attention weights to softmax's (Zhang et al. 2024, "The
-    Hedgehog & the Porcupine", eq. 6); linformer: MSE of its attention output to softmax's. Both are
+    Hedgehog & the Porcupine", attention-weight distillation); linformer: MSE of its attention output to softmax's. Both are
     computed from each layer's own q, k, v, so recovery needs no extra teacher forward.
     """
     losses = [a.distilkit_feature.transfer_loss for a in self_attentions(model)]

@@ -173,7 +173,7 @@ def main() -> None:
               f"(max_length 64), before and after 1 epoch of recovery on {args.recovery_examples:,} train "
               f"sentences: KL (T = 2) to the softmax model's logits plus {args.attention_weight:g} × per-layer "
               "attention transfer (kernel variants: cross-entropy of their attention weights to softmax's, "
-              "Hedgehog eq. 6; linformer: MSE of its attention output), lr "
+              "Hedgehog's attention-weight distillation; linformer: MSE of its attention output), lr "
               f"{args.lr:g} for the pretrained weights and {args.feature_lr:g} for the new feature maps:", "",
               "| variant | swapped, no recovery | recovered | Δ vs softmax (pts) |", "| --- | ---: | ---: | ---: |"]
     for r in rows:

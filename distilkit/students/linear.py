@@ -14,14 +14,14 @@ O(n^2) in sequence length n; every variant here costs O(n):
   E, F (Wang et al. 2020, eq. 7); padded positions are zeroed before projecting.
 
 A masked (padding) key contributes nothing: its features (or its projected row) are multiplied by zero.
+The variant and its sizes live in ``config.distilkit_linear_attention``; the ``LinearAttention*`` classes
+rebuild the feature modules and select the attention function when loaded with ``from_pretrained``.
 
 Attention transfer (recovery): while ``FeatureMap.transfer`` is on and the model trains, every layer also
 stores how far it is from the softmax attention it replaces, computed from the *same* q, k, v (no teacher
 forward needed): kernel variants (elu, performer, hedgehog) the soft cross-entropy between the softmax
-weights and their normalised kernel weights (Zhang et al. 2024, Hedgehog, eq. 6, "attention distillation"),
+weights and their normalised kernel weights (Zhang et al. 2024, Hedgehog's "attention weight distillation"),
 linformer (whose weights live over projected rows) the mean squared error of its output to softmax's.
-The variant and its sizes live in ``config.distilkit_linear_attention``; the ``LinearAttention*`` classes
-rebuild the feature modules and select the attention function when loaded with ``from_pretrained``.
 """
 
 from __future__ import annotations
