@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             quantize_command(args)
             return 0
 
-        from distilkit.config import dump_recipe, load_recipe, read_yaml
         from distilkit.pipeline import is_pipeline
+        from distilkit.recipe_io import dump_recipe, load_recipe, read_yaml
 
         if is_pipeline(read_yaml(args.recipe)):
             return _pipeline(args)

@@ -43,7 +43,7 @@ from distilkit.checkpointing import (
     write_json_atomic,
     write_text_atomic,
 )
-from distilkit.config import Recipe, TeacherConfig, dump_recipe
+from distilkit.config import Recipe, TeacherConfig
 from distilkit.errors import RecipeError
 from distilkit.finetune import finetune_teacher
 from distilkit.linear_attention import attention_transfer_loss, enable_attention_transfer, parameter_groups
@@ -52,6 +52,7 @@ from distilkit.losses import distillation_loss
 from distilkit.measure import measure_run
 from distilkit.metrics import compute_metrics
 from distilkit.quantize_run import prepare_qat, quantize_output
+from distilkit.recipe_io import dump_recipe
 from distilkit.students import STUDENTS
 from distilkit.tasks import TaskSpec, load_split, load_task
 from distilkit.teachers import (

@@ -41,15 +41,9 @@ import yaml
 from pydantic import Field, ValidationError
 
 from distilkit.checkpointing import write_json_atomic, write_text_atomic
-from distilkit.config import (
-    Recipe,
-    Section,
-    apply_override,
-    format_validation_error,
-    read_yaml,
-    validate_recipe,
-)
+from distilkit.config import Recipe, Section
 from distilkit.errors import RecipeError
+from distilkit.recipe_io import apply_override, format_validation_error, read_yaml, validate_recipe
 
 STAGE_SECTIONS = ("data", "teacher", "student", "loss", "train", "measure", "quantize", "hub")
 

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from distilkit.checkpointing import atomic_directory, write_json_atomic, write_text_atomic
-from distilkit.config import PrunedStudentConfig, Recipe, dump_recipe, validate_recipe
+from distilkit.config import PrunedStudentConfig, Recipe
 from distilkit.errors import RecipeError
 from distilkit.measure import count_parameters
 from distilkit.prune import (
@@ -35,6 +35,7 @@ from distilkit.prune import (
     select_layers,
 )
 from distilkit.prune_select import _family
+from distilkit.recipe_io import dump_recipe, validate_recipe
 from distilkit.students import build_copy_student
 from distilkit.students.pruned import encoder_layers, ffn_parts, num_heads
 from distilkit.students.transformer import encode_transformer

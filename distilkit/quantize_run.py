@@ -118,9 +118,9 @@ def evaluate_model(model, encode, tokenizer, max_length: int, ds, task, batch_si
 
 def quantize_command(args) -> None:
     """``distilkit quantize MODEL_DIR --out DIR [...]``: quantize a saved model; evaluate it on a task."""
-    from distilkit.config import format_validation_error
     from distilkit.measure import count_parameters, size_on_disk
     from distilkit.pipeline_measure import encoder_for
+    from distilkit.recipe_io import format_validation_error
     from distilkit.tasks import load_split, load_task
 
     fields = {"linear": None if args.linear == "none" else args.linear,

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from bench_common import FINETUNE, TEACHER_EXAMPLES, bench_parser, publish, require_sst2
 
-from distilkit.config import validate_recipe
 from distilkit.distill import run
+from distilkit.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_augment:begin -->", "<!-- bench_augment:end -->"
 

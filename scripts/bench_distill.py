@@ -35,8 +35,8 @@ from bench_common import (  # noqa: E402
     require_sst2,
 )
 
-from distilkit.config import validate_recipe  # noqa: E402
 from distilkit.distill import run  # noqa: E402
+from distilkit.recipe_io import validate_recipe  # noqa: E402
 
 BEGIN, END = "<!-- bench_distill:begin -->", "<!-- bench_distill:end -->"
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from bench_common import ROOT, bench_parser, publish, pyplot, require_sst2, sst2_minilm_teacher
 
-from distilkit.config import validate_recipe
 from distilkit.distill import run
 from distilkit.linear_attention import swap_attention
+from distilkit.recipe_io import validate_recipe
 from distilkit.students.linear import VARIANTS, linear_attention, self_attentions
 
 BEGIN, END = "<!-- bench_linear_attention:begin -->", "<!-- bench_linear_attention:end -->"

@@ -34,11 +34,12 @@ from bench_common import (
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distilkit.config import QuantizeConfig, validate_recipe
+from distilkit.config import QuantizeConfig
 from distilkit.distill import run
 from distilkit.measure import size_on_disk
 from distilkit.pipeline_measure import encoder_for
 from distilkit.quantize_run import evaluate_model, quantize_directory
+from distilkit.recipe_io import validate_recipe
 from distilkit.tasks import load_task
 
 BEGIN, END = "<!-- bench_quantize:begin -->", "<!-- bench_quantize:end -->"

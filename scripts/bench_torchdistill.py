@@ -59,8 +59,8 @@ from transformers import (  # noqa: E402
 
 import distilkit.distill as distill  # noqa: E402
 from distilkit.batches import EpochShuffleSampler, eval_loader, make_collate, model_inputs  # noqa: E402
-from distilkit.config import validate_recipe  # noqa: E402
 from distilkit.metrics import compute_metrics  # noqa: E402
+from distilkit.recipe_io import validate_recipe  # noqa: E402
 from distilkit.students.bilstm import encode_bilstm  # noqa: E402
 from distilkit.tasks import load_task  # noqa: E402
 from distilkit.teachers import load_hf_teacher  # noqa: E402

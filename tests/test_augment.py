@@ -11,8 +11,9 @@ from datasets import Dataset, load_from_disk
 import distilkit.augment as augment
 from distilkit.augment import augment_words, build_transfer_set, pos_vocabulary
 from distilkit.cli import main as cli_main
-from distilkit.config import AugmentConfig, validate_recipe
+from distilkit.config import AugmentConfig
 from distilkit.distill import run
+from distilkit.recipe_io import validate_recipe
 from distilkit.tasks import example_features, load_task
 
 from .conftest import FIXTURES

@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
-from distilkit.config import validate_recipe
 from distilkit.distill import run
+from distilkit.recipe_io import validate_recipe
 from distilkit.students.bilstm import encode_bilstm
 
 from .conftest import FIXTURES, make_tiny_teacher

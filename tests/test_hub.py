@@ -11,8 +11,8 @@ import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
-from distilkit.config import validate_recipe
 from distilkit.distill import run
+from distilkit.recipe_io import validate_recipe
 from distilkit.students.bilstm import encode_bilstm
 
 from .test_distill import tiny_recipe

@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from distilkit.config import validate_recipe
 from distilkit.distill import run
 from distilkit.errors import RecipeError
 from distilkit.linear_attention import swap_attention
+from distilkit.recipe_io import validate_recipe
 from distilkit.students.linear import VARIANTS, linear_attention, self_attentions
 
 from .test_distill import tiny_recipe

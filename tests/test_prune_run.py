@@ -10,10 +10,10 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
-from distilkit.config import validate_recipe
 from distilkit.distill import run
 from distilkit.measure import count_parameters
 from distilkit.quantize import QuantLinear
+from distilkit.recipe_io import validate_recipe
 
 from .conftest import make_tiny_teacher
 from .test_distill import tiny_recipe

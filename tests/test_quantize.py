@@ -16,12 +16,13 @@ from transformers import (
 
 import distilkit  # noqa: F401  (registers quant_method "distilkit" with transformers)
 from distilkit.cli import main as cli_main
-from distilkit.config import QuantizeConfig, validate_recipe
+from distilkit.config import QuantizeConfig
 from distilkit.distill import run
 from distilkit.fake_quant import Grid, dequantize_weight, fake_quantize, prepare_fake_quant, quantize_weight
 from distilkit.measure import count_parameters, size_on_disk
 from distilkit.quantize import QuantEmbedding, QuantLinear, QuantLSTM, pack, quantize_model, unpack
 from distilkit.quantize_run import grids, prepare_qat, quantize_directory
+from distilkit.recipe_io import validate_recipe
 from distilkit.students import BiLSTMConfig, BiLSTMForSequenceClassification
 
 from .test_distill import tiny_recipe

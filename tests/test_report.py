@@ -7,8 +7,8 @@ from pathlib import Path
 from transformers import BertConfig, BertForSequenceClassification
 
 from distilkit.cli import main as cli_main
-from distilkit.config import validate_recipe
 from distilkit.distill import run
+from distilkit.recipe_io import validate_recipe
 from distilkit.report import count_macs, pareto_front
 from distilkit.students import BiLSTMConfig, BiLSTMForSequenceClassification
 

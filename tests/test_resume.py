@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from distilkit.config import validate_recipe
 from distilkit.distill import run
+from distilkit.recipe_io import validate_recipe
 
 from .test_distill import tiny_recipe
 

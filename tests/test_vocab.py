@@ -20,11 +20,12 @@ from transformers import (
 )
 
 import distilkit  # noqa: F401  (registers the BiLSTM and quant_method "distilkit" with transformers)
-from distilkit.config import QuantizeConfig, validate_recipe
+from distilkit.config import QuantizeConfig
 from distilkit.distill import run
 from distilkit.errors import RecipeError
 from distilkit.quantize import QuantEmbedding
 from distilkit.quantize_run import quantize_directory
+from distilkit.recipe_io import validate_recipe
 from distilkit.students.bilstm import build_bilstm_student, encode_bilstm
 from distilkit.students.transformer import encode_transformer
 from distilkit.tasks import load_split, load_task
