@@ -16,7 +16,7 @@ def _register() -> None:
         logger.setLevel(logging.ERROR)
     try:
         from distilkit import students  # noqa: F401  (registers BiLSTM and pruned classes)
-        from distilkit.quantize import register
+        from distilkit.quantize_hf import register
 
         register()
     finally:

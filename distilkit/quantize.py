@@ -5,7 +5,8 @@ float32 scales in its state dict -- ``qweight`` (int8, or uint8 with ``8 // bits
 2- and 4-bit grids), ``scale`` (one per row) and ``zero_point`` (asymmetric grids only). ``config.json``
 carries a ``quantization_config`` with ``quant_method: distilkit`` and the module table; ``import distilkit``
 registers a transformers quantizer for it, which swaps the listed modules for these classes *before* the
-weights load, so ``AutoModelForSequenceClassification.from_pretrained(dir)`` returns the same model.
+weights load, so ``AutoModelForSequenceClassification.from_pretrained(dir)`` returns the same model
+(:mod:`distilkit.quantize_hf`).
 
 Compute (dynamic quantization, Zafrir et al. 2019 "Q8BERT"; Jacob et al. 2018 eq. 1): :class:`QuantLinear`
 with a symmetric grid multiplies int8 weights by activations quantized at run time, on one of three kernels
@@ -22,26 +23,20 @@ with a symmetric grid multiplies int8 weights by activations quantized at run ti
   * :class:`QuantEmbedding`: row-wise int8/int4 word vectors, dequantized only for the rows looked up.
 
 bitsandbytes 8-bit / 4-bit (nf4, fp4) linear layers for GPU users go through transformers'
-``BitsAndBytesConfig`` (:func:`quantize_bnb`); they save and reload with transformers itself.
+``BitsAndBytesConfig`` (:func:`distilkit.quantize_hf.quantize_bnb`); they save and reload with transformers.
 """
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import AutoModelForSequenceClassification
-from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
-from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
-from transformers.utils.quantization_config import QuantizationConfigMixin
 
 from distilkit.fake_quant import Grid, dequantize_weight, quantize_activation, quantize_weight, skipped
 
 QUANT_METHOD = "distilkit"
-BNB_SCHEMES = ("bnb8", "bnb4-nf4", "bnb4-fp4")
 
 
 def pack(q: torch.Tensor, grid: Grid) -> torch.Tensor:
@@ -361,7 +356,7 @@ def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid
     return config
 
 
-def _build_quantized(model: nn.Module, config: dict) -> None:
+def build_quantized_modules(model: nn.Module, config: dict) -> None:
     """Swap the modules listed in a saved ``quantization_config`` for empty quantized ones (before loading)."""
     backend = config.get("backend", "fbgemm")
     for name, spec in config["modules"].items():
@@ -376,60 +371,3 @@ def _build_quantized(model: nn.Module, config: dict) -> None:
         else:
             raise ValueError(f"quantization_config: unknown module kind {spec['kind']!r} for {name}")
         _set_module(model, name, new)
-
-
-class DistilkitQuantizationConfig(QuantizationConfigMixin):
-    """``quantization_config`` of a distilkit-quantized checkpoint (``quant_method: distilkit``)."""
-
-    def __init__(self, modules: dict | None = None, backend: str = "fbgemm", **kwargs):
-        self.quant_method = QUANT_METHOD
-        self.modules = modules or {}
-        self.backend = backend
-
-
-class DistilkitQuantizer(HfQuantizer):
-    """Loads distilkit-quantized checkpoints: rebuilds the quantized modules, then weights load as usual."""
-
-    requires_calibration = True  # only pre-quantized checkpoints: quantize with quantize_model()
-
-    def _process_model_before_weight_loading(self, model, **kwargs):
-        _build_quantized(model, self.quantization_config.to_dict())
-        return model
-
-    def _process_model_after_weight_loading(self, model, **kwargs):
-        return model
-
-    def is_serializable(self, *args, **kwargs) -> bool:
-        return True
-
-    @property
-    def is_trainable(self) -> bool:
-        return False
-
-
-def register() -> None:
-    """Make ``quant_method: distilkit`` loadable by transformers (idempotent; run on ``import distilkit``)."""
-    if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
-        register_quantization_config(QUANT_METHOD)(DistilkitQuantizationConfig)
-    if QUANT_METHOD not in AUTO_QUANTIZER_MAPPING:
-        register_quantizer(QUANT_METHOD)(DistilkitQuantizer)
-
-
-def quantize_bnb(src: str | Path, dst: str | Path, scheme: str, skip_modules=("classifier",)) -> nn.Module:
-    """bitsandbytes 8-bit (LLM.int8(), Dettmers et al. 2022) or 4-bit nf4/fp4 (QLoRA, Dettmers et al. 2023)
-    linear layers, via transformers; saves to ``dst`` and returns the quantized model.
-
-    Embeddings stay float: bitsandbytes' quantized embeddings cannot be saved.
-    """
-    from transformers import BitsAndBytesConfig
-
-    if scheme not in BNB_SCHEMES:
-        raise ValueError(f"unknown bitsandbytes scheme {scheme!r}; valid: {', '.join(BNB_SCHEMES)}")
-    if scheme == "bnb8":
-        cfg = BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(skip_modules))
-    else:
-        cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=scheme.split("-")[1],
-                                 bnb_4bit_compute_dtype=torch.float32, llm_int8_skip_modules=list(skip_modules))
-    model = AutoModelForSequenceClassification.from_pretrained(src, quantization_config=cfg)
-    model.save_pretrained(dst)
-    return model.eval()

@@ -23,7 +23,8 @@ from distilkit.config import QuantizeConfig
 from distilkit.errors import RecipeError
 from distilkit.fake_quant import Grid, prepare_fake_quant
 from distilkit.metrics import compute_metrics
-from distilkit.quantize import quantize_bnb, quantize_model
+from distilkit.quantize import quantize_model
+from distilkit.quantize_hf import quantize_bnb
 
 _LINEAR_GRIDS = {"int8": (8, "uniform"), "int4": (4, "uniform"), "ternary": (2, "ternary"),
                  "binary": (2, "binary")}
