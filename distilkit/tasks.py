@@ -15,12 +15,12 @@ from typing import Any, Literal, get_args, get_origin
 
 import datasets
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 import distilkit
 from distilkit.errors import DataError, RecipeError
 from distilkit.metrics import MetricName
+from distilkit.recipe_io import read_yaml
 from distilkit.task_rows import Rows, normalize_rows, read_delimited, read_records
 
 Column = str | int
@@ -154,14 +154,7 @@ def load_task(name_or_path: str | Path) -> TaskSpec:
                 + f"; built-in tasks: {', '.join(list_tasks())}; or give the path to a task YAML file"
             )
         path = builtin
-    if not path.is_file():
-        raise RecipeError(f"{path}: task file not found")
-    try:
-        tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(tree, dict):
-        raise RecipeError(f"{path}: expected a mapping of task keys, got {type(tree).__name__}")
+    tree = read_yaml(path, what="task", top="task keys")
     try:
         spec = TaskSpec.model_validate(tree)
     except ValidationError as err:
