@@ -14,19 +14,15 @@ Writes a Markdown section to docs/benchmarks.md (between markers) and prints it.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import torch  # noqa: E402
-from bench_common import (  # noqa: E402
+# bench_common sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE before transformers is first imported.
+import torch
+from bench_common import (
     DEFAULT_CACHE_DIR,
     DEFAULT_DATA_DIR,
     FINETUNE,
@@ -35,8 +31,8 @@ from bench_common import (  # noqa: E402
     require_sst2,
 )
 
-from distilkit.distill import run  # noqa: E402
-from distilkit.recipe_io import validate_recipe  # noqa: E402
+from distilkit.distill import run
+from distilkit.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_distill:begin -->", "<!-- bench_distill:end -->"
 

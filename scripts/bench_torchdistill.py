@@ -37,33 +37,29 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import torch  # noqa: E402
-from bench_common import bench_parser, publish, require_sst2, sst2_minilm_teacher, sst2_splits  # noqa: E402
-from safetensors.torch import load_file  # noqa: E402
-from transformers import (  # noqa: E402
+# bench_common sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE before transformers is first imported.
+import torch
+from bench_common import bench_parser, publish, require_sst2, sst2_minilm_teacher, sst2_splits
+from safetensors.torch import load_file
+from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     get_linear_schedule_with_warmup,
 )
 
-import distilkit.distill as distill  # noqa: E402
-from distilkit.batches import EpochShuffleSampler, eval_loader, make_collate, model_inputs  # noqa: E402
-from distilkit.metrics import compute_metrics  # noqa: E402
-from distilkit.recipe_io import validate_recipe  # noqa: E402
-from distilkit.students.bilstm import encode_bilstm  # noqa: E402
-from distilkit.tasks import load_task  # noqa: E402
-from distilkit.teachers import load_hf_teacher  # noqa: E402
+import distilkit.distill as distill
+from distilkit.batches import EpochShuffleSampler, eval_loader, make_collate, model_inputs
+from distilkit.metrics import compute_metrics
+from distilkit.recipe_io import validate_recipe
+from distilkit.students.bilstm import encode_bilstm
+from distilkit.tasks import load_task
+from distilkit.teachers import load_hf_teacher
 
 BEGIN, END = "<!-- bench_torchdistill:begin -->", "<!-- bench_torchdistill:end -->"
 MAX_LENGTH, BATCH_SIZE, LR, SEED, MAX_GRAD_NORM = 64, 50, 1e-3, 42, 1.0
