@@ -192,6 +192,7 @@ def test_bitsandbytes_round_trip(tmp_path, scheme):
     assert type(reloaded.classifier) is torch.nn.Linear  # llm_int8_skip_modules keeps the head float
     torch.testing.assert_close(logits(reloaded), logits(model), rtol=0, atol=1e-4)
     assert (logits(model) - logits(tiny_bert())).abs().max() < 0.1
+    assert count_parameters(reloaded) == count_parameters(tiny_bert())  # 4-bit packing is not fewer weights
 
 
 @pytest.mark.parametrize("fields,message", [
