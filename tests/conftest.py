@@ -11,6 +11,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import collections  # noqa: E402
 import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -91,3 +94,25 @@ def make_tiny_teacher(path: Path, tokenizer_dir: Path, num_labels: int = 2, seed
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     return make_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher"), tiny_tokenizer_dir)
+
+
+def assert_loads_without_distilkit(model_dir: Path, inputs: dict, expected, timeout: int) -> None:
+    """A fresh interpreter that never imports distilkit loads ``model_dir`` through its copied modeling file
+    (``trust_remote_code``) and reproduces ``expected`` logits on ``inputs`` exactly: a machine without
+    distilkit can use the saved model."""
+    import torch
+    torch.save({"inputs": inputs, "expected": expected}, model_dir / "io.pt")
+    script = textwrap.dedent(f"""
+        import sys, torch
+        from transformers import AutoModelForSequenceClassification
+        model = AutoModelForSequenceClassification.from_pretrained({str(model_dir)!r}, trust_remote_code=True).eval()
+        io = torch.load({str(model_dir / "io.pt")!r})
+        assert "distilkit" not in sys.modules, "remote-code loading must not need distilkit"
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        with torch.no_grad():
+            torch.testing.assert_close(model(**io["inputs"]).logits, io["expected"], atol=0, rtol=0)
+        """)
+    env = {**os.environ, "HF_MODULES_CACHE": str(model_dir / "modules"), "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-c", script], cwd=model_dir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]

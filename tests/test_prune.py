@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -31,6 +27,8 @@ from distilkit.students.pruned import (
     ffn_parts,
     num_heads,
 )
+
+from .conftest import assert_loads_without_distilkit
 
 FAMILIES = ["bert", "roberta", "distilbert"]
 PAD = {"bert": 0, "roberta": 1, "distilbert": 0}
@@ -171,20 +169,7 @@ def test_reload_without_distilkit_via_remote_code(tmp_path):
     prune.prune_ffn(model, {1: list(range(100))})
     model.save_pretrained(tmp_path)
     inputs = batch("bert", labels=False)
-    torch.save({"inputs": inputs, "expected": logits(model, inputs)}, tmp_path / "io.pt")
-    script = textwrap.dedent(f"""
-        import sys, torch
-        from transformers import AutoModelForSequenceClassification
-        model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
-        assert "distilkit" not in sys.modules, "remote-code loading must not need distilkit"
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        with torch.no_grad():
-            torch.testing.assert_close(model(**io["inputs"]).logits, io["expected"], atol=0, rtol=0)
-        """)
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert_loads_without_distilkit(tmp_path, inputs, logits(model, inputs), timeout=300)
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -30,6 +26,8 @@ from distilkit.errors import RecipeError
 from distilkit.students import STUDENTS, encode_for_student, get_student_kind
 from distilkit.students.bilstm import BiLSTMForSequenceClassification, build_bilstm_student, encode_bilstm
 from distilkit.students.transformer import build_transformer_student, encode_transformer, uniform_layers
+
+from .conftest import assert_loads_without_distilkit
 
 
 @pytest.fixture(scope="module")
@@ -154,21 +152,7 @@ def test_bilstm_save_reload_with_and_without_remote_code(tokenizer, tmp_path):
         torch.testing.assert_close(again(**batch).logits, expected, atol=0, rtol=0)
 
     # A machine without distilkit: a fresh interpreter that never imports it loads the copied bilstm.py.
-    torch.save({"batch": batch, "expected": expected}, tmp_path / "io.pt")
-    script = textwrap.dedent(f"""
-        import sys, torch
-        from transformers import AutoModelForSequenceClassification
-        model = AutoModelForSequenceClassification.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        assert "distilkit" not in sys.modules, "remote-code loading must not need distilkit"
-        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        with torch.no_grad():
-            torch.testing.assert_close(model(**io["batch"]).logits, io["expected"], atol=0, rtol=0)
-        """)
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert_loads_without_distilkit(tmp_path, batch, expected, timeout=120)
 
 
 def test_bilstm_embeddings_from_teacher(tokenizer):
