@@ -14,13 +14,11 @@ the full SST-2 dev set, side by side in one run:
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from bench_common import FINETUNE, TEACHER_EXAMPLES, bench_parser, publish, require_sst2
+from bench_common import FINETUNE, TEACHER_EXAMPLES, bench_parser, command_line, publish, require_sst2
 
 from distilkit.distill import run
 from distilkit.recipe_io import validate_recipe
@@ -71,13 +69,11 @@ def main() -> None:
             ("(c) teacher logits, augmented", augmented, args.augmented_epochs)]
     counts = augmented["train"]["augment"]
     build_s = counts["seconds"] if not counts["hit"] else float("nan")
-    command = "python scripts/bench_augment.py " + " ".join(sys.argv[1:])
     lines = [
         BEGIN,
         "## Augmentation: Tang et al. transfer set for a BiLSTM student on SST-2 (issue 3)",
         "",
-        f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
-        f"total wall time {total / 60:.1f} min.",
+        command_line(total),
         "",
         f"Teacher: MiniLM fine-tuned on SST-2 (see the distillation section), dev accuracy {teacher_acc:.4f}. "
         f"Students: the same BiLSTM, trained on {args.examples:,} random SST-2 train sentences; evaluated on the "

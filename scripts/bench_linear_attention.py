@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import ROOT, bench_parser, publish, pyplot, require_sst2, sst2_minilm_teacher
+from bench_common import ROOT, bench_parser, command_line, publish, pyplot, require_sst2, sst2_minilm_teacher
 
 from distilkit.distill import run
 from distilkit.linear_attention import swap_attention
@@ -147,11 +147,9 @@ def main() -> None:
     if not args.no_write:
         plot(args.lengths, latency, FIGURE)
 
-    command = "python scripts/bench_linear_attention.py " + " ".join(sys.argv[1:])
     head = " | ".join(f"{n}" for n in args.lengths)
     lines = [BEGIN, "## Linear attention vs softmax (issue 6)", "",
-             f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
-             f"total wall time {total / 60:.1f} min.", "",
+             command_line(total), "",
              f"Attention operation alone (batch 1, {HEADS} heads × {HEAD_DIM}, 1/8 of the tokens padded; "
              f"performer/linformer with {FEATURES} features): median latency over {args.rounds} interleaved rounds, "
              "and the speedup over softmax (PyTorch's `scaled_dot_product_attention`).", "",

@@ -30,8 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from bench_common import bench_parser, publish, require_sst2, sst2_minilm_teacher
+from bench_common import bench_parser, command_line, publish, require_sst2, sst2_minilm_teacher
 
 from distilkit.pipeline import run_pipeline, validate_pipeline
 from distilkit.pipeline_measure import MB
@@ -128,12 +127,10 @@ def main() -> None:
     if "--output-dir" in argv and os.environ.get("BENCH_PIPELINE_TEMP") == "1":  # our own temp dir, not the user's
         i = argv.index("--output-dir")
         argv = argv[:i] + argv[i + 2:]
-    command = "python scripts/bench_pipeline.py " + " ".join(argv)
     lines = [
         "## Full pipeline: MiniLM teacher → int8 BiLSTM on SST-2 (issue 7)", "",
-        f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
-        f"total wall time {total / 60:.1f} min (teacher labelling and augmentation come from the benchmark cache "
-        "when an earlier run made them).", "",
+        command_line(total, argv=argv, note=" (teacher labelling and augmentation come from the benchmark cache "
+                     "when an earlier run made them)"), "",
         f"Pipeline (`distilkit.pipeline.run_pipeline`): the fine-tuned MiniLM teacher labels a Tang et al. transfer "
         f"set built from {args.examples:,} SST-2 train sentences × {args.n_iter} augmentations "
         f"({train['examples']:,} rows, no gold labels); a BiLSTM ({args.embedding_dim}-d word vectors PCA-projected "

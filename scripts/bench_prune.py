@@ -17,15 +17,14 @@ teacher) of the recovered models. Writes docs/figures/prune_heads_sst2.png and a
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 from bench_common import (
     ROOT,
     bench_parser,
+    command_line,
     interleaved_latency,
     publish,
     pyplot,
@@ -115,13 +114,11 @@ def main() -> None:
     if not args.no_write:
         plot(rows, teacher_acc, FIGURE)
 
-    command = "python scripts/bench_prune.py " + " ".join(sys.argv[1:])
     lines = [
         BEGIN,
         "## Pruning: accuracy vs. attention heads removed, MiniLM on SST-2 (issue 4)",
         "",
-        f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
-        f"total wall time {total / 60:.1f} min.",
+        command_line(total),
         "",
         "Teacher: all-MiniLM-L6-v2 fine-tuned on SST-2 (6 layers × 12 heads). Heads ranked globally by Michel et "
         f"al. (2019) gate-gradient importance on {args.importance_examples} train sentences (labels: the "

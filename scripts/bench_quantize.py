@@ -16,16 +16,15 @@ fake quantization on, same data and epochs as its fp32 original). QAT rows quant
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
 from bench_common import (
     FINETUNE,
     TEACHER_EXAMPLES,
     bench_parser,
+    command_line,
     interleaved_latency,
     publish,
     require_sst2,
@@ -128,13 +127,11 @@ def main() -> None:
     }
     total = time.perf_counter() - start
 
-    command = "python scripts/bench_quantize.py " + " ".join(sys.argv[1:])
     lines = [
         BEGIN,
         "## Quantization: MiniLM and BiLSTM on SST-2, fp32 vs int8 / int4 / ternary (issue 5)",
         "",
-        f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
-        f"total wall time {total / 60:.1f} min.",
+        command_line(total),
         "",
         "Size: bytes of the saved weights file (embeddings included). Latency: median CPU forward time at "
         f"max_length {MAX_LENGTH}, variants timed interleaved over {args.rounds} rounds. Accuracy: full SST-2 dev "

@@ -45,7 +45,7 @@ from pathlib import Path
 
 # bench_common sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE before transformers is first imported.
 import torch
-from bench_common import bench_parser, publish, require_sst2, sst2_minilm_teacher, sst2_splits
+from bench_common import bench_parser, command_line, publish, require_sst2, sst2_minilm_teacher, sst2_splits
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForSequenceClassification,
@@ -344,13 +344,11 @@ def main() -> None:
                 f"{r['best']:.4f} | {r['last']:.4f} | {td['seconds'] / r['seconds']:.2f}× | "
                 f"{td['seconds'] / end_to_end:.2f}× |")
 
-    command = "python scripts/bench_torchdistill.py " + " ".join(sys.argv[1:])
     lines = [
         "## distilkit vs torchdistill: the same MiniLM → BiLSTM distillation on SST-2",
         "",
-        f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
-        f"torch {torch.__version__}, torchdistill {td['version']}, total wall time {total / 60:.1f} min. "
-        "The frameworks ran one after the other in the same process.",
+        command_line(total, details=(f"torch {torch.__version__}", f"torchdistill {td['version']}"))
+        + " The frameworks ran one after the other in the same process.",
         "",
         f"Both train the same Tang et al. BiLSTM (teacher's 384-d WordPiece embeddings, 300 hidden per direction, "
         f"400-unit ReLU layer, dropout 0.1; identical initial weights) from the same fine-tuned MiniLM teacher "
