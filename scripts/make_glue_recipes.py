@@ -21,17 +21,18 @@ LARGE = {"qqp", "mnli", "qnli"}  # > 100k training pairs: fewer epochs
 AUGMENTED = {"sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 
 
+def common(task: str, name: str, description: str) -> dict:
+    """The sections every recipe starts with: description, task, output_dir, Hub data, BERT-large teacher."""
+    return {"description": description, "task": task, "output_dir": f"runs/{task}-{name}", "data": {"dir": None},
+            "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64}}
+
+
 def recipe(task: str, student: str) -> dict:
     epochs = 3 if task in LARGE else 10 if student == "bilstm" else 5
-    body = {
-        "description": (f"Distil BERT-large fine-tuned on {task.upper()} into a "
-                        + ("Tang et al. (2019) BiLSTM" if student == "bilstm" else "6-layer BERT initialised from teacher layers")
-                        + " on teacher logits. Data from the Hub (nyu-mll/glue); set data.dir for GLUE TSVs."),
-        "task": task,
-        "output_dir": f"runs/{task}-bert-large-to-{'bilstm' if student == 'bilstm' else 'small-transformer'}",
-        "data": {"dir": None},
-        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
-    }
+    body = common(task, f"bert-large-to-{'bilstm' if student == 'bilstm' else 'small-transformer'}",
+                  f"Distil BERT-large fine-tuned on {task.upper()} into a "
+                  + ("Tang et al. (2019) BiLSTM" if student == "bilstm" else "6-layer BERT initialised from teacher layers")
+                  + " on teacher logits. Data from the Hub (nyu-mll/glue); set data.dir for GLUE TSVs.")
     if student == "bilstm":
         body["student"] = {"kind": "bilstm", "max_length": 128, "embedding_dim": 300, "hidden_size": 300,
                            "mlp_hidden_size": 400, "dropout": 0.1, "init_embeddings_from_teacher": True}
@@ -63,16 +64,11 @@ def quantize_recipe(task: str, qat: bool) -> dict:
     """Post-training int8 (linear + embedding) of the teacher itself, or int4 quantization-aware training
     of a copy of the teacher distilled from the float teacher (Zafrir et al. 2019, Q8BERT, trains 8-bit
     BERT the same way; 4-bit needs the training)."""
-    body = {
-        "description": (f"{'Quantization-aware distillation to int4 linears' if qat else 'Post-training int8'} "
-                        f"(+ int8 word embeddings) of BERT-large fine-tuned on {task.upper()}; saves a "
-                        "quantized model that reloads with AutoModelForSequenceClassification."),
-        "task": task,
-        "output_dir": f"runs/{task}-{'qat-int4' if qat else 'quantize-int8'}",
-        "data": {"dir": None},
-        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
-        "student": {"kind": "copy", "max_length": 128},
-    }
+    body = common(task, "qat-int4" if qat else "quantize-int8",
+                  f"{'Quantization-aware distillation to int4 linears' if qat else 'Post-training int8'} "
+                  f"(+ int8 word embeddings) of BERT-large fine-tuned on {task.upper()}; saves a "
+                  "quantized model that reloads with AutoModelForSequenceClassification.")
+    body["student"] = {"kind": "copy", "max_length": 128}
     if qat:
         body["loss"] = recovery_loss(task)
         body["train"] = {"epochs": 1 if task in LARGE else 2, "batch_size": 32, "lr": 1e-5, "warmup_ratio": 0.1,
@@ -93,13 +89,10 @@ def prune_recipe(task: str, what: str) -> dict:
     else:
         student.update(layers=12)
     return {
-        "description": (f"Prune {'40% of the attention heads' if what == 'heads' else 'half of the layers'} of "
-                        f"BERT-large fine-tuned on {task.upper()} (structural removal; reloads with "
-                        "from_pretrained), recovered by distillation from the unpruned teacher."),
-        "task": task,
-        "output_dir": f"runs/{task}-prune-{what}",
-        "data": {"dir": None},
-        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
+        **common(task, f"prune-{what}",
+                 f"Prune {'40% of the attention heads' if what == 'heads' else 'half of the layers'} of "
+                 f"BERT-large fine-tuned on {task.upper()} (structural removal; reloads with "
+                 "from_pretrained), recovered by distillation from the unpruned teacher."),
         "student": student,
         "loss": recovery_loss(task),
         "train": {"epochs": 1 if task in LARGE else 2, "batch_size": 32, "lr": 2e-5, "warmup_ratio": 0.1,
@@ -110,14 +103,11 @@ def prune_recipe(task: str, what: str) -> dict:
 def linear_attention_recipe(task: str) -> dict:
     """The teacher with Hedgehog linear attention (Zhang et al. 2024) swapped in, recovered by distillation."""
     return {
-        "description": (f"Swap the softmax attention of BERT-large fine-tuned on {task.upper()} for Hedgehog "
-                        "linear attention (learnable feature maps, O(n) in sequence length) and recover its "
-                        "accuracy by distillation from the softmax model: logits plus per-layer attention "
-                        "transfer, the feature maps at a 200x larger learning rate."),
-        "task": task,
-        "output_dir": f"runs/{task}-linear-attention",
-        "data": {"dir": None},
-        "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64},
+        **common(task, "linear-attention",
+                 f"Swap the softmax attention of BERT-large fine-tuned on {task.upper()} for Hedgehog "
+                 "linear attention (learnable feature maps, O(n) in sequence length) and recover its "
+                 "accuracy by distillation from the softmax model: logits plus per-layer attention "
+                 "transfer, the feature maps at a 200x larger learning rate."),
         "student": {"kind": "linear_attention", "variant": "hedgehog", "max_length": 128, "feature_lr": 1e-2},
         "loss": {**recovery_loss(task), "attention_weight": 1.0},
         "train": {"epochs": 1 if task in LARGE else 3, "batch_size": 32, "lr": 5e-5, "warmup_ratio": 0.1,
