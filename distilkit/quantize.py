@@ -282,7 +282,7 @@ class QuantLSTM(nn.Module):
         cells, shape = self._cells_cache, self.shape
         directions = 2 if shape["bidirectional"] else 1
         packed = isinstance(input, nn.utils.rnn.PackedSequence)
-        batch = int(input.batch_sizes[0]) if packed else input.shape[0]
+        batch = _batch_size(input)
         if hx is None:
             zeros = torch.zeros(shape["num_layers"] * directions, batch, shape["hidden_size"])
             hx = (zeros, zeros)

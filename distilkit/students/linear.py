@@ -130,8 +130,8 @@ def transfer_loss(feature: FeatureMap, query, key, value, mask, out, scaling=Non
         soft_out = (target.to(value.dtype) @ value).float()
         per_query = (out.float() - soft_out).pow(2).mean(dim=-1)
     else:
-        kernel = feature.phi(query, True) @ (feature.phi(key, False) * mask).transpose(-1, -2)
-        kernel = kernel.float() / kernel.float().sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+        kernel = (feature.phi(query, True) @ (feature.phi(key, False) * mask).transpose(-1, -2)).float()
+        kernel = kernel / kernel.sum(-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
         per_query = -(target * kernel.clamp_min(1e-12).log()).sum(dim=-1)
     return (per_query * weight).sum() / weight.sum().clamp_min(1.0)
 
