@@ -21,11 +21,11 @@ import yaml
 
 from distilkit.checkpointing import atomic_directory
 from distilkit.errors import RecipeError
+from distilkit.measure import MB
 
 GLUE_TASKS = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
                 "pearson": "Pearson", "spearmanr": "Spearman", "combined_score": "Combined score"}
-MB = 1024 * 1024
 
 
 def _load_run(run_dir: Path) -> dict:
@@ -70,7 +70,10 @@ def _loading_note(config: dict) -> str:
 
 def model_card(run_dir: str | Path, repo: str) -> str:
     """The ``README.md`` of the push folder, from the run's measured results."""
-    run = _load_run(Path(run_dir))
+    return _card(_load_run(Path(run_dir)), repo)
+
+
+def _card(run: dict, repo: str) -> str:
     metrics, summary = run["metrics"], run["pipeline"]
     config = json.loads((run["model_dir"] / "config.json").read_text())
     teacher, student = metrics["teacher"], metrics["student"]
@@ -124,7 +127,7 @@ def model_card(run_dir: str | Path, repo: str) -> str:
 def prepare_push_folder(run_dir: str | Path, dst: str | Path, repo: str) -> Path:
     """Write exactly what :func:`push` uploads into ``dst`` (atomically): model files + model card."""
     run = _load_run(Path(run_dir))
-    card = model_card(run_dir, repo)
+    card = _card(run, repo)
     with atomic_directory(Path(dst)) as tmp:
         for path in run["model_dir"].iterdir():
             if path.is_file():

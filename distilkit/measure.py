@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # annotations only: the recipe modules import this one
     from distilkit.config import Recipe
     from distilkit.tasks import TaskSpec
 
+MB = 1024 * 1024
+"""Bytes per megabyte (MiB) in every size distilkit reports."""
+
 
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of parameters (shared tensors counted once)."""

@@ -16,6 +16,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.config import Recipe
 from distilkit.measure import (
+    MB,
     count_parameters,
     cpu_latency_ms,
     hardware_description,
@@ -26,8 +27,6 @@ from distilkit.measure import (
 from distilkit.students.bilstm import encode_bilstm
 from distilkit.students.transformer import encode_transformer
 from distilkit.tasks import load_split, load_task
-
-MB = 1024 * 1024
 
 
 def encoder_for(model: torch.nn.Module):

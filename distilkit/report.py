@@ -23,9 +23,7 @@ from transformers import AutoModelForSequenceClassification
 
 from distilkit.checkpointing import atomic_directory
 from distilkit.errors import RecipeError
-from distilkit.measure import size_on_disk
-
-MB = 1024 * 1024
+from distilkit.measure import MB, size_on_disk
 
 
 def count_macs(model: torch.nn.Module, length: int = 64) -> int:

@@ -35,7 +35,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.config import QuantizeConfig
 from distilkit.distill import run
-from distilkit.measure import size_on_disk
+from distilkit.measure import MB, size_on_disk
 from distilkit.pipeline_measure import encoder_for
 from distilkit.quantize_run import evaluate_model, quantize_directory
 from distilkit.recipe_io import validate_recipe
@@ -43,7 +43,6 @@ from distilkit.tasks import load_task
 
 BEGIN, END = "<!-- bench_quantize:begin -->", "<!-- bench_quantize:end -->"
 MAX_LENGTH = 64
-MB = 1024 * 1024
 QAT = {"QAT int8": {"linear": "int8"}, "QAT int4": {"linear": "int4"}, "QAT ternary": {"linear": "ternary"}}
 
 
