@@ -1,11 +1,25 @@
-"""distilkit: transformer compression and distillation on Hugging Face."""
+"""distilkit: transformer compression and distillation on Hugging Face.
+
+The package is layered; each folder may import only the folders below it (enforced by import-linter,
+see ``[tool.importlinter]`` in pyproject.toml and docs/design.md)::
+
+    cli        the ``distilkit`` command
+    run        recipe schema and IO, the recipe program (distill.run), pipelines, built-in name dicts
+    report     metrics.json, pipeline summaries, Pareto reports, Hub cards and uploads
+    methods    one folder per compression method (distillation, pruning, quantization, linear_attention);
+               methods never import each other
+    models     teachers (and their fine-tuning), the BiLSTM and transformer students, vocabulary trimming
+    data       tasks, rows, metrics, batches, the teacher-logit cache, Tang et al. augmentation
+    core       errors, atomic files, measurement, plug-in paths, the method interface
+"""
 
 __version__ = "0.1.0"
 
 
 def _register() -> None:
-    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM and
-    pruned students and distilkit-quantized checkpoints (``quant_method: distilkit``) without remote code."""
+    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned
+    and linear-attention students and distilkit-quantized checkpoints (``quant_method: distilkit``) without
+    remote code."""
     import logging
 
     # transformers.quantizers imports torchao when it is installed; torchao then logs warnings about its
@@ -15,9 +29,19 @@ def _register() -> None:
     for logger in noisy:
         logger.setLevel(logging.ERROR)
     try:
-        from distilkit import students  # noqa: F401  (registers BiLSTM and pruned classes)
-        from distilkit.quantize_hf import register
+        # Imported here, not at the top: the package namespace stays empty, and the loggers above are quiet.
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
+        from distilkit.methods.linear_attention.linear import LINEAR_CLASSES
+        from distilkit.methods.pruning.pruned import PRUNED_CLASSES
+        from distilkit.methods.quantization.hf_quantizer import register
+        from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+
+        # model_type distilkit-bilstm / distilkit-pruned-* / distilkit-linear-* -> our classes (idempotent).
+        classes = [(BiLSTMConfig, BiLSTMForSequenceClassification), *PRUNED_CLASSES.values(), *LINEAR_CLASSES.values()]
+        for config_class, model_class in classes:
+            AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+            AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
         register()
     finally:
         for logger, level in zip(noisy, levels):

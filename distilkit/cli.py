@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distilkit.errors import DistilkitError
+from distilkit.core.errors import DistilkitError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "tasks":
-            from distilkit.tasks import list_tasks, load_task
+            from distilkit.data.tasks import list_tasks, load_task
 
             for name in list_tasks():
                 task = load_task(name)
@@ -71,40 +71,41 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:8s} {task.problem_type:27s} {kind:6s} labels={task.num_labels} metric={task.main_metric}")
             return 0
         if args.command == "report":
-            from distilkit.report import write_report
+            from distilkit.report.pareto import write_report
 
             print(f"wrote {write_report(args.run_dirs, args.out, args.length) / 'report.md'}")
             return 0
         if args.command == "push":
-            from distilkit.hub import push_command
+            from distilkit.report.hub import push_command
 
             push_command(args)
             return 0
         if args.command == "quantize":
-            from distilkit.quantize_run import quantize_command
+            from distilkit.run.commands import quantize_command
 
             quantize_command(args)
             return 0
 
-        from distilkit.pipeline import is_pipeline
-        from distilkit.recipe_io import dump_recipe, load_recipe, read_yaml
+        from distilkit.core.yaml_files import read_yaml
+        from distilkit.run.pipeline import is_pipeline
+        from distilkit.run.recipe_io import dump_recipe, load_recipe
 
         if is_pipeline(read_yaml(args.recipe)):
             return _pipeline(args)
         recipe = load_recipe(args.recipe, args.overrides)
         if args.command == "augment":
-            from distilkit.augment import augment_command
+            from distilkit.run.commands import augment_command
 
             augment_command(recipe, args.out)
             return 0
         if args.command == "validate":
-            from distilkit.tasks import load_task
+            from distilkit.data.tasks import load_task
 
             load_task(recipe.task)
             print(dump_recipe(recipe), end="")
             return 0
 
-        from distilkit.distill import run
+        from distilkit.run.distill import run
 
         metrics = run(recipe)
         if metrics is not None:
@@ -119,7 +120,8 @@ def _pipeline(args) -> int:
     """``run``/``validate`` of a pipeline recipe (a file with ``stages``)."""
     import yaml
 
-    from distilkit.pipeline import load_pipeline, run_pipeline, stage_tree, summary_markdown
+    from distilkit.report.pipeline_summary import summary_markdown
+    from distilkit.run.pipeline import load_pipeline, run_pipeline, stage_tree
 
     pipeline = load_pipeline(args.recipe, args.overrides)
     if args.command == "validate":

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bench_common import FINETUNE, TEACHER_EXAMPLES, bench_parser, command_line, publish, require_sst2
 
-from distilkit.distill import run
-from distilkit.recipe_io import validate_recipe
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_augment:begin -->", "<!-- bench_augment:end -->"
 

@@ -21,11 +21,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from distilkit.config import FinetuneConfig, TeacherConfig  # noqa: E402
-from distilkit.finetune import finetune_teacher  # noqa: E402
-from distilkit.measure import interleaved_latency_ms, repeated_inputs  # noqa: E402
-from distilkit.pipeline_measure import encoder_for  # noqa: E402
-from distilkit.tasks import load_split, load_task  # noqa: E402
+from distilkit.core.measure import interleaved_latency_ms, repeated_inputs  # noqa: E402
+from distilkit.data.tasks import load_split, load_task  # noqa: E402
+from distilkit.models.config import FinetuneConfig, TeacherConfig  # noqa: E402
+from distilkit.models.finetune import finetune_teacher  # noqa: E402
+from distilkit.models.inference import encoder_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "glue"

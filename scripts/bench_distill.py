@@ -31,8 +31,8 @@ from bench_common import (
     require_sst2,
 )
 
-from distilkit.distill import run
-from distilkit.recipe_io import validate_recipe
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_distill:begin -->", "<!-- bench_distill:end -->"
 

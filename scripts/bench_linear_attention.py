@@ -27,10 +27,10 @@ from pathlib import Path
 import torch
 from bench_common import ROOT, bench_parser, command_line, publish, pyplot, require_sst2, sst2_minilm_teacher
 
-from distilkit.distill import run
-from distilkit.linear_attention import swap_attention
-from distilkit.recipe_io import validate_recipe
-from distilkit.students.linear import VARIANTS, linear_attention, self_attentions
+from distilkit.methods.linear_attention.linear import VARIANTS, linear_attention, self_attentions
+from distilkit.methods.linear_attention.swap import swap_attention
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_linear_attention:begin -->", "<!-- bench_linear_attention:end -->"
 FIGURE = ROOT / "docs" / "figures" / "linear_attention_latency.png"

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from bench_common import bench_parser, command_line, publish, require_sst2, sst2_minilm_teacher
 
-from distilkit.measure import MB
-from distilkit.pipeline import run_pipeline, validate_pipeline
+from distilkit.core.measure import MB
+from distilkit.run.pipeline import run_pipeline, validate_pipeline
 
 BEGIN, END = "<!-- bench_pipeline:begin -->", "<!-- bench_pipeline:end -->"
 TARGET_SMALLER, TARGET_FASTER, TARGET_RETAINED = 100, 15, 0.95
@@ -71,9 +71,9 @@ def one_thread_b1(summary: dict, data_dir: str, rounds: int, repeats: int) -> li
     one request per core); the pipeline summary times at the machine's default thread count."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distilkit.measure import interleaved_latency_ms, repeated_inputs
-    from distilkit.pipeline_measure import encoder_for
-    from distilkit.tasks import load_split, load_task
+    from distilkit.core.measure import interleaved_latency_ms, repeated_inputs
+    from distilkit.data.tasks import load_split, load_task
+    from distilkit.models.inference import encoder_for
 
     texts = list(load_split(load_task("sst2"), "validation", data_dir=data_dir, max_examples=64, seed=0)["text_a"])
     candidates = {}

@@ -34,9 +34,9 @@ from bench_common import (
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distilkit.distill import run
-from distilkit.measure import count_parameters
-from distilkit.recipe_io import validate_recipe
+from distilkit.core.measure import count_parameters
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_prune:begin -->", "<!-- bench_prune:end -->"
 MAX_LENGTH = 64

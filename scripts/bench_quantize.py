@@ -33,13 +33,13 @@ from bench_common import (
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from distilkit.config import QuantizeConfig
-from distilkit.distill import run
-from distilkit.measure import MB, size_on_disk
-from distilkit.pipeline_measure import encoder_for
-from distilkit.quantize_run import evaluate_model, quantize_directory
-from distilkit.recipe_io import validate_recipe
-from distilkit.tasks import load_task
+from distilkit.core.measure import MB, size_on_disk
+from distilkit.data.tasks import load_task
+from distilkit.methods.quantization.config import QuantizeConfig
+from distilkit.methods.quantization.convert import quantize_directory
+from distilkit.models.inference import encoder_for, evaluate_model
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_quantize:begin -->", "<!-- bench_quantize:end -->"
 MAX_LENGTH = 64

@@ -53,13 +53,13 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-import distilkit.distill as distill
-from distilkit.batches import EpochShuffleSampler, eval_loader, make_collate, model_inputs
-from distilkit.metrics import compute_metrics
-from distilkit.recipe_io import validate_recipe
-from distilkit.students.bilstm import encode_bilstm
-from distilkit.tasks import load_task
-from distilkit.teachers import load_hf_teacher
+import distilkit.run.distill as distill
+from distilkit.data.batches import EpochShuffleSampler, eval_loader, make_collate, model_inputs
+from distilkit.data.metrics import compute_metrics
+from distilkit.data.tasks import load_task
+from distilkit.models.bilstm import encode_bilstm
+from distilkit.models.teachers import load_hf_teacher
+from distilkit.run.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_torchdistill:begin -->", "<!-- bench_torchdistill:end -->"
 MAX_LENGTH, BATCH_SIZE, LR, SEED, MAX_GRAD_NORM = 64, 50, 1e-3, 42, 1.0

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from datasets import Dataset, load_from_disk
 
-import distilkit.augment as augment
-from distilkit.augment import augment_words, build_transfer_set, pos_vocabulary
+import distilkit.data.augment as augment
 from distilkit.cli import main as cli_main
-from distilkit.config import AugmentConfig
-from distilkit.distill import run
-from distilkit.recipe_io import validate_recipe
-from distilkit.tasks import example_features, load_task
+from distilkit.data.augment import augment_words, build_transfer_set, pos_vocabulary
+from distilkit.data.config import AugmentConfig
+from distilkit.data.tasks import example_features, load_task
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import FIXTURES
 from .test_distill import tiny_recipe
@@ -137,7 +137,7 @@ def test_cache_reuse_and_crash_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_config_errors():
-    from distilkit.errors import RecipeError
+    from distilkit.core.errors import RecipeError
 
     with pytest.raises(RecipeError, match="p_mask"):
         validate_recipe({"task": "sst2", "output_dir": "x", "teacher": {"model": "t"}, "student": {"kind": "bilstm"},

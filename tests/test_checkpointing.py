@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from distilkit.checkpointing import atomic_directory, remove_stale_temporaries, write_json_atomic
+from distilkit.core.atomic import atomic_directory, remove_stale_temporaries, write_json_atomic
 
 
 def test_atomic_directory_replaces_on_success(tmp_path):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distilkit.config import BiLSTMStudentConfig, TransformerStudentConfig
-from distilkit.errors import RecipeError
-from distilkit.recipe_io import dump_recipe, load_recipe, validate_recipe
+from distilkit.core.errors import RecipeError
+from distilkit.models.config import BiLSTMStudentConfig, TransformerStudentConfig
+from distilkit.run.recipe_io import dump_recipe, load_recipe, validate_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = {
@@ -113,9 +113,9 @@ def test_dump_round_trips(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_recipe_validates(path):
-    from distilkit.pipeline import is_pipeline, load_pipeline, stage_tree
-    from distilkit.recipe_io import read_yaml
-    from distilkit.tasks import load_task
+    from distilkit.core.yaml_files import read_yaml
+    from distilkit.data.tasks import load_task
+    from distilkit.run.pipeline import is_pipeline, load_pipeline, stage_tree
 
     if is_pipeline(read_yaml(path)):  # every stage must be a valid recipe
         pipeline = load_pipeline(path)

@@ -10,9 +10,9 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
-from distilkit.distill import run
-from distilkit.recipe_io import validate_recipe
-from distilkit.students.bilstm import encode_bilstm
+from distilkit.models.bilstm import encode_bilstm
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import FIXTURES, make_tiny_teacher
 

@@ -11,9 +11,9 @@ import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
-from distilkit.distill import run
-from distilkit.recipe_io import validate_recipe
-from distilkit.students.bilstm import encode_bilstm
+from distilkit.models.bilstm import encode_bilstm
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .test_distill import tiny_recipe
 
@@ -63,7 +63,7 @@ def test_quantized_card_says_how_to_load(tmp_path, tiny_teacher_dir):
     tree = tiny_recipe(tmp_path, tiny_teacher_dir, train={"epochs": 0}, quantize={"linear": "int8"})
     tree["student"] = {"kind": "copy", "max_length": 32}
     run(validate_recipe(tree))
-    from distilkit.hub import prepare_push_folder
+    from distilkit.report.hub import prepare_push_folder
 
     folder = prepare_push_folder(tree["output_dir"], tmp_path / "up", "someone/q")
     card = (folder / "README.md").read_text()
@@ -108,7 +108,7 @@ def test_push_errors(tmp_path, capsys, args, message):
 
 
 def test_recipe_hub_section_is_validated(tmp_path, tiny_teacher_dir):
-    from distilkit.errors import RecipeError
+    from distilkit.core.errors import RecipeError
 
     with pytest.raises(RecipeError, match="push: true needs repo"):
         validate_recipe(tiny_recipe(tmp_path, tiny_teacher_dir, hub={"push": True}))

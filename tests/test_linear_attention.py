@@ -8,11 +8,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from distilkit.distill import run
-from distilkit.errors import RecipeError
-from distilkit.linear_attention import swap_attention
-from distilkit.recipe_io import validate_recipe
-from distilkit.students.linear import VARIANTS, linear_attention, self_attentions
+from distilkit.core.errors import RecipeError
+from distilkit.methods.linear_attention.linear import VARIANTS, linear_attention, self_attentions
+from distilkit.methods.linear_attention.swap import swap_attention
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .test_distill import tiny_recipe
 
@@ -161,7 +161,7 @@ def naive_transfer(feature, q, k, v, keep):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_attention_transfer_loss_matches_naive_reference(variant):
-    from distilkit.linear_attention import attention_transfer_loss, enable_attention_transfer
+    from distilkit.methods.linear_attention.swap import attention_transfer_loss, enable_attention_transfer
 
     model = swapped(variant).train()
     enable_attention_transfer(model)
@@ -189,7 +189,7 @@ def test_attention_transfer_loss_matches_naive_reference(variant):
 
 
 def test_attention_transfer_trains_feature_maps_towards_softmax():
-    from distilkit.linear_attention import attention_transfer_loss, enable_attention_transfer
+    from distilkit.methods.linear_attention.swap import attention_transfer_loss, enable_attention_transfer
 
     model = swapped("hedgehog").train()
     model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
@@ -227,14 +227,14 @@ def test_recipe_with_attention_transfer(tmp_path, tiny_teacher_dir):
 
 
 def test_feature_maps_get_their_own_learning_rate(tmp_path, tiny_teacher_dir):
-    from distilkit.linear_attention import parameter_groups
+    from distilkit.run.methods import active_methods, parameter_groups
 
     tree = tiny_recipe(tmp_path, tiny_teacher_dir)
     for variant, feature_lr, sizes in (("hedgehog", 0.01, [None, 0.01]), ("elu", 0.01, [None]),
                                        ("hedgehog", None, [None])):
         tree["student"] = {"kind": "linear_attention", "variant": variant, "feature_lr": feature_lr}
         model = swapped(variant)
-        groups = parameter_groups(model, validate_recipe(tree))
+        groups = parameter_groups(model, active_methods(validate_recipe(tree)))
         assert [g.get("lr") for g in groups] == sizes
         assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
         if len(groups) == 2:

@@ -7,9 +7,9 @@ import pytest
 import torch
 from datasets import Dataset
 
-from distilkit.errors import DataError
-from distilkit.logit_cache import data_fingerprint, label_with_teacher
-from distilkit.teachers import load_hf_teacher
+from distilkit.core.errors import DataError
+from distilkit.data.logit_cache import data_fingerprint, label_with_teacher
+from distilkit.models.teachers import load_hf_teacher
 
 
 class CountingTeacher:

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from distilkit.losses import LOSSES, distillation_loss, hard_label_loss, logit_mse_loss, soft_kl_loss
+from distilkit.methods.distillation.losses import (
+    LOSSES,
+    distillation_loss,
+    hard_label_loss,
+    logit_mse_loss,
+    soft_kl_loss,
+)
 
 
 def test_mse_is_tang_squared_l2_of_logits():

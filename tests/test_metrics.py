@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from distilkit.metrics import (
+from distilkit.data.metrics import (
     METRICS,
     MetricName,
     accuracy,
@@ -22,7 +22,7 @@ from distilkit.metrics import (
     pearson,
     spearmanr,
 )
-from distilkit.tasks import load_split, load_task
+from distilkit.data.tasks import load_split, load_task
 
 GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from distilkit.distill import run
-from distilkit.recipe_io import load_recipe
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-import distilkit.distill as distill_module
+import distilkit.run.pipeline as pipeline_module
 from distilkit.cli import main as cli_main
-from distilkit.errors import RecipeError
-from distilkit.pipeline import load_pipeline, run_pipeline, stage_tree, validate_pipeline
+from distilkit.core.errors import RecipeError
+from distilkit.run.pipeline import load_pipeline, run_pipeline, stage_tree, validate_pipeline
 
 from .conftest import FIXTURES
 
@@ -65,7 +65,7 @@ def test_three_stage_pipeline_chains_teachers_and_summarizes(tmp_path, tiny_teac
 def test_resume_in_the_middle_skips_finished_stages(tmp_path, tiny_teacher_dir, monkeypatch):
     stages = THREE_STAGES[:2]
     tree = pipeline_tree(tmp_path, tiny_teacher_dir, stages)
-    real_run, calls = distill_module.run, []
+    real_run, calls = pipeline_module.run, []
 
     def crash_on_second_stage(recipe):
         calls.append(recipe.output_dir)
@@ -73,14 +73,14 @@ def test_resume_in_the_middle_skips_finished_stages(tmp_path, tiny_teacher_dir, 
             raise KeyboardInterrupt("simulated crash")
         return real_run(recipe)
 
-    monkeypatch.setattr(distill_module, "run", crash_on_second_stage)
+    monkeypatch.setattr(pipeline_module, "run", crash_on_second_stage)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(validate_pipeline(tree))
     first = Path(tree["output_dir"]) / "0-distil" / "metrics.json"
     stamp = first.stat().st_mtime_ns
     assert not (Path(tree["output_dir"]) / "1-shallow" / "metrics.json").exists()
 
-    monkeypatch.setattr(distill_module, "run", real_run)
+    monkeypatch.setattr(pipeline_module, "run", real_run)
     summary = run_pipeline(validate_pipeline(tree), measure_side_by_side=False)
     assert first.stat().st_mtime_ns == stamp, "the finished stage was run again"
     assert summary["stages"][0]["resumed"] == "skipped (already complete)"

@@ -18,9 +18,9 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from distilkit import prune
-from distilkit.errors import RecipeError
-from distilkit.students.pruned import (
+from distilkit.core.errors import RecipeError
+from distilkit.methods.pruning import structural as prune
+from distilkit.methods.pruning.pruned import (
     PRUNED_CLASSES,
     attention_parts,
     encoder_layers,

@@ -10,10 +10,10 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
-from distilkit.distill import run
-from distilkit.measure import count_parameters
-from distilkit.quantize import QuantLinear
-from distilkit.recipe_io import validate_recipe
+from distilkit.core.measure import count_parameters
+from distilkit.methods.quantization.layers import QuantLinear
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import make_tiny_teacher
 from .test_distill import tiny_recipe
@@ -115,10 +115,10 @@ def test_bad_targets_are_clear_errors(tmp_path, tiny_teacher_dir, capsys, studen
 
 
 def test_unsupported_architecture_is_named(tmp_path, tiny_teacher_dir):
-    from distilkit.config import PrunedStudentConfig
-    from distilkit.errors import RecipeError
-    from distilkit.prune_run import build_pruned_student
-    from distilkit.teachers import load_hf_teacher
+    from distilkit.core.errors import RecipeError
+    from distilkit.methods.pruning.config import PrunedStudentConfig
+    from distilkit.methods.pruning.student import build_pruned_student
+    from distilkit.models.teachers import load_hf_teacher
 
     teacher = load_hf_teacher(str(tiny_teacher_dir), num_labels=2, problem_type="single_label_classification")
     teacher.model.config.model_type = "gpt2"

@@ -16,14 +16,27 @@ from transformers import (
 
 import distilkit  # noqa: F401  (registers quant_method "distilkit" with transformers)
 from distilkit.cli import main as cli_main
-from distilkit.config import QuantizeConfig
-from distilkit.distill import run
-from distilkit.fake_quant import Grid, dequantize_weight, fake_quantize, prepare_fake_quant, quantize_weight
-from distilkit.measure import count_parameters, size_on_disk
-from distilkit.quantize import QuantEmbedding, QuantLinear, QuantLSTM, pack, quantize_model, unpack
-from distilkit.quantize_run import grids, prepare_qat, quantize_directory
-from distilkit.recipe_io import validate_recipe
-from distilkit.students import BiLSTMConfig, BiLSTMForSequenceClassification
+from distilkit.core.measure import count_parameters, size_on_disk
+from distilkit.methods.quantization.config import QuantizeConfig
+from distilkit.methods.quantization.convert import grids, prepare_qat, quantize_directory
+from distilkit.methods.quantization.fake_quant import (
+    Grid,
+    dequantize_weight,
+    fake_quantize,
+    prepare_fake_quant,
+    quantize_weight,
+)
+from distilkit.methods.quantization.layers import (
+    QuantEmbedding,
+    QuantLinear,
+    QuantLSTM,
+    pack,
+    quantize_model,
+    unpack,
+)
+from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .test_distill import tiny_recipe
 
@@ -236,7 +249,7 @@ def test_ptq_recipe_on_a_copy_of_the_teacher(tmp_path, tiny_teacher_dir):
     assert config["quantization_config"]["quant_method"] == "distilkit"
     assert not (out / "model-quantized").exists() and (out / "model-float" / "model.safetensors").is_file()
     # Re-running the quantize step (a resumed run) keeps the quantized model instead of re-quantizing it.
-    from distilkit.quantize_run import quantize_output
+    from distilkit.methods.quantization.convert import quantize_output
     before = (out / "model" / "model.safetensors").stat().st_mtime_ns
     quantize_output(out, validate_recipe(tree).quantize)
     assert (out / "model" / "model.safetensors").stat().st_mtime_ns == before
@@ -262,7 +275,7 @@ def test_qat_recipe_trains_a_bilstm_through_fake_quant(tmp_path, tiny_teacher_di
 
 
 def test_prepare_qat_names_the_problem_when_nothing_matches():
-    from distilkit.errors import RecipeError
+    from distilkit.core.errors import RecipeError
     with pytest.raises(RecipeError, match="skip_modules"):
         prepare_qat(tiny_bert(), QuantizeConfig(linear="int8", skip_modules=["bert", "classifier"]))
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from transformers import BertConfig, BertForSequenceClassification
 
 from distilkit.cli import main as cli_main
-from distilkit.distill import run
-from distilkit.recipe_io import validate_recipe
-from distilkit.report import count_macs, pareto_front
-from distilkit.students import BiLSTMConfig, BiLSTMForSequenceClassification
+from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+from distilkit.report.pareto import count_macs, pareto_front
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .test_distill import tiny_recipe
 

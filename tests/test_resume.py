@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from distilkit.distill import run
-from distilkit.recipe_io import validate_recipe
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .test_distill import tiny_recipe
 

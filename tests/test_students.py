@@ -22,10 +22,10 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from distilkit.errors import RecipeError
-from distilkit.students import STUDENTS, encode_for_student, get_student_kind
-from distilkit.students.bilstm import BiLSTMForSequenceClassification, build_bilstm_student, encode_bilstm
-from distilkit.students.transformer import build_transformer_student, encode_transformer, uniform_layers
+from distilkit.core.errors import RecipeError
+from distilkit.models.bilstm import BiLSTMForSequenceClassification, build_bilstm_student, encode_bilstm
+from distilkit.models.transformer import build_transformer_student, encode_transformer, uniform_layers
+from distilkit.run.students import STUDENTS, encode_for_student, get_student_kind
 
 from .conftest import assert_loads_without_distilkit
 
@@ -169,7 +169,7 @@ def test_bilstm_embeddings_from_teacher(tokenizer):
 
 
 def test_bilstm_pca_embeddings_keep_the_teachers_main_directions(tokenizer):
-    from distilkit.students.bilstm import pca_project
+    from distilkit.models.bilstm import pca_project
 
     torch.manual_seed(0)
     basis = torch.linalg.qr(torch.randn(12, 12))[0][:3]  # the table varies along 3 directions, plus noise

@@ -13,9 +13,9 @@ import datasets
 import pytest
 import yaml
 
-import distilkit.tasks as tasks_module
-from distilkit.errors import DataError, RecipeError
-from distilkit.tasks import TaskSpec, builtin_tasks_dir, list_tasks, load_split, load_task
+import distilkit.data.tasks as tasks_module
+from distilkit.core.errors import DataError, RecipeError
+from distilkit.data.tasks import TaskSpec, builtin_tasks_dir, list_tasks, load_split, load_task
 
 REPO = Path(__file__).resolve().parent.parent
 GLUE = REPO / "tests" / "fixtures" / "glue"  # real rows (see SOURCES.md)

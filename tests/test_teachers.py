@@ -7,11 +7,11 @@ import textwrap
 import pytest
 import torch
 
-from distilkit.errors import TeacherError
-from distilkit.teachers import (
+from distilkit.core.errors import TeacherError
+from distilkit.core.plugins import is_plugin_path
+from distilkit.models.teachers import (
     TEACHER_ALIASES,
     HFTeacher,
-    is_plugin_path,
     load_hf_teacher,
     load_plugin_teacher,
     resolve_model_name,

@@ -20,16 +20,16 @@ from transformers import (
 )
 
 import distilkit  # noqa: F401  (registers the BiLSTM and quant_method "distilkit" with transformers)
-from distilkit.config import QuantizeConfig
-from distilkit.distill import run
-from distilkit.errors import RecipeError
-from distilkit.quantize import QuantEmbedding
-from distilkit.quantize_run import quantize_directory
-from distilkit.recipe_io import validate_recipe
-from distilkit.students.bilstm import build_bilstm_student, encode_bilstm
-from distilkit.students.transformer import encode_transformer
-from distilkit.tasks import load_split, load_task
-from distilkit.vocab import count_tokens, kept_tokens, trim_vocabulary
+from distilkit.core.errors import RecipeError
+from distilkit.data.tasks import load_split, load_task
+from distilkit.methods.quantization.config import QuantizeConfig
+from distilkit.methods.quantization.convert import quantize_directory
+from distilkit.methods.quantization.layers import QuantEmbedding
+from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
+from distilkit.models.transformer import encode_transformer
+from distilkit.models.vocab import count_tokens, kept_tokens, trim_vocabulary
+from distilkit.run.distill import run
+from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import FIXTURES
 from .test_distill import tiny_recipe

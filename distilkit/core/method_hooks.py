@@ -1,0 +1,53 @@
+"""The one interface between the recipe program's training loop and a compression method.
+
+:func:`distilkit.run.distill.run` reads top to bottom as the experiment does; a method does not add an
+``if`` branch to it. Instead each method folder (``distilkit/methods/<name>/hooks.py``) offers
+``from_recipe(recipe) -> MethodHooks | None`` (``None``: the recipe does not use the method), and the loop
+calls the hooks of the active methods at five fixed points:
+
+=====================  ====================================================================================
+``run_instead``        before anything: a method that needs several runs (iterative pruning) drives them
+``prepare_student``    once the student is built, before the optimizer: fake-quantize, record attention...
+``parameter_groups``   the optimizer's groups (e.g. a larger learning rate for new parameters)
+``extra_losses``       after every student forward: named terms, each added to the distillation loss
+``after_training``     on the main process, once the best student is saved: convert it (quantize...)
+=====================  ====================================================================================
+
+Every hook has a do-nothing default, so a method overrides only what it needs. Hooks receive the validated
+recipe as a plain object (methods sit below the recipe layer and never import it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class MethodHooks:
+    """What a compression method adds to a distillation run; subclass and override the hooks you need."""
+
+    name: str = "method"
+
+    def run_instead(self, recipe, run: Callable) -> dict | None:
+        """Run the whole recipe yourself (calling ``run`` on derived recipes) and return its metrics, or
+        return ``None`` to let the normal single run go ahead."""
+        return None
+
+    def prepare_student(self, student: nn.Module) -> None:
+        """Change the freshly built student in place before its optimizer is made."""
+
+    def parameter_groups(self, student: nn.Module) -> list[dict] | None:
+        """Optimizer parameter groups (AdamW ``param_groups`` syntax), or ``None`` for the default single group.
+        At most one active method may return groups."""
+        return None
+
+    def extra_losses(self, student: nn.Module) -> dict[str, torch.Tensor]:
+        """Weighted loss terms to add to the distillation loss of the step whose forward just ran.
+        Keys are logged as ``train/<key>``."""
+        return {}
+
+    def after_training(self, output_dir: Path) -> None:
+        """Post-process the best student saved under ``output_dir/model`` (main process only)."""

@@ -1,0 +1,26 @@
+"""``student.kind: linear_attention``: which linear variant replaces softmax attention.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from distilkit.core.sections import Section
+
+
+class LinearAttentionStudentConfig(Section):
+    """The teacher with its softmax attention swapped for a linear variant (``distilkit.linear_attention``)."""
+
+    kind: Literal["linear_attention"]
+    tokenizer: str | None = None
+    max_length: int = Field(default=128, gt=0)
+    """Also the sequence length Linformer's projections cover."""
+    variant: Literal["elu", "performer", "hedgehog", "linformer"] = "elu"
+    features: int = Field(default=64, gt=0)
+    """Random features (performer) or projected length k (linformer); unused by elu and hedgehog."""
+    seed: int = 0
+    feature_lr: float | None = Field(default=None, gt=0)
+    """Learning rate of the new feature-map parameters (hedgehog W, linformer E/F); ``train.lr`` if unset.
+    They start from scratch (or the identity), so they want a far larger step than the pretrained weights."""

@@ -1,0 +1,102 @@
+"""Quantization as a recipe step and as the ``distilkit quantize`` command.
+
+A recipe with a ``quantize`` section (:class:`distilkit.config.QuantizeConfig`) trains its student as usual
+(optionally through fake-quantized weights, ``qat: true``), then converts the best student on the same grids
+(:func:`quantize_directory`): ``output_dir/model`` becomes the quantized model and the float one moves to
+``output_dir/model-float``. ``metrics.json`` reports the quantized model's own accuracy, size on disk and
+latency, measured after reloading it with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from distilkit.core.atomic import atomic_directory
+from distilkit.core.errors import RecipeError
+from distilkit.methods.quantization.config import QuantizeConfig
+from distilkit.methods.quantization.fake_quant import Grid, prepare_fake_quant
+from distilkit.methods.quantization.hf_quantizer import quantize_bnb
+from distilkit.methods.quantization.layers import quantize_model
+
+_LINEAR_GRIDS = {"int8": (8, "uniform"), "int4": (4, "uniform"), "ternary": (2, "ternary"),
+                 "binary": (2, "binary")}
+
+
+def grids(cfg: QuantizeConfig) -> tuple[Grid | None, Grid | None]:
+    """The distilkit grids of ``cfg``: ``(linear, embedding)``, ``None`` where that part stays float
+    (bitsandbytes linears are not distilkit grids: see :func:`quantize_directory`)."""
+    linear = None
+    if cfg.linear in _LINEAR_GRIDS:
+        bits, mode = _LINEAR_GRIDS[cfg.linear]
+        linear = Grid(bits, mode, cfg.symmetric if mode == "uniform" else True, cfg.per_channel)
+    embedding = None
+    if cfg.embedding:
+        # Row-wise always: each looked-up row is dequantized with its own scale.
+        embedding = Grid(8 if cfg.embedding == "int8" else 4, "uniform", cfg.symmetric, per_channel=True)
+    return linear, embedding
+
+
+def prepare_qat(model: torch.nn.Module, cfg: QuantizeConfig) -> list[str]:
+    """Make ``model`` train through fake-quantized weights on ``cfg``'s grids (in place)."""
+    linear, embedding = grids(cfg)
+    done = prepare_fake_quant(model, linear, embedding, skip_modules=cfg.skip_modules,
+                              activation_bits=cfg.activation_bits)
+    if not done:
+        raise RecipeError(f"quantize: no module of {type(model).__name__} matches the grids (skip_modules="
+                          f"{cfg.skip_modules})")
+    return done
+
+
+def quantize_directory(src: str | Path, dst: str | Path, cfg: QuantizeConfig) -> torch.nn.Module:
+    """Quantize the float model saved at ``src`` and save it, with its tokenizer, to ``dst`` atomically.
+
+    Returns:
+        The quantized model (eval mode), as saved.
+    """
+    src, dst = Path(src), Path(dst)
+    if cfg.linear and cfg.linear.startswith("bnb"):
+        with atomic_directory(dst) as tmp:
+            if type(AutoModelForSequenceClassification.from_pretrained(src)).__name__.startswith("BiLSTM"):
+                raise RecipeError("quantize.linear: bitsandbytes quantizes transformer linears; for a BiLSTM "
+                                  "student use int8/int4")
+            model = quantize_bnb(src, tmp, cfg.linear, skip_modules=cfg.skip_modules)
+            _copy_side_files(src, tmp)
+        return model
+    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
+    linear, embedding = grids(cfg)
+    table = quantize_model(model, linear, embedding, skip_modules=cfg.skip_modules, backend=cfg.backend)
+    if not table["modules"]:
+        raise RecipeError(f"quantize: nothing in {type(model).__name__} was quantized (skip_modules="
+                          f"{cfg.skip_modules})")
+    with atomic_directory(dst) as tmp:
+        model.save_pretrained(tmp)
+        _copy_side_files(src, tmp)
+    return model
+
+
+def _copy_side_files(src: Path, dst: Path) -> None:
+    """Tokenizer files, recipe and anything else that is not a weight or the config."""
+    for path in src.iterdir():
+        if path.is_file() and path.suffix not in (".safetensors", ".bin") and path.name != "config.json":
+            shutil.copy2(path, dst / path.name)
+
+
+def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
+    """In a finished run: ``out/model`` (float) -> ``out/model-float``; quantized -> ``out/model``.
+
+    Idempotent: a resumed run whose ``model`` was already quantized (a crash before ``metrics.json``) keeps it.
+    """
+    config = json.loads((out / "model" / "config.json").read_text())
+    if (config.get("quantization_config") or {}).get("quant_method") and (out / "model-float").is_dir():
+        return
+    staged = out / "model-quantized"
+    quantize_directory(out / "model", staged, cfg)
+    shutil.rmtree(out / "model-float", ignore_errors=True)
+    os.replace(out / "model", out / "model-float")
+    os.replace(staged, out / "model")

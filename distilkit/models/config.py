@@ -1,0 +1,101 @@
+"""Recipe sections owned by the models layer: the teacher (and its fine-tuning) and the built-in students.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from distilkit.core.sections import Section
+
+
+class FinetuneConfig(Section):
+    """Fine-tune the teacher on the task before distilling (e.g. a bare pretrained encoder)."""
+
+    epochs: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    lr: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, lt=1)
+    max_length: int = Field(default=128, gt=0)
+    max_examples: int | None = Field(default=None, gt=0)
+    """Fine-tune on this many examples of the labelled train split (default: ``data.max_train_examples``).
+
+    Independent of the transfer set, so several students can share one fine-tuned teacher."""
+    seed: int = 42
+
+
+class TeacherConfig(Section):
+    """The model whose logits the student learns from."""
+
+    model: str
+    """A Hub id, a local directory, a short name from ``TEACHER_ALIASES`` or ``package.module:Callable``."""
+    tokenizer: str | None = None
+    """Defaults to ``model``. Teacher and student tokenizers are independent."""
+    revision: str | None = None
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for a plug-in callable."""
+    max_length: int = Field(default=128, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    finetune: FinetuneConfig | None = None
+
+
+class VocabConfig(Section):
+    """Vocabulary trimming (``distilkit.vocab``): keep only the word-embedding rows and WordPiece tokens the
+    transfer set uses, plus special tokens and printable-ASCII characters (so ASCII words never become
+    ``[UNK]``). The saved tokenizer holds exactly the kept tokens."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Size of the kept vocabulary, always-kept tokens included; ``None`` keeps every token seen
+    ``min_count`` times. The most frequent transfer-set tokens fill the room."""
+    min_count: int = Field(default=1, gt=0)
+    """Fewest transfer-set occurrences for a token to be kept."""
+
+
+class BiLSTMStudentConfig(Section):
+    """Tang et al. 2019 BiLSTM student (siamese for sentence pairs)."""
+
+    kind: Literal["bilstm"]
+    tokenizer: str | None = None
+    """Defaults to the teacher's tokenizer."""
+    max_length: int = Field(default=128, gt=0)
+    embedding_dim: int = Field(default=300, gt=0)
+    hidden_size: int = Field(default=300, gt=0)
+    mlp_hidden_size: int = Field(default=400, gt=0)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    init_embeddings_from_teacher: bool | Literal["pca"] = True
+    """Initialise word embeddings from the teacher's (our offline stand-in for word2vec); ``true`` keeps
+    the teacher's width (``embedding_dim`` is ignored), ``pca`` projects the rows onto their top
+    ``embedding_dim`` principal components (a small student without random word vectors)."""
+    freeze_embeddings: bool = False
+    vocab: VocabConfig | None = None
+    """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""
+
+
+class TransformerStudentConfig(Section):
+    """A shallower (optionally narrower) copy of the teacher's architecture."""
+
+    kind: Literal["transformer"]
+    tokenizer: str | None = None
+    max_length: int = Field(default=128, gt=0)
+    num_layers: int = Field(default=4, gt=0)
+    hidden_size: int | None = Field(default=None, gt=0)
+    num_attention_heads: int | None = Field(default=None, gt=0)
+    intermediate_size: int | None = Field(default=None, gt=0)
+    init_from_teacher_layers: list[int] | Literal["uniform"] | None = "uniform"
+    config_from: str | None = None
+    """Base config (Hub id or path) when the teacher is a plug-in without a Hugging Face config."""
+    vocab: VocabConfig | None = None
+    """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""
+
+
+class CopyStudentConfig(Section):
+    """The teacher itself, same architecture and weights: the starting point of quantization stages
+    (post-training with ``train.epochs: 0``, or quantization-aware distillation from the float teacher)."""
+
+    kind: Literal["copy"]
+    tokenizer: str | None = None
+    max_length: int = Field(default=128, gt=0)
+    vocab: VocabConfig | None = None
+    """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""

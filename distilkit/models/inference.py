@@ -1,0 +1,29 @@
+"""Running a saved student: how to tokenize for it and how to score it on a task split."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from distilkit.data.metrics import compute_metrics
+from distilkit.models.bilstm import encode_bilstm
+from distilkit.models.transformer import encode_transformer
+
+
+def encoder_for(model: torch.nn.Module):
+    """How to tokenize texts for ``model``: the BiLSTM reads the two sentences separately."""
+    return encode_bilstm if getattr(model.config, "model_type", "") == "distilkit-bilstm" else encode_transformer
+
+
+
+def evaluate_model(model, encode, tokenizer, max_length: int, ds, task, batch_size: int = 64) -> dict:
+    """Task metrics of ``model`` on a normalized split, in one process (used on reloaded models)."""
+    model.eval()
+    rows, logits = list(ds), []
+    with torch.inference_mode():
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i:i + batch_size]
+            pairs = None if chunk[0]["text_b"] is None else [r["text_b"] for r in chunk]
+            inputs = encode(tokenizer, [r["text_a"] for r in chunk], pairs, max_length)
+            logits.append(model(**inputs).logits.float().cpu().numpy())
+    return compute_metrics(task, np.concatenate(logits), np.asarray([r["label"] for r in rows]))

@@ -1,0 +1,80 @@
+"""A finished run's ``metrics.json``: teacher vs student quality, size on disk and CPU latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from distilkit.core.measure import (
+    count_parameters,
+    hardware_description,
+    interleaved_latency_ms,
+    repeated_inputs,
+    size_on_disk,
+)
+from distilkit.data.tasks import TaskSpec
+from distilkit.models.inference import encoder_for, evaluate_model
+from distilkit.models.teachers import HFTeacher
+from distilkit.models.transformer import encode_transformer
+
+
+def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict, progress,
+                train_stats: dict) -> dict:
+    """Assemble ``metrics.json``: teacher vs student quality, size and CPU latency.
+
+    The student is reloaded from ``output_dir/model`` (which also proves it round-trips); a quantized
+    student is re-scored as reloaded, since its accuracy is not the float model's. ``recipe`` is the run's
+    validated :class:`distilkit.run.schema.Recipe`.
+    """
+    out, measure = Path(recipe.output_dir), recipe.measure
+    student = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    encode = encoder_for(student)
+    texts = list(eval_ds["text_a"])
+    pairs = None if eval_ds[0]["text_b"] is None else list(eval_ds["text_b"])
+
+    best = progress.history[[r["epoch"] for r in progress.history].index(progress.best_epoch)]
+    main_split = next(iter(teacher_metrics))
+    student_info = {
+        "kind": recipe.student.kind,
+        "metrics": {k.split("/", 1)[1]: v for k, v in best.items() if k.startswith(f"{main_split}/")},
+        "best_epoch": progress.best_epoch,
+        "params": count_parameters(student),
+        "size_on_disk_bytes": size_on_disk(out / "model"),
+    }
+    if getattr(student.config, "distilkit_vocab", None):  # student.vocab trimmed the embedding
+        student_info["vocab"] = student.config.distilkit_vocab
+    if recipe.quantize is not None:  # the saved model is the quantized one: score it as reloaded
+        student_info["float_metrics"] = student_info["metrics"]
+        student_info["metrics"] = evaluate_model(student, encode, tokenizer, recipe.student.max_length,
+                                                 eval_ds, task)
+        student_info["float_size_on_disk_bytes"] = size_on_disk(out / "model-float")
+        student_info["quantization"] = recipe.quantize.model_dump()
+    teacher_info = {"name": getattr(teacher, "name", type(teacher).__name__),
+                    "metrics": teacher_metrics[main_split]}
+    if isinstance(teacher, HFTeacher):
+        teacher_info["params"] = count_parameters(teacher.model)
+    if measure.latency:
+        candidates = {"student": (student, repeated_inputs(encode, tokenizer, texts, pairs,
+                                                           recipe.student.max_length))}
+        if isinstance(teacher, HFTeacher):
+            candidates["teacher"] = (teacher.model, repeated_inputs(encode_transformer, teacher.tokenizer,
+                                                                    texts, pairs, teacher.max_length))
+        rounds = 3 if len(candidates) > 1 else 1
+        timed = interleaved_latency_ms(candidates, rounds, batch_sizes=measure.batch_sizes,
+                                       repeats=max(1, measure.repeats // rounds), num_threads=measure.num_threads)
+        student_info["latency_ms"] = timed["student"]
+        if "teacher" in timed:
+            teacher_info["latency_ms"] = timed["teacher"]
+    ratios = {}
+    if "params" in teacher_info:
+        ratios["params_teacher_over_student"] = round(teacher_info["params"] / student_info["params"], 2)
+    for key, value in student_info.get("latency_ms", {}).items():
+        if "latency_ms" in teacher_info:
+            ratios[f"latency_{key}_teacher_over_student"] = round(teacher_info["latency_ms"][key] / value, 2)
+    retained = {k: round(v / teacher_info["metrics"][k], 4) for k, v in student_info["metrics"].items()
+                if teacher_info["metrics"].get(k)}
+    return {"task": task.name, "eval_split": main_split, "teacher": teacher_info, "student": student_info,
+            "ratios": ratios, "retained_fraction_of_teacher": retained, "teacher_all_splits": teacher_metrics,
+            "history": progress.history, "train": train_stats, "hardware": hardware_description()}

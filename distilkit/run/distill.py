@@ -1,0 +1,287 @@
+"""Distil a GLUE teacher into a BiLSTM or small-transformer student on teacher logits.
+
+This is a *recipe program*: the typed config is :class:`distilkit.run.schema.Recipe`, and :func:`run` reads
+top to bottom as the experiment does — data, teacher, cached teacher logits, student, training loop,
+evaluation, measurement. There is no trainer class and no callback system; copy this file to change it.
+Compression methods join the loop through one small interface, :class:`distilkit.core.method_hooks.MethodHooks`
+(see :data:`distilkit.run.methods.METHODS`), at fixed, numbered points.
+
+Runs on one CPU, one GPU or many (``accelerate launch -m distilkit run recipe.yaml``). Each process
+trains on its own shard of every batch; gradients are averaged, so all replicas hold identical weights.
+
+Objective: ``(1 - alpha) * soft + alpha * hard`` where soft is the logit MSE of Tang et al. 2019 (eq. 3)
+or the temperature KL of Hinton et al. 2015, see :mod:`distilkit.methods.distillation.losses`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from distilkit.core.atomic import (
+    atomic_directory,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
+from distilkit.core.errors import RecipeError
+from distilkit.core.tracking import build_trackers
+from distilkit.data.augment import augment_for_run
+from distilkit.data.batches import (
+    eval_loader,
+    make_collate,
+    model_inputs,
+    optimizer_steps_per_epoch,
+    predict,
+    train_loader,
+)
+from distilkit.data.logit_cache import label_with_teacher
+from distilkit.data.metrics import compute_metrics
+from distilkit.data.tasks import TaskSpec, load_split, load_task
+from distilkit.methods.distillation.losses import distillation_loss
+from distilkit.models.teachers import fingerprint_module
+from distilkit.report.hub import push
+from distilkit.report.run_metrics import measure_run
+from distilkit.run.methods import active_methods, parameter_groups
+from distilkit.run.recipe_io import dump_recipe
+from distilkit.run.schema import Recipe
+from distilkit.run.students import STUDENTS, load_teacher, make_student
+
+
+class Progress:
+    """Where training is; saved in every checkpoint so a resumed run continues exactly."""
+
+    def __init__(self):
+        self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
+        self.best, self.best_epoch, self.history = None, None, []
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint under ``out/checkpoints`` (temporaries are never complete)."""
+    found = sorted((out / "checkpoints").glob("step-*"))
+    return found[-1] if found else None
+
+
+def save_checkpoint(accelerator: Accelerator, out: Path, progress: Progress, keep: int) -> None:
+    """Save model, optimizer, scheduler, RNG states and progress; publish atomically; keep the newest."""
+    root = out / "checkpoints"
+    final, tmp = root / f"step-{progress.global_step:08d}", root / f".step-{progress.global_step:08d}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(root.glob("step-*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def evaluate_and_keep_best(accelerator: Accelerator, student, tokenizer, eval_dls: dict, task: TaskSpec,
+                           progress: Progress, recipe: Recipe) -> dict:
+    """Evaluate on every eval split; save the student atomically to ``output_dir/model`` if it is the best."""
+    record = {"epoch": progress.epoch, "step": progress.global_step}
+    for split, dl in eval_dls.items():
+        logits, labels = predict(accelerator, student, dl)
+        record.update({f"{split}/{k}": v for k, v in compute_metrics(task, logits, labels).items()})
+    progress.history.append(record)
+    accelerator.log(record, step=progress.global_step)
+    accelerator.print(f"epoch {progress.epoch}: {record}")
+    score = record[f"{next(iter(eval_dls))}/{task.main_metric}"]
+    if progress.best is None or score > progress.best:
+        progress.best, progress.best_epoch = score, progress.epoch
+        if accelerator.is_main_process:
+            with atomic_directory(Path(recipe.output_dir) / "model") as tmp:
+                accelerator.unwrap_model(student).save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                (tmp / "recipe.yaml").write_text(dump_recipe(recipe))
+        accelerator.wait_for_everyone()
+    return record
+
+
+def run(recipe: Recipe) -> dict:
+    """Run a distillation recipe end to end and return the metrics written to ``metrics.json``."""
+    out, tcfg = Path(recipe.output_dir), recipe.train
+    methods = active_methods(recipe)  # the compression methods this recipe uses (run/methods.py)
+    for method in methods:  # e.g. iterative pruning: one full run per round
+        metrics = method.run_instead(recipe, run)
+        if metrics is not None:
+            write_text_atomic(out / "recipe.yaml", dump_recipe(recipe))
+            return metrics
+    accelerator = Accelerator(
+        mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.grad_accum,
+        log_with=build_trackers(tcfg.log_with, out.name, out / "logs"),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
+    set_seed(tcfg.seed)
+    if accelerator.is_main_process:
+        remove_stale_temporaries(out)
+        remove_stale_temporaries(out / "checkpoints")
+        write_text_atomic(out / "recipe.yaml", dump_recipe(recipe))
+    accelerator.init_trackers(out.name, config=recipe.model_dump(mode="json"))
+
+    # 1. Data: the transfer set (train split) and eval splits, normalized to id / text_a / text_b / label.
+    task = load_task(recipe.task)
+    data = recipe.data
+    train_ds = load_split(task, data.train_split or task.train_split, data_dir=data.dir,
+                          max_examples=data.max_train_examples, seed=tcfg.seed)
+    eval_sets = {split: load_split(task, split, data_dir=data.dir, max_examples=data.max_eval_examples,
+                                   seed=tcfg.seed) for split in (data.eval_splits or task.eval_splits)}
+    if recipe.loss.kind == "kl" and task.problem_type == "regression":
+        raise RecipeError(f"loss.kind: 'kl' needs class probabilities but task {task.name} is a regression; use mse")
+
+    # 2. Teacher and its logits, computed once and cached (keyed by teacher and data fingerprints).
+    first_eval = next(iter(eval_sets.values()))
+    teacher = load_teacher(recipe, task, train_ds, first_eval, accelerator)
+    cache_dir = recipe.cache.dir if recipe.cache.enabled else None
+    augment_counts = None
+    if data.augment is not None:  # Tang et al. transfer set, labelled below by the teacher like any other
+        train_ds, augment_counts = augment_for_run(train_ds, data.augment, teacher, cache_dir, accelerator)
+    start = time.perf_counter()
+    train_rows = list(train_ds)
+    if recipe.cache.enabled:
+        cached = label_with_teacher(teacher, train_ds, cache_dir=cache_dir, batch_size=recipe.teacher.batch_size,
+                                    accelerator=accelerator, desc="teacher logits (train)")
+        for row, logits in zip(train_rows, cached.aligned(train_ds["id"]).tolist()):
+            row["teacher_logits"] = logits
+    labelling_seconds = time.perf_counter() - start
+    if data.labels == "none":
+        for row in train_rows:
+            row["label"] = None
+    teacher_metrics = {}
+    for split, ds in eval_sets.items():
+        logits = label_with_teacher(teacher, ds, cache_dir=cache_dir, batch_size=recipe.teacher.batch_size,
+                                    accelerator=accelerator, desc=f"teacher logits ({split})")
+        teacher_metrics[split] = compute_metrics(task, logits.aligned(ds["id"]), ds["label"])
+    accelerator.print(f"Teacher: {teacher_metrics}")
+
+    # 3. Student, loaders, optimizer and schedule.
+    student, tokenizer = make_student(recipe, task, teacher, train_rows)
+    for method in methods:  # QAT: fake-quantized weights; linear attention: record attention transfer
+        method.prepare_student(student)
+    kind = STUDENTS[recipe.student.kind]
+    collate = make_collate(kind.encode, tokenizer, recipe.student.max_length, task.problem_type)
+    train_dl = train_loader(train_rows, collate, tcfg.batch_size, tcfg.seed)
+    eval_dls = {split: eval_loader(list(ds), collate, 2 * tcfg.batch_size) for split, ds in eval_sets.items()}
+    steps_per_epoch = optimizer_steps_per_epoch(len(train_dl), tcfg.grad_accum)
+    total_steps = min(tcfg.max_steps or 10**12, tcfg.epochs * steps_per_epoch)
+    optimizer = torch.optim.AdamW(parameter_groups(student, methods), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(tcfg.warmup_ratio * total_steps), total_steps)
+    student, optimizer, train_dl, scheduler, *prepared = accelerator.prepare(
+        student, optimizer, train_dl, scheduler, *eval_dls.values())
+    eval_dls = dict(zip(eval_dls, prepared))
+    progress = Progress()
+    accelerator.register_for_checkpointing(progress)
+
+    # 4. Resume: restores weights, optimizer, scheduler, RNG states and progress, then skips seen batches.
+    if tcfg.resume_from:
+        ckpt = latest_checkpoint(out) if tcfg.resume_from == "latest" else Path(tcfg.resume_from)
+        if ckpt is None or not ckpt.is_dir():
+            raise RecipeError(f"train.resume_from: no checkpoint at '{tcfg.resume_from}' (looked in {out / 'checkpoints'})")
+        accelerator.load_state(str(ckpt))
+        accelerator.print(f"Resumed from {ckpt} at epoch {progress.epoch}, step {progress.global_step}")
+
+    # 5. Training loop.
+    main_split = next(iter(eval_sets))
+    seen_ids, examples, train_seconds = [], 0, 0.0
+    bar_total = total_steps - progress.global_step
+    bar = tqdm(total=bar_total, desc=f"distil {task.name} -> {recipe.student.kind}", unit="step",
+               disable=not accelerator.is_main_process)
+    student.train()
+    while progress.epoch < tcfg.epochs and progress.global_step < total_steps:
+        train_dl.set_epoch(progress.epoch)
+        loader = train_dl
+        if progress.batch_in_epoch:
+            loader = accelerator.skip_first_batches(train_dl, progress.batch_in_epoch)
+            loader.set_epoch(progress.epoch)
+        tick = time.perf_counter()
+        for batch in loader:
+            with accelerator.accumulate(student):
+                student_logits = student(**model_inputs(batch)).logits.float()
+                teacher_logits = batch.get("teacher_logits")
+                if teacher_logits is None:  # cache disabled: run the teacher on this very batch
+                    teacher_logits = teacher(batch["texts"], batch["text_pairs"]).to(student_logits.device)
+                loss, parts = distillation_loss(
+                    student_logits, teacher_logits, batch["labels"], kind=recipe.loss.kind,
+                    temperature=recipe.loss.temperature, alpha=recipe.loss.alpha, problem_type=task.problem_type)
+                for method in methods:  # e.g. attention transfer of linear-attention layers
+                    for name, term in method.extra_losses(accelerator.unwrap_model(student)).items():
+                        loss, parts[name] = loss + term, term.item()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and tcfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(student.parameters(), tcfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            progress.batch_in_epoch += 1
+            examples += len(batch["ids"]) * accelerator.num_processes
+            if tcfg.record_batch_ids:
+                seen_ids.extend(batch["ids"])
+            if not accelerator.sync_gradients:
+                continue
+            progress.global_step += 1
+            bar.update(1)
+            if progress.global_step % tcfg.log_every == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
+                                 **{f"train/{k}": v for k, v in parts.items()}}, step=progress.global_step)
+            if tcfg.checkpoint_every and progress.global_step % tcfg.checkpoint_every == 0:
+                train_seconds += time.perf_counter() - tick
+                save_checkpoint(accelerator, out, progress, tcfg.keep_checkpoints)
+                tick = time.perf_counter()
+            if progress.global_step >= total_steps:
+                break
+        train_seconds += time.perf_counter() - tick
+
+        # 6. Evaluate, keep the best student (atomically), checkpoint the epoch.
+        evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
+        progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
+        save_checkpoint(accelerator, out, progress, tcfg.keep_checkpoints)
+    bar.close()
+    if progress.best is None:  # train.epochs: 0 -- keep the student as built (a copy to quantize, say)
+        evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
+
+    # 7. Methods' post-processing of the best student (quantization on the grids QAT trained through).
+    if accelerator.is_main_process:
+        for method in methods:
+            method.after_training(out)
+    accelerator.wait_for_everyone()
+
+    if tcfg.record_batch_ids:
+        audit = {"rank": accelerator.process_index, "ids": seen_ids,
+                 "weights": fingerprint_module(accelerator.unwrap_model(student))}
+        write_json_atomic(out / "logs" / f"rank-{accelerator.process_index}.json", audit)
+
+    # 8. Measure the best student (reloaded from disk, which also proves it round-trips) against the teacher.
+    metrics = None
+    if accelerator.is_main_process:
+        metrics = measure_run(recipe, task, teacher, eval_sets[main_split], teacher_metrics, progress,
+                              {"examples": len(train_rows), "examples_seen": examples,
+                               "seconds": round(train_seconds, 2),
+                               "examples_per_second": round(examples / max(train_seconds, 1e-9), 1),
+                               "teacher_labelling_seconds": round(labelling_seconds, 2), "augment": augment_counts,
+                               "num_processes": accelerator.num_processes})
+        write_json_atomic(out / "model" / "metrics.json", metrics)
+        write_json_atomic(out / "metrics.json", metrics)
+        if recipe.hub is not None and recipe.hub.push:
+            accelerator.print(f"Pushed to {push(out, recipe.hub.repo, private=recipe.hub.private)}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return metrics if metrics is not None else json.loads((out / "metrics.json").read_text())

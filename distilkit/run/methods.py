@@ -1,0 +1,41 @@
+"""Built-in compression methods: the one explicit dict of the methods a recipe can switch on.
+
+Each entry maps a name to its ``from_recipe(recipe) -> MethodHooks | None``; the recipe program
+(:func:`distilkit.run.distill.run`) asks every entry, in this order, and calls the hooks of those that
+answer (see :mod:`distilkit.core.method_hooks`). Methods never import each other; only this layer sees
+them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from distilkit.core.errors import RecipeError
+from distilkit.core.method_hooks import MethodHooks
+from distilkit.methods.linear_attention import hooks as linear_attention
+from distilkit.methods.pruning import hooks as pruning
+from distilkit.methods.quantization import hooks as quantization
+
+METHODS: dict[str, Callable[[object], MethodHooks | None]] = {
+    "pruning": pruning.from_recipe,                    # student.kind: pruned with rounds > 1
+    "linear_attention": linear_attention.from_recipe,  # student.kind: linear_attention
+    "quantization": quantization.from_recipe,          # a quantize section (PTQ or QAT)
+}
+
+
+def active_methods(recipe) -> list[MethodHooks]:
+    """The hooks of every method ``recipe`` uses, in :data:`METHODS` order."""
+    return [hooks for from_recipe in METHODS.values() if (hooks := from_recipe(recipe)) is not None]
+
+
+def parameter_groups(student: nn.Module, methods: list[MethodHooks]) -> list[dict]:
+    """The optimizer's parameter groups: one method's, or every trainable parameter in one group."""
+    proposals = [(m.name, groups) for m in methods if (groups := m.parameter_groups(student)) is not None]
+    if len(proposals) > 1:
+        raise RecipeError("methods " + ", ".join(name for name, _ in proposals) + " each set optimizer "
+                          "parameter groups; only one may")
+    if proposals:
+        return proposals[0][1]
+    return [{"params": [p for p in student.parameters() if p.requires_grad]}]

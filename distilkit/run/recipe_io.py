@@ -1,0 +1,134 @@
+"""Recipe files on disk and on the command line: YAML loading, ``--set`` overrides, validation with
+file-and-key error messages, and the resolved dump written next to every run.
+
+The schema itself lives in :mod:`distilkit.config`; this module turns text into it and back.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from distilkit.core.errors import RecipeError
+from distilkit.core.yaml_files import read_yaml
+from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, Recipe
+
+
+def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
+    """Field names valid at ``path`` inside ``model`` (for "did you mean" hints)."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        models = [a for a in candidates if issubclass(a, BaseModel)]
+        if not models:
+            return []
+        current = models[0]
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] = Recipe,
+                            overrides: dict[str, str] | None = None) -> str:
+    """Turn a pydantic error into lines ``source: dotted.key: message`` a user can act on."""
+    lines = []
+    for item in err.errors():
+        # Discriminated unions insert the tag ("bilstm") into the location; users never wrote it.
+        kind = next((p for p in item["loc"] if p in STUDENT_KINDS), None)
+        loc = [str(p) for p in item["loc"] if p not in STUDENT_KINDS]
+        key = ".".join(loc) or "<root>"
+        where = f"--set {key}={overrides[key]}" if overrides and key in overrides else source
+        msg = item["msg"]
+        if item["type"] == "extra_forbidden":
+            known = _known_keys(model, tuple(loc[:-1]))
+            if "student" in loc[:-1]:  # the keys of the kind the recipe chose, or of a section inside it
+                chosen = next((c for c in STUDENT_CONFIGS if c.model_fields["kind"].annotation.__args__[0] == kind),
+                              None)
+                inner = tuple(loc[loc.index("student") + 1:-1])
+                known = sorted(_known_keys(chosen, inner)) if chosen else []
+            hint = difflib.get_close_matches(loc[-1], known, n=1)
+            msg = f"unknown key '{loc[-1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            if known:
+                msg += f"; valid keys here: {', '.join(known)}"
+        elif "input" in item and item["type"] not in ("missing",):
+            msg += f" (got {item['input']!r})"
+        lines.append(f"{where}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def apply_override(tree: dict, assignment: str) -> tuple[str, str]:
+    """Apply one ``a.b.c=value`` override in place; the value is parsed as YAML (``2`` -> int, ``null``)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment}: expected KEY=VALUE, e.g. train.epochs=2")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        if isinstance(node, list):  # pipeline stages: --set stages.1.train.epochs=2
+            node = _list_item(node, part, assignment)
+            continue
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict | list):
+            raise RecipeError(f"--set {assignment}: '{part}' holds a value, not a section")
+        node = child
+    value = yaml.safe_load(raw) if raw != "" else None
+    if isinstance(node, list):
+        _list_item(node, parts[-1], assignment)  # validates the index
+        node[int(parts[-1])] = value
+    else:
+        node[parts[-1]] = value
+    return key.strip(), raw
+
+
+def _list_item(items: list, part: str, assignment: str):
+    if not part.isdigit() or int(part) >= len(items):
+        raise RecipeError(f"--set {assignment}: '{part}' is not an index of a list of {len(items)} items")
+    return items[int(part)]
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load and validate a recipe file, applying ``--set`` style overrides first.
+
+    Args:
+        path: The recipe YAML file.
+        overrides: ``["train.epochs=2", "data.dir=/data/glue"]``; values are parsed as YAML.
+
+    Returns:
+        The validated :class:`Recipe`.
+
+    Raises:
+        RecipeError: naming the file (or the ``--set`` argument) and the dotted key for every problem.
+    """
+    tree = read_yaml(path)
+    applied = dict(apply_override(tree, item) for item in overrides)
+    return validate_recipe(tree, source=str(path), overrides=applied)
+
+
+def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, str] | None = None) -> Recipe:
+    """Validate a recipe given as a nested dict (see :func:`load_recipe`)."""
+    try:
+        recipe = Recipe.model_validate(tree)
+    except ValidationError as err:
+        raise RecipeError(format_validation_error(err, source, Recipe, overrides)) from None
+    if recipe.loss.kind == "kl" and recipe.loss.temperature <= 0:
+        raise RecipeError(f"{source}: loss.temperature must be > 0")
+    if recipe.loss.attention_weight and recipe.student.kind != "linear_attention":
+        raise RecipeError(f"{source}: loss.attention_weight applies to student.kind 'linear_attention', "
+                          f"not '{recipe.student.kind}'")
+    if recipe.data.labels == "none" and recipe.loss.alpha > 0:
+        raise RecipeError(
+            f"{source}: loss.alpha={recipe.loss.alpha} mixes in gold labels but data.labels is 'none'; "
+            "set loss.alpha=0 or data.labels=gold"
+        )
+    return recipe
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe (defaults included) as YAML, for ``output_dir/recipe.yaml``."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,108 @@
+"""The recipe schema: every section, assembled from the layers that own them.
+
+A recipe holds *values* only. Plug-ins (a custom teacher) are dotted import paths such as
+``my_pkg.teachers:MyTeacher``; the built-in short names live in explicit dicts
+(:data:`distilkit.run.students.STUDENTS`, :data:`distilkit.models.teachers.TEACHER_ALIASES`,
+:data:`distilkit.run.methods.METHODS`). Loading, overrides and validation: :mod:`distilkit.run.recipe_io`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from distilkit.core.sections import Section
+from distilkit.data.config import CacheConfig, DataConfig
+from distilkit.methods.distillation.config import LossConfig
+from distilkit.methods.linear_attention.config import LinearAttentionStudentConfig
+from distilkit.methods.pruning.config import PrunedStudentConfig
+from distilkit.methods.quantization.config import QuantizeConfig
+from distilkit.models.config import (
+    BiLSTMStudentConfig,
+    CopyStudentConfig,
+    TeacherConfig,
+    TransformerStudentConfig,
+)
+
+STUDENT_CONFIGS = (BiLSTMStudentConfig, TransformerStudentConfig, PrunedStudentConfig,
+                   LinearAttentionStudentConfig, CopyStudentConfig)
+
+STUDENT_KINDS = tuple(cls.model_fields["kind"].annotation.__args__[0] for cls in STUDENT_CONFIGS)
+
+StudentConfig = Annotated[
+    BiLSTMStudentConfig | TransformerStudentConfig | PrunedStudentConfig | LinearAttentionStudentConfig
+    | CopyStudentConfig,
+    Field(discriminator="kind"),
+]
+
+
+class TrainConfig(Section):
+    """Optimisation and bookkeeping of the student's training loop."""
+
+    epochs: int = Field(default=3, ge=0)
+    """0: no training; the student is evaluated and saved as built (post-training quantization of a copy)."""
+    max_steps: int | None = Field(default=None, gt=0)
+    """Stop after this many optimizer steps (overrides ``epochs``)."""
+    batch_size: int = Field(default=32, gt=0)
+    """Per process; the global batch is ``batch_size * num_processes * grad_accum``."""
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    grad_accum: int = Field(default=1, gt=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 42
+    eval_every_epoch: bool = True
+    checkpoint_every: int | None = Field(default=None, gt=0)
+    """Save the full training state every N optimizer steps (and at each epoch end)."""
+    keep_checkpoints: int = Field(default=2, gt=0)
+    resume_from: str | None = None
+    """A checkpoint directory, or ``latest`` for the newest one under ``output_dir/checkpoints``."""
+    log_with: list[str] = Field(default_factory=lambda: ["jsonl"])
+    """Accelerate trackers: ``jsonl`` (built in, offline) plus any Accelerate name (tensorboard, wandb...)."""
+    log_every: int = Field(default=10, gt=0)
+    record_batch_ids: bool = False
+    """Write the example ids each process trained on to ``logs/`` (for audits and tests)."""
+
+
+class MeasureConfig(Section):
+    """What to measure for ``metrics.json`` after training."""
+
+    latency: bool = True
+    batch_sizes: list[int] = Field(default_factory=lambda: [1, 32])
+    repeats: int = Field(default=10, gt=0)
+    num_threads: int | None = Field(default=None, gt=0)
+
+
+class HubConfig(Section):
+    """Publishing the result to the Hugging Face Hub with a measured model card (``distilkit.hub``)."""
+
+    push: bool = False
+    repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    """``user/name`` on the Hub; the token comes from ``HF_TOKEN`` or ``huggingface-cli login``."""
+    private: bool = False
+
+    @model_validator(mode="after")
+    def _repo(self):
+        if self.push and not self.repo:
+            raise ValueError("push: true needs repo: user/name")
+        return self
+
+
+class Recipe(Section):
+    """A complete distillation recipe (see ``recipes/``)."""
+
+    description: str | None = None
+    task: str
+    """A built-in task name (``sst2``) or a path to a task YAML file."""
+    output_dir: str
+    data: DataConfig = Field(default_factory=DataConfig)
+    teacher: TeacherConfig
+    student: StudentConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
+    quantize: QuantizeConfig | None = None
+    hub: HubConfig | None = None

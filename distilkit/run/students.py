@@ -1,0 +1,139 @@
+"""Built-in student kinds, the one explicit dict of short names used by ``student.kind`` in recipes, and how
+a recipe's teacher and student are built from it (:func:`load_teacher`, :func:`make_student`).
+
+The dict sits in the recipe layer because two of its kinds are compression methods (``pruned``,
+``linear_attention``); the BiLSTM and transformer students themselves live in :mod:`distilkit.models`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from accelerate import Accelerator
+from transformers import AutoConfig, AutoTokenizer
+
+from distilkit.core.errors import RecipeError
+from distilkit.core.plugins import is_plugin_path
+from distilkit.data.tasks import TaskSpec, load_split
+from distilkit.methods.linear_attention.swap import build_linear_attention_student
+from distilkit.methods.pruning.student import build_pruned_student
+from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
+from distilkit.models.config import TeacherConfig
+from distilkit.models.finetune import finetune_teacher
+from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher
+from distilkit.models.transformer import build_copy_student, build_transformer_student, encode_transformer
+from distilkit.models.vocab import apply_vocab
+from distilkit.run.schema import Recipe
+
+
+@dataclass(frozen=True)
+class StudentKind:
+    """How to build a student and how to turn raw texts into its inputs.
+
+    Attributes:
+        build: Keyword-only builder returning a ``PreTrainedModel`` (see the kind's module for arguments).
+        encode: ``encode(tokenizer, texts_a, texts_b, max_length) -> dict[str, Tensor]`` of model inputs.
+    """
+
+    build: Callable
+    encode: Callable
+
+
+STUDENTS: dict[str, StudentKind] = {
+    "bilstm": StudentKind(build=build_bilstm_student, encode=encode_bilstm),
+    "transformer": StudentKind(build=build_transformer_student, encode=encode_transformer),
+    "copy": StudentKind(build=build_copy_student, encode=encode_transformer),
+    "pruned": StudentKind(build=build_pruned_student, encode=encode_transformer),
+    "linear_attention": StudentKind(build=build_linear_attention_student, encode=encode_transformer),
+}
+
+
+def get_student_kind(name: str) -> StudentKind:
+    """Look up a built-in student kind.
+
+    Raises:
+        RecipeError: ``name`` is not a built-in kind (the message lists the available ones).
+    """
+    if name not in STUDENTS:
+        raise RecipeError(f"student.kind: unknown kind '{name}'; available: {', '.join(STUDENTS)}")
+    return STUDENTS[name]
+
+
+def encode_for_student(kind: str, tokenizer, texts_a: list[str], texts_b: list[str] | None,
+                       max_length: int) -> dict:
+    """Tokenize texts the way student ``kind`` reads them (see :class:`StudentKind`)."""
+    return get_student_kind(kind).encode(tokenizer, texts_a, texts_b, max_length)
+
+
+def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator: Accelerator):
+    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set."""
+    cfg: TeacherConfig = recipe.teacher
+    if is_plugin_path(cfg.model):
+        return load_plugin_teacher(cfg.model, cfg.kwargs, num_labels=task.num_labels, tokenizer=cfg.tokenizer,
+                                   max_length=cfg.max_length, device=accelerator.device,
+                                   require_fingerprint=recipe.cache.enabled)
+    model = cfg.model
+    if cfg.finetune is not None:
+        # The teacher learns from the labelled train split, sized by finetune.max_examples, independently of
+        # the transfer set: students distilled on other transfer-set sizes then reuse the same teacher.
+        limit = cfg.finetune.max_examples or recipe.data.max_train_examples
+        if limit != recipe.data.max_train_examples:
+            train_ds = load_split(task, recipe.data.train_split or task.train_split, data_dir=recipe.data.dir,
+                                  max_examples=limit, seed=cfg.finetune.seed)
+        model = str(finetune_teacher(cfg, task, train_ds, eval_ds, cache_dir=recipe.cache.dir,
+                                     accelerator=accelerator))
+    return load_hf_teacher(model, num_labels=task.num_labels, problem_type=task.problem_type,
+                           tokenizer=None if cfg.finetune else cfg.tokenizer,
+                           revision=None if cfg.finetune else cfg.revision,
+                           max_length=cfg.max_length, device=accelerator.device)
+
+
+def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict] | None = None):
+    """Build the student and its tokenizer from ``recipe.student`` (teacher's tokenizer by default).
+
+    ``train_rows`` (the labelled transfer set) is where a pruned student's importance scores come from, and
+    whose tokens a ``student.vocab`` trimming keeps (the returned tokenizer is then the trimmed one).
+    """
+    spec = recipe.student
+    hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
+    if spec.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
+    elif hf_teacher is not None:
+        tokenizer = hf_teacher.tokenizer
+    else:
+        raise RecipeError("student.tokenizer: the teacher is a plug-in without a Hugging Face tokenizer; name one")
+    common = {"num_labels": task.num_labels, "problem_type": task.problem_type}
+    if spec.kind == "bilstm":
+        embeddings = None
+        if spec.init_embeddings_from_teacher and hf_teacher is not None and not spec.tokenizer:
+            embeddings = hf_teacher.model.get_input_embeddings().weight.detach().float().cpu().clone()
+        model = STUDENTS["bilstm"].build(
+            tokenizer=tokenizer, is_pair=task.is_pair, embedding_dim=spec.embedding_dim,
+            hidden_size=spec.hidden_size, mlp_hidden_size=spec.mlp_hidden_size, dropout=spec.dropout,
+            teacher_embeddings=embeddings, freeze_embeddings=spec.freeze_embeddings,
+            project_embeddings=spec.init_embeddings_from_teacher == "pca", **common)
+    elif spec.kind == "copy":
+        model = STUDENTS["copy"].build(teacher_model=hf_teacher.model if hf_teacher else None)
+    elif spec.kind == "pruned":
+        model = STUDENTS["pruned"].build(spec=spec, hf_teacher=hf_teacher, task=task, rows=train_rows)
+    elif spec.kind == "linear_attention":
+        model = STUDENTS["linear_attention"].build(spec=spec, hf_teacher=hf_teacher, task=task)
+    else:
+        if hf_teacher is not None and not spec.config_from:
+            teacher_config, teacher_model = hf_teacher.model.config, hf_teacher.model
+        elif spec.config_from:
+            teacher_config, teacher_model = AutoConfig.from_pretrained(spec.config_from), None
+        else:
+            raise RecipeError("student.config_from: the teacher is a plug-in; name a base config for the student")
+        init = spec.init_from_teacher_layers if teacher_model is not None else None
+        model = STUDENTS["transformer"].build(
+            teacher_config=teacher_config, num_layers=spec.num_layers, hidden_size=spec.hidden_size,
+            num_attention_heads=spec.num_attention_heads, intermediate_size=spec.intermediate_size,
+            init_from_teacher_layers=init, teacher_model=teacher_model, **common)
+    if task.label_names:
+        model.config.id2label = dict(enumerate(task.label_names))
+        model.config.label2id = {name: i for i, name in enumerate(task.label_names)}
+    if getattr(spec, "vocab", None) is not None and train_rows:  # last: it picks among built rows
+        tokenizer = apply_vocab(spec.vocab, model, tokenizer, train_rows)
+    return model, tokenizer
