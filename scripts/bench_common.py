@@ -2,7 +2,7 @@
 
 Every benchmark in ``scripts/`` that needs "MiniLM fine-tuned on SST-2" calls :func:`sst2_minilm_teacher`
 with the same settings, so the teacher is fine-tuned once per cache directory and shared (the cache key
-hashes the base weights, the data and the hyper-parameters; see ``distilkit.finetune``).
+hashes the base weights, the data and the hyper-parameters; see ``distilkit.models.finetune``).
 
     from bench_common import sst2_minilm_teacher, sst2_splits
     teacher_dir = sst2_minilm_teacher(data_dir, cache_dir)       # a BertForSequenceClassification directory

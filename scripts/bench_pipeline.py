@@ -1,6 +1,6 @@
 """Benchmark: the full compression pipeline on SST-2 with the MiniLM teacher (issue 7).
 
-One pipeline recipe, run by :func:`distilkit.pipeline.run_pipeline` exactly as ``distilkit run`` runs it:
+One pipeline recipe, run by :func:`distilkit.run.pipeline.run_pipeline` exactly as ``distilkit run`` runs it:
 
     MiniLM fine-tuned on SST-2 (the teacher, 22.7M parameters)
       -> distil: Tang et al. BiLSTM on a teacher-labelled augmented transfer set (masking, POS-guided
@@ -131,7 +131,7 @@ def main() -> None:
         "## Full pipeline: MiniLM teacher → int8 BiLSTM on SST-2 (issue 7)", "",
         command_line(total, argv=argv, note=" (teacher labelling and augmentation come from the benchmark cache "
                      "when an earlier run made them)"), "",
-        f"Pipeline (`distilkit.pipeline.run_pipeline`): the fine-tuned MiniLM teacher labels a Tang et al. transfer "
+        f"Pipeline (`distilkit.run.pipeline.run_pipeline`): the fine-tuned MiniLM teacher labels a Tang et al. transfer "
         f"set built from {args.examples:,} SST-2 train sentences × {args.n_iter} augmentations "
         f"({train['examples']:,} rows, no gold labels); a BiLSTM ({args.embedding_dim}-d word vectors PCA-projected "
         f"from the teacher's, {args.hidden_size} hidden per direction, {args.mlp_hidden_size}-unit ReLU layer) "

@@ -2,7 +2,7 @@
 
 One run of this script trains the same student twice, one framework after the other, and measures both:
 
-  * distilkit: the normal recipe entry point, ``distilkit.distill.run(validate_recipe(tree))``. The teacher
+  * distilkit: the normal recipe entry point, ``distilkit.run.distill.run(validate_recipe(tree))``. The teacher
     labels the transfer set once (logit cache, in a fresh cache directory so that the labelling is timed in
     this run), then the student trains on the cached logits.
   * torchdistill: its ``DistillationBox`` (``torchdistill.core.distillation.get_distillation_box``) built from
@@ -372,7 +372,7 @@ def main() -> None:
         row("torchdistill (teacher every step)", td,
             f"{td['teacher_seconds']:.1f} (in the loop, all epochs)", td["seconds"]),
         "",
-        "What each side did. **distilkit**: `distilkit.distill.run(validate_recipe(tree))`, the `distilkit run` "
+        "What each side did. **distilkit**: `distilkit.run.distill.run(validate_recipe(tree))`, the `distilkit run` "
         "code path, with `loss: {kind: kl, temperature: "
         f"{args.temperature:g}, alpha: 0}}`; the teacher labelled the {args.train_examples:,} sentences once "
         f"(batch 128, in a fresh logit cache, so the labelling was timed: {dk['teacher_seconds']:.1f} s, shown as "

@@ -28,7 +28,7 @@ def count_parameters(model: torch.nn.Module) -> int:
             # bitsandbytes 4-bit weights pack two values per byte; their quant_state keeps the real shape.
             shape = getattr(getattr(param, "quant_state", None), "shape", None)
             total += torch.Size(shape).numel() if shape is not None else param.numel()
-    # Quantized layers (distilkit.quantize) keep their weights as integer buffers: count the weights they
+    # Quantized layers (distilkit.methods.quantization) keep their weights as integer buffers: count the weights they
     # stand for, so a quantized model reports the same parameter count as its float original.
     total += sum(m.rows * m.cols for m in model.modules() if hasattr(m, "qweight") and hasattr(m, "rows"))
     return total

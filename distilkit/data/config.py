@@ -11,7 +11,7 @@ from distilkit.core.sections import Section
 
 
 class AugmentConfig(Section):
-    """Teacher-labelled transfer set built with Tang et al. (2019) rules, section 3.3 (``distilkit.augment``)."""
+    """Teacher-labelled transfer set built with Tang et al. (2019) rules, section 3.3 (``distilkit.data.augment``)."""
 
     p_mask: float = Field(default=0.1, ge=0, le=1)
     """Per-word probability of masking."""

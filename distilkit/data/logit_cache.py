@@ -81,7 +81,7 @@ def label_with_teacher(teacher, ds: Dataset, *, cache_dir: str | Path | None, ba
     pass scales with the number of GPUs. The main process writes the cache entry.
 
     Args:
-        teacher: A :class:`distilkit.teachers.Teacher`.
+        teacher: A :class:`distilkit.models.teachers.Teacher`.
         ds: Normalized examples (``id``, ``text_a``, ``text_b``).
         cache_dir: Cache root; ``None`` disables caching.
         batch_size: Teacher batch size.

@@ -1,6 +1,6 @@
 """Raw rows of a task's files, and their normalization into ``id / text_a / text_b / label`` columns.
 
-:mod:`distilkit.tasks` decides which file or Hub split to read and with which column layout; this module
+:mod:`distilkit.data.tasks` decides which file or Hub split to read and with which column layout; this module
 reads the rows (CSV/TSV, JSON, JSON-lines, Parquet) and validates every label on the way, so a bad row is
 reported with its file, line and column.
 """

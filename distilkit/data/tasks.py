@@ -99,7 +99,7 @@ class TaskSpec(_Strict):
     """Class names in class-id order (classification only)."""
     metrics: list[MetricName] = Field(min_length=1)
     main_metric: str
-    """Any key :func:`distilkit.metrics.compute_metrics` returns for this task."""
+    """Any key :func:`distilkit.data.metrics.compute_metrics` returns for this task."""
     train_split: str = "train"
     eval_splits: list[str] = Field(default_factory=lambda: ["validation"], min_length=1)
     hub: HubSource | None = None

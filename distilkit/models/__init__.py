@@ -1,1 +1,1 @@
-
+"""Models layer: teachers (and their fine-tuning), the BiLSTM and transformer students, vocabulary trimming."""

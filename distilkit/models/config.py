@@ -42,7 +42,7 @@ class TeacherConfig(Section):
 
 
 class VocabConfig(Section):
-    """Vocabulary trimming (``distilkit.vocab``): keep only the word-embedding rows and WordPiece tokens the
+    """Vocabulary trimming (``distilkit.models.vocab``): keep only the word-embedding rows and WordPiece tokens the
     transfer set uses, plus special tokens and printable-ASCII characters (so ASCII words never become
     ``[UNK]``). The saved tokenizer holds exactly the kept tokens."""
 

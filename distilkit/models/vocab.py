@@ -203,7 +203,7 @@ def apply_vocab(spec, model: nn.Module, tokenizer, rows: Sequence[dict]):
     """``student.vocab``: count the transfer set's tokens, keep the frequent ones, trim model and tokenizer.
 
     Args:
-        spec: The recipe's :class:`distilkit.config.VocabConfig`.
+        spec: The recipe's :class:`distilkit.models.config.VocabConfig`.
         model: The freshly built student (embeddings already initialised, e.g. from the teacher).
         tokenizer: The student's tokenizer.
         rows: Transfer-set rows with ``text_a`` and ``text_b``.

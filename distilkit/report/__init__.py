@@ -1,1 +1,1 @@
-
+"""Reporting layer: metrics.json, pipeline summaries, Pareto reports, Hub cards and uploads."""

@@ -72,7 +72,7 @@ def budget_search(tree: dict, search: SearchConfig) -> dict:
 
 
 def measure_candidate(recipe: Recipe, tmp: Path, batch_size: int, with_latency: bool) -> dict:
-    """Build the stage's student exactly as :func:`distilkit.distill.run` would and measure it untrained.
+    """Build the stage's student exactly as :func:`distilkit.run.distill.run` would and measure it untrained.
 
     Parameters, size on disk and latency do not depend on the weights' values, so the untrained student
     measures what the trained one will cost.

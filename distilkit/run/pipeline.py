@@ -18,7 +18,7 @@ defaults, plus a ``stages`` list; each stage overrides sections and names its st
         student: {kind: bilstm}
         quantize: {...}              # a post-training stage folds into the last training stage
 
-Stage ``k`` runs :func:`distilkit.distill.run` in ``output_dir/<k>-<name>``; for ``k > 0`` its teacher is
+Stage ``k`` runs :func:`distilkit.run.distill.run` in ``output_dir/<k>-<name>``; for ``k > 0`` its teacher is
 stage ``k-1``'s best model, so every stage is evaluated and measured against the model it compresses, and
 the pipeline summary compares every stage with the original teacher, measured side by side in one process.
 

@@ -1,7 +1,7 @@
 """Recipe files on disk and on the command line: YAML loading, ``--set`` overrides, validation with
 file-and-key error messages, and the resolved dump written next to every run.
 
-The schema itself lives in :mod:`distilkit.config`; this module turns text into it and back.
+The schema itself lives in :mod:`distilkit.run.schema`; this module turns text into it and back.
 """
 
 from __future__ import annotations

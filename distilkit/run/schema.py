@@ -76,7 +76,7 @@ class MeasureConfig(Section):
 
 
 class HubConfig(Section):
-    """Publishing the result to the Hugging Face Hub with a measured model card (``distilkit.hub``)."""
+    """Publishing the result to the Hugging Face Hub with a measured model card (``distilkit.report.hub``)."""
 
     push: bool = False
     repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")

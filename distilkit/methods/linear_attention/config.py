@@ -11,7 +11,7 @@ from distilkit.core.sections import Section
 
 
 class LinearAttentionStudentConfig(Section):
-    """The teacher with its softmax attention swapped for a linear variant (``distilkit.linear_attention``)."""
+    """The teacher with its softmax attention swapped for a linear variant (``distilkit.methods.linear_attention``)."""
 
     kind: Literal["linear_attention"]
     tokenizer: str | None = None

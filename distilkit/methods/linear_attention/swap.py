@@ -1,6 +1,6 @@
 """Swap a pretrained encoder's softmax attention for a linear variant, then recover it by distillation.
 
-The variants and the attention function live in :mod:`distilkit.students.linear` (self-contained, so saved
+The variants and the attention function live in :mod:`distilkit.methods.linear_attention.linear` (self-contained, so saved
 models carry them as remote code). :func:`swap_attention` turns a BERT or RoBERTa classifier into its
 ``LinearAttention*`` twin in place: same weights, plus per-layer feature maps (random features, Hedgehog's
 trainable W or Linformer's E/F), recorded in the config so ``from_pretrained`` rebuilds them. A recipe with
@@ -25,7 +25,7 @@ def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_le
 
     Args:
         model: A ``BertForSequenceClassification`` or ``RobertaForSequenceClassification``.
-        variant: ``elu``, ``performer``, ``hedgehog`` or ``linformer`` (see :mod:`distilkit.students.linear`).
+        variant: ``elu``, ``performer``, ``hedgehog`` or ``linformer`` (see :mod:`distilkit.methods.linear_attention.linear`).
         features: Random features (performer) or projected sequence length (linformer).
         max_length: Longest sequence Linformer's projections cover.
         seed: Seed of the performer's random features (per layer: seed + layer index).

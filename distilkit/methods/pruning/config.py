@@ -12,7 +12,7 @@ from distilkit.models.config import VocabConfig
 
 
 class PrunedStudentConfig(Section):
-    """The teacher itself, structurally pruned, then recovered by distillation (``distilkit.prune``).
+    """The teacher itself, structurally pruned, then recovered by distillation (``distilkit.methods.pruning``).
 
     Targets count from the unpruned teacher: ``heads: 0.4`` removes 40% of all its attention heads (ranked
     globally by Michel et al. 2019 importance), ``ffn`` a fraction of FFN neurons (Taylor importance),

@@ -1,6 +1,6 @@
 """BERT, RoBERTa and DistilBERT classifiers whose layers may keep different numbers of heads and FFN neurons.
 
-Structured pruning (see ``distilkit.prune``) slices the projection matrices of a stock model, so each layer
+Structured pruning (see ``distilkit.methods.pruning``) slices the projection matrices of a stock model, so each layer
 can end up with its own head count and intermediate width. A stock config cannot describe that, so a pruned
 model's config becomes a subclass of the stock one that records the per-layer shapes in
 ``distilkit_pruning = {"heads": [...], "intermediate_sizes": [...]}`` (one entry per *kept* layer;

@@ -1,6 +1,6 @@
 """Choosing what to prune from importance scores: global ranking by fraction, layer choice, parameter budgets.
 
-Pure functions of the scores computed by :mod:`distilkit.prune` (Michel et al. 2019 rank heads globally
+Pure functions of the scores computed by :mod:`distilkit.methods.pruning` (Michel et al. 2019 rank heads globally
 across layers, sec. 4); they return plans ``{layer: [indices]}`` for ``prune_heads``/``prune_ffn``.
 """
 

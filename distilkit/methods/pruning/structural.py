@@ -10,7 +10,7 @@ Scoring:
       t instead of averaged over spatial positions, so padding contributes nothing), averaged over batches.
     * Layers: drop-one evaluation, the loss increase when a block is skipped.
 
-Removal slices weight matrices in place (see ``distilkit.students.pruned``), so a pruned model is smaller
+Removal slices weight matrices in place (see ``distilkit.methods.pruning.pruned``), so a pruned model is smaller
 and faster and computes exactly what the unpruned model computes with those units gated to zero. The config
 then records the per-layer shapes and the model becomes a ``Pruned*ForSequenceClassification``, so
 ``save_pretrained`` output reloads with ``AutoModelForSequenceClassification.from_pretrained(dir)``

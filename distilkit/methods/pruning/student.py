@@ -1,7 +1,7 @@
 """Pruning as a recipe student (``student.kind: pruned``): score, remove, recover by distillation.
 
 One-shot: :func:`build_pruned_student` copies the teacher, scores units on a few transfer-set batches and
-removes them structurally; :func:`distilkit.distill.run` then distils the pruned copy from the unpruned
+removes them structurally; :func:`distilkit.run.distill.run` then distils the pruned copy from the unpruned
 teacher (recovery; ``train.epochs: 0`` skips it). Iterative (``rounds > 1``, Michel et al. 2019 sec. 5 and
 the prune-retrain loop of Han et al. 2015): :func:`run_iterative` reaches the targets in equal steps, each a
 full distillation run in ``output_dir/rounds/<r>`` starting from the previous round's model, always taught by

@@ -15,7 +15,7 @@ EMBEDDING_SCHEMES = ("int8", "int4")
 
 
 class QuantizeConfig(Section):
-    """Quantization of the best student after training (``distilkit.quantize``).
+    """Quantization of the best student after training (``distilkit.methods.quantization``).
 
     With ``qat: true`` the student trains through fake-quantized weights (straight-through estimator) while
     the float teacher teaches it, and the trained weights are converted on the same grids afterwards.

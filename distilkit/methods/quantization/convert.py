@@ -1,6 +1,6 @@
 """Quantization as a recipe step and as the ``distilkit quantize`` command.
 
-A recipe with a ``quantize`` section (:class:`distilkit.config.QuantizeConfig`) trains its student as usual
+A recipe with a ``quantize`` section (:class:`distilkit.methods.quantization.config.QuantizeConfig`) trains its student as usual
 (optionally through fake-quantized weights, ``qat: true``), then converts the best student on the same grids
 (:func:`quantize_directory`): ``output_dir/model`` becomes the quantized model and the float one moves to
 ``output_dir/model-float``. ``metrics.json`` reports the quantized model's own accuracy, size on disk and

@@ -4,7 +4,7 @@ A *grid* maps a float weight to integers ``q`` and a scale (and, for asymmetric 
 ``w ~= (q - zero_point) * scale`` (Jacob et al. 2018, "Quantization and Training of Neural Networks for
 Efficient Integer-Arithmetic-Only Inference", eq. 1). The same :func:`quantize_weight` is used while
 training (fake quantization) and when the trained weights are converted to real integers
-(:mod:`distilkit.quantize`), so the converted model computes exactly what the trained one did.
+(:mod:`distilkit.methods.quantization`), so the converted model computes exactly what the trained one did.
 
 Grids:
   * ``int<b>`` uniform: symmetric ``q in [-(2^(b-1)-1), 2^(b-1)-1]``, ``scale = max|w| / qmax``, or asymmetric
@@ -16,7 +16,7 @@ Grids:
 Scales are per output channel (row) or per tensor. Fake quantization rounds in the forward pass and passes
 gradients straight through (the straight-through estimator of Bengio et al. 2013, as in BinaryConnect,
 Courbariaux et al. 2015): ``dequant(quant(w)) + (w - w.detach())``. Activations can be fake-quantized
-per token to 8 bits, the dynamic scheme the CPU int8 kernels of :mod:`distilkit.quantize` run.
+per token to 8 bits, the dynamic scheme the CPU int8 kernels of :mod:`distilkit.methods.quantization` run.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class FakeQuantLinear(nn.Linear):
     """``nn.Linear`` that trains through fake-quantized weights (and optionally activations).
 
     Parameter names are those of ``nn.Linear``, so ``save_pretrained`` writes the float latent weights under
-    the usual keys and :mod:`distilkit.quantize` later converts them with the same grid.
+    the usual keys and :mod:`distilkit.methods.quantization` later converts them with the same grid.
     """
 
     grid: Grid

@@ -1,4 +1,4 @@
-"""transformers integration of :mod:`distilkit.quantize`: the quantizer that reloads ``quant_method:
+"""transformers integration of :mod:`distilkit.methods.quantization`: the quantizer that reloads ``quant_method:
 distilkit`` checkpoints with ``from_pretrained``, and bitsandbytes quantization through transformers.
 """
 

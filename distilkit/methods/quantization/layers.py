@@ -6,7 +6,7 @@ float32 scales in its state dict -- ``qweight`` (int8, or uint8 with ``8 // bits
 carries a ``quantization_config`` with ``quant_method: distilkit`` and the module table; ``import distilkit``
 registers a transformers quantizer for it, which swaps the listed modules for these classes *before* the
 weights load, so ``AutoModelForSequenceClassification.from_pretrained(dir)`` returns the same model
-(:mod:`distilkit.quantize_hf`).
+(:mod:`distilkit.methods.quantization.hf_quantizer`).
 
 Compute (dynamic quantization, Zafrir et al. 2019 "Q8BERT"; Jacob et al. 2018 eq. 1): :class:`QuantLinear`
 with a symmetric grid multiplies int8 weights by activations quantized at run time, on one of three kernels
@@ -23,7 +23,7 @@ with a symmetric grid multiplies int8 weights by activations quantized at run ti
   * :class:`QuantEmbedding`: row-wise int8/int4 word vectors, dequantized only for the rows looked up.
 
 bitsandbytes 8-bit / 4-bit (nf4, fp4) linear layers for GPU users go through transformers'
-``BitsAndBytesConfig`` (:func:`distilkit.quantize_hf.quantize_bnb`); they save and reload with transformers.
+``BitsAndBytesConfig`` (:func:`distilkit.methods.quantization.hf_quantizer.quantize_bnb`); they save and reload with transformers.
 """
 
 from __future__ import annotations
