@@ -105,6 +105,10 @@ class TaskSpec(_Strict):
     hub: HubSource | None = None
     tsv: TsvSource | None = None
     files: FileSource | None = None
+    teacher_finetune: dict[str, Any] | None = None
+    """Settings for fine-tuning a bare pretrained encoder into this task's teacher (``epochs``, ``lr``,
+    ``max_length``...): a recipe's ``teacher.finetune`` takes every key it does not set itself from here.
+    Checked against the recipe's fine-tuning section when a recipe uses them."""
     _source: Path | None = PrivateAttr(default=None)
 
     @property

@@ -48,7 +48,7 @@ def uniform_layers(teacher_layers: int, student_layers: int) -> list[int]:
 
 
 def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: int, problem_type: str,
-                              num_layers: int, hidden_size: int | None = None,
+                              num_layers: int | float, hidden_size: int | None = None,
                               num_attention_heads: int | None = None, intermediate_size: int | None = None,
                               init_from_teacher_layers: list[int] | Literal["uniform"] | None = None,
                               teacher_model: PreTrainedModel | None = None,
@@ -60,7 +60,8 @@ def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: i
             ...). It is copied, never modified.
         num_labels: Outputs of the head (1 for regression).
         problem_type: ``"single_label_classification"`` or ``"regression"``.
-        num_layers: Student depth.
+        num_layers: Student depth, or a fraction of the teacher's (``0.25``: 6 of BERT-large's 24, 2 of
+            MiniLM-L6's 6; rounded half up, at least 1).
         hidden_size: Narrower width (no layer initialisation possible then).
         num_attention_heads: Heads per layer when narrowing.
         intermediate_size: Feed-forward width when narrowing.
@@ -82,6 +83,8 @@ def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: i
     """
     config = copy.deepcopy(teacher_config)
     teacher_layers = _get(teacher_config, _LAYERS)
+    if isinstance(num_layers, float):  # a fraction of the teacher's depth, so one recipe fits any teacher
+        num_layers = max(1, int(num_layers * teacher_layers + 0.5))
     setattr(config, _find(config, _LAYERS), num_layers)
     for names, value in ((_WIDTH, hidden_size), (_HEADS, num_attention_heads), (_FFN, intermediate_size)):
         if value is not None:

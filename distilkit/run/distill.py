@@ -21,7 +21,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
@@ -52,6 +51,7 @@ from distilkit.models.teachers import fingerprint_module
 from distilkit.report.hub import push
 from distilkit.report.run_metrics import measure_run
 from distilkit.run.methods import active_methods, parameter_groups
+from distilkit.run.optimizer import build_optimizer, clip_gradients
 from distilkit.run.recipe_io import dump_recipe
 from distilkit.run.schema import Recipe
 from distilkit.run.students import STUDENTS, load_teacher, make_student
@@ -173,16 +173,18 @@ def run(recipe: Recipe) -> dict:
     accelerator.print(f"Teacher: {teacher_metrics}")
 
     # 3. Student, loaders, optimizer and schedule.
+    set_seed(tcfg.seed)  # the student's initial weights must not depend on whether the teacher came from a cache
     student, tokenizer = make_student(recipe, task, teacher, train_rows)
     for method in methods:  # QAT: fake-quantized weights; linear attention: record attention transfer
         method.prepare_student(student)
     kind = STUDENTS[recipe.student.kind]
     collate = make_collate(kind.encode, tokenizer, recipe.student.max_length, task.problem_type)
-    train_dl = train_loader(train_rows, collate, tcfg.batch_size, tcfg.seed)
+    train_dl = train_loader(train_rows, collate, tcfg.batch_size, tcfg.seed, tcfg.group_by_length)
     eval_dls = {split: eval_loader(list(ds), collate, 2 * tcfg.batch_size) for split, ds in eval_sets.items()}
     steps_per_epoch = optimizer_steps_per_epoch(len(train_dl), tcfg.grad_accum)
     total_steps = min(tcfg.max_steps or 10**12, tcfg.epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(parameter_groups(student, methods), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    optimizer = build_optimizer(student, parameter_groups(student, methods), tcfg.lr, tcfg.weight_decay,
+                                tcfg.sparse_embeddings)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(tcfg.warmup_ratio * total_steps), total_steps)
     student, optimizer, train_dl, scheduler, *prepared = accelerator.prepare(
         student, optimizer, train_dl, scheduler, *eval_dls.values())
@@ -226,7 +228,10 @@ def run(recipe: Recipe) -> dict:
                         loss, parts[name] = loss + term, term.item()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and tcfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(student.parameters(), tcfg.max_grad_norm)
+                    if tcfg.sparse_embeddings:  # torch's clipping cannot take the norm of a sparse gradient
+                        clip_gradients(student.parameters(), tcfg.max_grad_norm)
+                    else:
+                        accelerator.clip_grad_norm_(student.parameters(), tcfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 
 from distilkit.core.errors import RecipeError
 from distilkit.core.yaml_files import read_yaml
+from distilkit.data.tasks import TaskSpec, load_task
+from distilkit.models.config import FinetuneConfig
 from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, Recipe
 
 
@@ -126,7 +128,29 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
             f"{source}: loss.alpha={recipe.loss.alpha} mixes in gold labels but data.labels is 'none'; "
             "set loss.alpha=0 or data.labels=gold"
         )
+    if recipe.train.sparse_embeddings and recipe.train.mixed_precision == "fp16":
+        raise RecipeError(f"{source}: train.sparse_embeddings: clipping sparse gradients does not unscale fp16 "
+                          "gradients; use train.mixed_precision: bf16 or no")
+    if recipe.teacher.finetune is not None:
+        recipe.teacher.finetune = with_task_finetune(recipe.teacher.finetune, load_task(recipe.task))
     return recipe
+
+
+def with_task_finetune(finetune: FinetuneConfig, task: TaskSpec) -> FinetuneConfig:
+    """``teacher.finetune`` with every key the recipe leaves unset taken from the task's ``teacher_finetune``
+    (so ``teacher: {model: minilm, finetune: {}}`` fine-tunes with the settings measured for that task).
+
+    Raises:
+        RecipeError: the task file's ``teacher_finetune`` holds an unknown key or a bad value (named).
+    """
+    if not task.teacher_finetune:
+        return finetune
+    merged = {**task.teacher_finetune, **finetune.model_dump(include=finetune.model_fields_set)}
+    try:
+        return FinetuneConfig.model_validate(merged)
+    except ValidationError as err:
+        where = f"{task.source_path or task.name}: teacher_finetune"
+        raise RecipeError(format_validation_error(err, where, FinetuneConfig)) from None
 
 
 def dump_recipe(recipe: Recipe) -> str:

@@ -1,0 +1,179 @@
+"""The GLUE table of ``bench_glue.py``: published numbers, verdicts and the Markdown section, all from the cells
+in ``docs/results/glue.json`` (so the section can be regenerated without running anything)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from bench_common import command_line
+
+TASKS = ["sst2", "cola", "mrpc", "stsb", "rte", "wnli", "qnli"]
+PAIR_TASKS = {"mrpc", "stsb", "rte", "wnli", "qnli"}
+#: GLUE's own metrics per task (the first one is the task's main metric in tasks/<task>.yaml).
+GLUE_METRICS = {"sst2": ["accuracy"], "cola": ["matthews_correlation"], "mrpc": ["f1", "accuracy"],
+                "stsb": ["pearson", "spearmanr"], "rte": ["accuracy"], "wnli": ["accuracy"], "qnli": ["accuracy"]}
+SHORT = {"accuracy": "acc", "matthews_correlation": "MCC", "f1": "F1", "pearson": "Pearson", "spearmanr": "Spearman"}
+#: Published dev-set numbers (x100), for the side-by-side columns.
+PUBLISHED = {
+    "MiniLM-L6-H384 (Wang et al. 2020)": {"sst2": 91.5, "mrpc": 88.9, "cola": 47.5, "rte": 68.8, "qnli": 90.5},
+    "DistilBERT (Sanh et al. 2019)": {"sst2": 91.3, "mrpc": 87.5, "cola": 51.3, "stsb": 86.9, "rte": 59.9},
+    "Tang et al. 2019 BiLSTM (from BERT-large 94.9)": {"sst2": 90.7},
+}
+TEACHER_SST2 = 0.895
+BILSTM_SST2, BILSTM_PAIR = 0.96, 0.90
+TRANSFORMER_MACRO, MAX_LAYER_FRACTION = 0.97, 0.5
+SPEEDUP_TEACHER, SPEEDUP_BERT_LARGE = 15.0, 300.0
+TOTAL_HOURS = 4.0
+
+
+def score(metrics: dict, task: str) -> float:
+    """GLUE's score of a task: its metric, or the mean of its two (MRPC F1/accuracy, STS-B Pearson/Spearman)."""
+    return statistics.mean(metrics[m] for m in GLUE_METRICS[task])
+
+
+def _main(cell: dict, task: str, who: str) -> float:
+    m = cell["metrics"][who]["metrics"]
+    return m[GLUE_METRICS[task][0]]
+
+
+def retention(cell: dict, task: str) -> float:
+    """Student / teacher on the task's main metric."""
+    return _main(cell, task, "student") / _main(cell, task, "teacher")
+
+
+def _row(task, model, metric, value, target, met) -> dict:
+    return {"task": task, "model": model, "metric": metric, "value": round(value, 4) if value is not None else None,
+            "target": target, "met": met}
+
+
+def verdicts(cells: dict) -> list[dict]:
+    """Every number and target verdict as plain rows (task, model, metric, value, target, met)."""
+    rows, retained = [], []
+    for task in TASKS:
+        bilstm, small, latency = (cells.get(f"{task}/{f}") for f in ("bilstm", "small_transformer", "latency"))
+        if bilstm is None or small is None:
+            continue
+        teacher = bilstm["metrics"]["teacher"]["metrics"]
+        for metric in GLUE_METRICS[task]:
+            rows.append(_row(task, "teacher", metric, teacher[metric], None, None))
+            rows.append(_row(task, "bilstm", metric, bilstm["metrics"]["student"]["metrics"][metric], None, None))
+            rows.append(_row(task, "small_transformer", metric, small["metrics"]["student"]["metrics"][metric],
+                             None, None))
+        if task == "sst2":
+            rows.append(_row(task, "teacher", "accuracy (target)", teacher["accuracy"], f">= {TEACHER_SST2}",
+                             teacher["accuracy"] >= TEACHER_SST2))
+        need = BILSTM_SST2 if task == "sst2" else BILSTM_PAIR if task in PAIR_TASKS else None
+        kept = retention(bilstm, task)
+        rows.append(_row(task, "bilstm", "retention", kept, None if need is None else f">= {need}",
+                         None if need is None else kept >= need))
+        retained.append(retention(small, task))
+        rows.append(_row(task, "small_transformer", "retention", retained[-1], None, None))
+        if latency:
+            ms = latency["latency_ms"]
+            for b in ("b1", "b32"):
+                for ref, target in (("teacher", SPEEDUP_TEACHER), ("bert_large", SPEEDUP_BERT_LARGE)):
+                    ratio = ms[ref][b] / ms["bilstm"][b]
+                    rows.append(_row(task, "bilstm", f"speed-up {b} vs {ref}", ratio,
+                                     f">= {target}" if b == "b1" else None, ratio >= target if b == "b1" else None))
+    if retained:
+        macro = statistics.mean(retained)
+        rows.append(_row("macro", "small_transformer", "retention", macro, f">= {TRANSFORMER_MACRO}",
+                         macro >= TRANSFORMER_MACRO))
+    walls = [c["wall_seconds"] for c in cells.values() if "wall_seconds" in c]
+    if walls:
+        hours = sum(walls) / 3600
+        rows.append(_row("all", "table", "wall hours", hours, f"<= {TOTAL_HOURS}", hours <= TOTAL_HOURS))
+    return rows
+
+
+def _f(x, digits=4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def render(results: dict, argv: list[str]) -> list[str]:
+    """The Markdown section of docs/benchmarks.md."""
+    cells = results["cells"]
+    walls = sum(c.get("wall_seconds", 0) for c in cells.values())
+    lines = ["## GLUE: every task with training data, MiniLM teacher, BiLSTM and small transformer (issue 11)", "",
+             command_line(walls, argv=argv, note=" (sum of the cells' wall times; cells resume across runs)"), "",
+             "Each row runs the shipped `recipes/glue/<task>/bert-large-to-bilstm.yaml` and "
+             "`bert-large-to-small-transformer.yaml` with `teacher.model=minilm teacher.finetune={}` (the task's "
+             "`teacher_finetune` settings, full train split) and `data.dir`; nothing else changes. Dev-set scores; "
+             "retention = student / teacher on the task's main metric.", "",
+             "| task | metric | teacher | BiLSTM | retained | small transformer | retained |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    teacher_scores, bilstm_scores, small_scores = [], [], []
+    for task in TASKS:
+        if f"{task}/data" in cells:
+            lines.append(f"| {task} | — | no training data | | | | |")
+            continue
+        bilstm, small = cells.get(f"{task}/bilstm"), cells.get(f"{task}/small_transformer")
+        if bilstm is None or small is None:
+            lines.append(f"| {task} | — | not run yet | | | | |")
+            continue
+        t, b, s = (c["metrics"][w]["metrics"] for c, w in ((bilstm, "teacher"), (bilstm, "student"), (small, "student")))
+        names = "/".join(SHORT[m] for m in GLUE_METRICS[task])
+        show = lambda m: "/".join(f"{100 * m[k]:.1f}" for k in GLUE_METRICS[task])  # noqa: E731
+        lines.append(f"| {task} | {names} | {show(t)} | {show(b)} | {retention(bilstm, task):.3f} | {show(s)} | "
+                     f"{retention(small, task):.3f} |")
+        teacher_scores.append(score(t, task))
+        bilstm_scores.append(score(b, task))
+        small_scores.append(score(s, task))
+    if teacher_scores:
+        lines.append(f"| **macro** ({len(teacher_scores)} tasks) | GLUE score | {100 * statistics.mean(teacher_scores):.1f} | "
+                     f"{100 * statistics.mean(bilstm_scores):.1f} | {statistics.mean(bilstm_scores) / statistics.mean(teacher_scores):.3f} | "
+                     f"{100 * statistics.mean(small_scores):.1f} | "
+                     f"{statistics.mean(small_scores) / statistics.mean(teacher_scores):.3f} |")
+    lines += ["", "Published dev-set numbers, for comparison (not measured here):", "",
+              "| model | " + " | ".join(TASKS) + " |", "| --- |" + " ---: |" * len(TASKS)]
+    for name, values in PUBLISHED.items():
+        lines.append(f"| {name} | " + " | ".join(_f(values.get(t), 1) for t in TASKS) + " |")
+    lines += _speed_table(cells) + _time_table(cells)
+    lines += ["", "Verdicts:", ""]
+    for row in results.get("results", []):
+        if row["target"] is not None:
+            lines.append(f"- {row['task']} {row['model']} {row['metric']}: {row['value']} (target {row['target']}): "
+                         f"**{'met' if row['met'] else 'missed'}**")
+    lines += ["", f"Numbers: `docs/results/glue.json` (regenerated {time.strftime('%Y-%m-%d')})."]
+    return lines
+
+
+def _speed_table(cells: dict) -> list[str]:
+    lines = ["", "Size and CPU latency, timed interleaved in one fresh process per task on its dev sentences. "
+             "BERT-large is the architecture with random weights (latency does not depend on the values); its "
+             "MB are its fp32 weights.", "",
+             "| task | model | params | MB | b1 ms | b32 ms | b1 vs teacher | b32 vs teacher | b1 vs BERT-large | "
+             "b32 vs BERT-large |", "| --- | --- |" + " ---: |" * 8]
+    for task in TASKS:
+        cell = cells.get(f"{task}/latency")
+        if not cell:
+            continue
+        ms = cell["latency_ms"]
+        for name in ("bert_large", "teacher", "small_transformer", "bilstm"):
+            lines.append(f"| {task} | {name} | {cell['params'][name]:,} | {cell['size_mb'][name]:.1f} | "
+                         f"{ms[name]['b1']:.2f} | {ms[name]['b32']:.1f} | "
+                         + " | ".join(f"{ms[ref][b] / ms[name][b]:.1f}×" for ref in ("teacher", "bert_large")
+                                      for b in ("b1", "b32")) + " |")
+    return lines
+
+
+def _time_table(cells: dict) -> list[str]:
+    lines = ["", "Wall time per stage (seconds) and the teacher's labelling throughput:", "",
+             "| task | teacher fine-tune | transfer set built | labelled rows | labelling (ex/s) | BiLSTM training "
+             "(ex/s) | transformer training (ex/s) | cells total |", "| --- |" + " ---: |" * 7]
+    for task in TASKS:
+        bilstm, small = cells.get(f"{task}/bilstm"), cells.get(f"{task}/small_transformer")
+        if bilstm is None or small is None:
+            continue
+        train, small_train = bilstm["metrics"]["train"], small["metrics"]["train"]
+        augment = train.get("augment") or {}
+        labelled = train["examples"]
+        seconds = train["teacher_labelling_seconds"]
+        total = sum(cells[f"{task}/{f}"].get("wall_seconds", 0) for f in ("bilstm", "small_transformer", "latency")
+                    if f"{task}/{f}" in cells)
+        lines.append(f"| {task} | {bilstm['teacher_finetune'].get('seconds', '—')} | {augment.get('seconds', '—')} | "
+                     f"{labelled:,} | {seconds:.0f} ({labelled / max(seconds, 1e-9):.0f}) | "
+                     f"{train['seconds']:.0f} ({train['examples_per_second']:.0f}) | "
+                     f"{small_train['seconds']:.0f} ({small_train['examples_per_second']:.0f}) | {total:.0f} |")
+    return lines
