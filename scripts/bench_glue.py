@@ -108,7 +108,10 @@ def main() -> None:
     args = parser.parse_args()
     args.cache_dir = str(Path(args.cache_dir).expanduser().resolve())
     results = load_results()
-    tasks = [t for t in TASKS if args.only is None or t in args.only]
+    unknown = sorted(set(args.only or []) - set(TASKS))
+    if unknown:
+        parser.error(f"--only: unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
+    tasks = args.only or TASKS  # in the order given, so small tasks can go first
     if not args.table_only:
         for task in tasks:
             if not has_data(Path(args.data_dir), task):
