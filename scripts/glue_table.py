@@ -114,8 +114,8 @@ def render(results: dict, argv: list[str]) -> list[str]:
             continue
         t, b, s = (c["metrics"][w]["metrics"] for c, w in ((bilstm, "teacher"), (bilstm, "student"), (small, "student")))
         names = "/".join(SHORT[m] for m in GLUE_METRICS[task])
-        show = lambda m: "/".join(f"{100 * m[k]:.1f}" for k in GLUE_METRICS[task])  # noqa: E731
-        lines.append(f"| {task} | {names} | {show(t)} | {show(b)} | {retention(bilstm, task):.3f} | {show(s)} | "
+        lines.append(f"| {task} | {names} | {_show(t, task)} | {_show(b, task)} | {retention(bilstm, task):.3f} | "
+                     f"{_show(s, task)} | "
                      f"{retention(small, task):.3f} |")
         teacher_scores.append(score(t, task))
         bilstm_scores.append(score(b, task))
@@ -137,6 +137,11 @@ def render(results: dict, argv: list[str]) -> list[str]:
                          f"**{'met' if row['met'] else 'missed'}**")
     lines += ["", f"Numbers: `docs/results/glue.json` (regenerated {time.strftime('%Y-%m-%d')})."]
     return lines
+
+
+def _show(metrics: dict, task: str) -> str:
+    """The task's GLUE metrics x100, slash-separated."""
+    return "/".join(f"{100 * metrics[k]:.1f}" for k in GLUE_METRICS[task])
 
 
 def _speed_table(cells: dict) -> list[str]:
