@@ -40,6 +40,10 @@ class TeacherConfig(Section):
     """Keyword arguments for a plug-in callable."""
     max_length: int = Field(default=128, gt=0)
     batch_size: int = Field(default=64, gt=0)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Precision the teacher labels in. ``bfloat16`` labelled SST-2 2.06x faster on a CPU with AMX, but its
+    logits differ from float32's (max |difference| 0.03, 0.17% of argmaxes on SST-2); the cache keeps the two
+    apart."""
     finetune: FinetuneConfig | None = None
 
 

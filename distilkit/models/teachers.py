@@ -127,7 +127,7 @@ def has_classification_head(name_or_path: str, revision: str | None = None) -> b
 
 def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, tokenizer: str | None = None,
                     revision: str | None = None, max_length: int = 128, allow_new_head: bool = False,
-                    device: torch.device | str = "cpu") -> HFTeacher:
+                    device: torch.device | str = "cpu", dtype: str = "float32") -> HFTeacher:
     """Load a Hugging Face teacher and check it predicts the task's number of labels.
 
     Args:
@@ -139,6 +139,7 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
         max_length: Truncation length for the teacher's inputs.
         allow_new_head: Accept a bare encoder and create a fresh head (only sensible before fine-tuning).
         device: Where to run the teacher.
+        dtype: ``float32`` or ``bfloat16`` weights (the logits are returned as float32 either way).
 
     Raises:
         TeacherError: missing model, no trained head, or a num_labels mismatch.
@@ -162,7 +163,8 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
             f"{num_labels}; pick the teacher fine-tuned on this task"
         )
     tok = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer) if tokenizer else path, revision=revision)
-    return HFTeacher(model.to(device), tok, max_length=max_length, name=name_or_path)
+    return HFTeacher(model.to(device=device, dtype=getattr(torch, dtype)), tok, max_length=max_length,
+                     name=name_or_path)
 
 
 def load_plugin_teacher(dotted: str, kwargs: dict, *, num_labels: int, tokenizer: str | None = None,

@@ -86,7 +86,7 @@ def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator:
     return load_hf_teacher(model, num_labels=task.num_labels, problem_type=task.problem_type,
                            tokenizer=None if cfg.finetune else cfg.tokenizer,
                            revision=None if cfg.finetune else cfg.revision,
-                           max_length=cfg.max_length, device=accelerator.device)
+                           max_length=cfg.max_length, device=accelerator.device, dtype=cfg.dtype)
 
 
 def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict] | None = None):
