@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from distilkit.core.errors import RecipeError
+
 
 class DenseAndSparseAdam(torch.optim.Optimizer):
     """AdamW for the dense parameter groups and SparseAdam for the sparse embedding, as one optimizer.
@@ -61,6 +63,9 @@ def build_optimizer(student: nn.Module, groups: list[dict], lr: float, weight_de
     if not sparse_embeddings:
         return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     embedding = student.get_input_embeddings()
+    if type(embedding) is not nn.Embedding:  # e.g. QAT's fake-quantized embedding computes its own lookup
+        raise RecipeError(f"train.sparse_embeddings: the student's input embedding is a {type(embedding).__name__}, "
+                          "not a plain nn.Embedding; turn sparse_embeddings off for this student")
     embedding.sparse = True
     table = embedding.weight
     dense = [{**g, "params": [p for p in g["params"] if p is not table]} for g in groups]
