@@ -131,6 +131,9 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
     if recipe.train.sparse_embeddings and recipe.train.mixed_precision == "fp16":
         raise RecipeError(f"{source}: train.sparse_embeddings: clipping sparse gradients does not unscale fp16 "
                           "gradients; use train.mixed_precision: bf16 or no")
+    if recipe.train.sparse_embeddings and recipe.quantize and recipe.quantize.qat and recipe.quantize.embedding:
+        raise RecipeError(f"{source}: train.sparse_embeddings cannot train quantize.embedding through QAT (the "
+                          "fake-quantized table needs dense gradients); drop one of them")
     if recipe.teacher.finetune is not None:
         recipe.teacher.finetune = with_task_finetune(recipe.teacher.finetune, load_task(recipe.task))
     return recipe
