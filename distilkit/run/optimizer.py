@@ -60,17 +60,16 @@ def build_optimizer(student: nn.Module, groups: list[dict], lr: float, weight_de
                     sparse_embeddings: bool) -> torch.optim.Optimizer:
     """Fused AdamW over ``groups``; with ``sparse_embeddings`` the input embedding first switches to sparse
     gradients and moves to a :class:`torch.optim.SparseAdam` beside it."""
-    if not sparse_embeddings:
-        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     embedding = student.get_input_embeddings()
+    if not sparse_embeddings or not embedding.weight.requires_grad:  # a frozen table needs no optimizer
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
     if type(embedding) is not nn.Embedding:  # e.g. QAT's fake-quantized embedding computes its own lookup
         raise RecipeError(f"train.sparse_embeddings: the student's input embedding is a {type(embedding).__name__}, "
                           "not a plain nn.Embedding; turn sparse_embeddings off for this student")
     embedding.sparse = True
     table = embedding.weight
     dense = [{**g, "params": [p for p in g["params"] if p is not table]} for g in groups]
-    return DenseAndSparseAdam([g for g in dense if g["params"]], [table] if table.requires_grad else [], lr,
-                              weight_decay)
+    return DenseAndSparseAdam([g for g in dense if g["params"]], [table], lr, weight_decay)
 
 
 @torch.no_grad()

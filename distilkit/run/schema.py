@@ -54,11 +54,11 @@ class TrainConfig(Section):
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     group_by_length: bool = True
     """Batch transfer-set examples of similar length together: less padding, fewer LSTM steps (1.7x the BiLSTM
-    examples/s on SST-2); the order stays a function of ``(seed, epoch)``."""
+    examples/s on SST-2 in a microbenchmark); the order stays a function of ``(seed, epoch)``."""
     sparse_embeddings: bool = False
     """Sparse gradients for the student's input embedding, updated by lazy Adam (``torch.optim.SparseAdam``):
     only the rows a batch uses are read and written, instead of the whole table every step (2.4x the BiLSTM
-    examples/s on SST-2 with a 30,522-row table). Its rows get no weight decay."""
+    examples/s on SST-2 with a 30,522-row table, in a microbenchmark). Its rows get no weight decay."""
     seed: int = 42
     eval_every_epoch: bool = True
     checkpoint_every: int | None = Field(default=None, gt=0)
