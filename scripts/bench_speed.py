@@ -17,6 +17,7 @@ the bfloat16 logits are compared with the float32 ones.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -48,17 +49,15 @@ print(json.dumps({"examples": len(ds), "seconds": seconds, "examples_per_second"
 
 def train_run(cwd: Path, out: Path, cache: Path, epochs: int) -> float:
     """Examples/s of one fresh ``distilkit run`` of the quickstart recipe in ``cwd``'s code."""
-    env_path = str(cwd)
     command = [sys.executable, "-m", "distilkit", "run", RECIPE, "--set", f"output_dir={out}",
                f"train.epochs={epochs}", "measure.latency=false", f"cache.dir={cache}"]
-    subprocess.run(command, cwd=cwd, check=True, env={**_env(), "PYTHONPATH": env_path},
+    subprocess.run(command, cwd=cwd, check=True, env={**_env(), "PYTHONPATH": str(cwd)},
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads((out / "metrics.json").read_text())["train"]["examples_per_second"]
 
 
 def _env() -> dict:
-    import os
-
+    """This process's environment without PYTHONPATH (each run names the code it imports)."""
     return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 
+import torch
 from bench_common import DEFAULT_DATA_DIR
 from transformers import (
     AutoModelForSequenceClassification,
@@ -65,8 +66,6 @@ def main() -> None:
                                        warmup=1 if slow else 2)
                 samples[name].setdefault(f"b{batch_size}", []).extend(timed.values())
     latency = {name: {k: round(statistics.median(v), 3) for k, v in s.items()} for name, s in samples.items()}
-    import torch
-
     print(json.dumps({"latency_ms": latency, "params": params, "size_mb": sizes, "rounds": args.rounds,
                       "threads": torch.get_num_threads(), "bert_large_config": BERT_LARGE,
                       "dev_sentences": len(texts)}))
