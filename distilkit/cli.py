@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distilkit.core.errors import DistilkitError
+from distilkit.core.errors import DistilkitError, RecipeError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         if is_pipeline(read_yaml(args.recipe)):
             return _pipeline(args)
         recipe = load_recipe(args.recipe, args.overrides)
+        from distilkit.run.preflight import preflight
+
+        preflight(recipe, args.recipe)  # files, models, packages, folders: before any model is loaded
         if args.command == "augment":
             from distilkit.run.commands import augment_command
 
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             print(format_summary(metrics))
         return 0
     except DistilkitError as exc:
-        print(f"distilkit: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one "distilkit: error:" line per problem
+            print(f"distilkit: error: {line}", file=sys.stderr)
         return 2
 
 
@@ -124,6 +128,18 @@ def _pipeline(args) -> int:
     from distilkit.run.pipeline import load_pipeline, run_pipeline, stage_tree
 
     pipeline = load_pipeline(args.recipe, args.overrides)
+    from distilkit.run.preflight import preflight
+    from distilkit.run.recipe_io import validate_recipe
+
+    problems = []
+    for index, stage in enumerate(pipeline.stages):  # every stage, before the first one starts
+        source = f"{args.recipe}: stages[{index}] ({stage.name})"
+        try:  # later stages' teachers are written by the stage before them
+            preflight(validate_recipe(stage_tree(pipeline, index), source), source, teacher_exists=index == 0)
+        except DistilkitError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise RecipeError("\n".join(dict.fromkeys("\n".join(problems).splitlines())))
     if args.command == "validate":
         trees = [stage_tree(pipeline, i) for i in range(len(pipeline.stages))]
         print(yaml.safe_dump({"stages": trees}, sort_keys=False), end="")

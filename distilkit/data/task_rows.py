@@ -105,6 +105,9 @@ def normalize_rows(
         out["label"].append(_parse_label(spec, raw, label_values, unlabeled_ok, f"{where}: column {label!r}"))
     if skipped:
         warnings.warn(f"{source}: skipped {skipped} malformed rows (fewer than {needed} fields)", stacklevel=4)
+    if not out["id"]:
+        # A header-only file used to train 0 steps and write a model with chance accuracy, as if all were well.
+        raise DataError(f"{source}: split '{split}' has no examples" + (" (only a header row)" if header else ""))
     return out
 
 
