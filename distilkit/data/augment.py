@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from distilkit.core.cache_entries import cache_entry, open_entry, quarantine
 from distilkit.core.errors import RecipeError
+from distilkit.core.faults import fault_point
 from distilkit.core.plugins import import_object
 from distilkit.data.config import AugmentConfig
 from distilkit.data.logit_cache import data_fingerprint
@@ -233,6 +234,7 @@ def build_transfer_set(ds: Dataset, cfg: AugmentConfig, *, mask_token: str, cach
     # Arrow chunks, not a list of dicts: 67k sentences x 20 samples stay a few hundred MB at most.
     chunks, rows = [], []
     for row in generate(ds, cfg, tags_a, tags_b, vocab, mask_token, counts, show_progress):
+        fault_point("augment.row")
         rows.append(row)
         if len(rows) == CHUNK_ROWS:
             chunks.append(Dataset.from_list(rows, features=ds.features))
@@ -245,6 +247,7 @@ def build_transfer_set(ds: Dataset, cfg: AugmentConfig, *, mask_token: str, cach
             table.save_to_disk(str(tmp / "table"))
             (tmp / "counts.json").write_text(json.dumps(counts, indent=2))
         table = load_from_disk(str(target / "table"))
+        fault_point("augment.done")
     return table, counts
 
 

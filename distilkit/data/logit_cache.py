@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from distilkit.core.cache_entries import cache_entry, open_entry, quarantine
 from distilkit.core.errors import DataError
+from distilkit.core.faults import fault_point
 
 
 def data_fingerprint(ds: Dataset) -> str:
@@ -90,6 +91,7 @@ def _run_teacher(teacher, ds: Dataset, indices: list[int], batch_size: int, desc
         if logits.ndim == 1:
             logits = logits[:, None]
         out.extend(zip([ids[i] for i in chunk], logits.float().cpu().tolist()))
+        fault_point("label.batch")
     return out
 
 
@@ -147,6 +149,7 @@ def label_with_teacher(teacher, ds: Dataset, *, cache_dir: str | Path | None, ba
                     "data_fingerprint": data_fingerprint(ds),
                     "num_examples": len(ds),
                 }, indent=2))
+            fault_point("label.done")
         if accelerator is not None:
             accelerator.wait_for_everyone()
     return CachedLogits(table, hit=False, path=path)

@@ -21,6 +21,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from distilkit.core.atomic import write_json_atomic
 from distilkit.core.cache_entries import cache_entry, open_entry
+from distilkit.core.faults import fault_point
 from distilkit.data.batches import (
     eval_loader,
     make_collate,
@@ -104,6 +105,7 @@ def finetune_teacher(teacher_cfg: TeacherConfig, task: TaskSpec, train_ds: Datas
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
+            fault_point("finetune.step")
             if step >= total_steps:
                 break
         epoch += 1
@@ -121,5 +123,6 @@ def finetune_teacher(teacher_cfg: TeacherConfig, task: TaskSpec, train_ds: Datas
             accelerator.unwrap_model(model).save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_json_atomic(tmp / "finetune.json", report)
+    fault_point("finetune.done")
     accelerator.wait_for_everyone()
     return out_dir

@@ -33,6 +33,7 @@ from distilkit.core.atomic import (
     write_text_atomic,
 )
 from distilkit.core.errors import RecipeError
+from distilkit.core.faults import fault_point
 from distilkit.core.tracking import build_trackers
 from distilkit.data.augment import augment_for_run
 from distilkit.data.batches import (
@@ -243,6 +244,7 @@ def run(recipe: Recipe) -> dict:
                 continue
             progress.global_step += 1
             bar.update(1)
+            fault_point("train.step")
             if progress.global_step % tcfg.log_every == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
@@ -259,6 +261,7 @@ def run(recipe: Recipe) -> dict:
         evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
         progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
         save_checkpoint(accelerator, out, progress, tcfg.keep_checkpoints)
+        fault_point("train.epoch")
     bar.close()
     if progress.best is None:  # train.epochs: 0 -- keep the student as built (a copy to quantize, say)
         evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
@@ -276,6 +279,7 @@ def run(recipe: Recipe) -> dict:
 
     # 8. Measure the best student (reloaded from disk, which also proves it round-trips) against the teacher.
     metrics = None
+    fault_point("measure.start")
     if accelerator.is_main_process:
         metrics = measure_run(recipe, task, teacher, eval_sets[main_split], teacher_metrics, progress,
                               {"examples": len(train_rows), "examples_seen": examples,

@@ -41,6 +41,7 @@ from pydantic import Field, ValidationError
 
 from distilkit.core.atomic import write_json_atomic, write_text_atomic
 from distilkit.core.errors import RecipeError
+from distilkit.core.faults import fault_point
 from distilkit.core.sections import Section
 from distilkit.core.yaml_files import read_yaml
 from distilkit.report.pipeline_summary import summarize, summary_markdown
@@ -170,6 +171,7 @@ def run_pipeline(pipeline: PipelineConfig, *, measure_side_by_side: bool = True)
                 tree["train"] = {**tree.get("train", {}), "resume_from": "latest"}
                 info["resumed"] = "from latest checkpoint"
             run(validate_recipe(tree, source=f"{pipeline.output_dir}: stages[{index}] ({stage.name})"))
+            fault_point("pipeline.stage")
             if "search" in info:
                 write_json_atomic(directory / "search.json", info["search"])
         if (directory / "search.json").is_file() and "search" not in info:

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from distilkit.core.errors import RecipeError
+from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.yaml_files import read_yaml
 from distilkit.data.tasks import TaskSpec, load_task
 from distilkit.models.config import FinetuneConfig
@@ -119,7 +119,10 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
         recipe = Recipe.model_validate(tree)
     except ValidationError as err:
         raise RecipeError(format_validation_error(err, source, Recipe, overrides)) from None
-    task = load_task(recipe.task)
+    try:
+        task = load_task(recipe.task)
+    except DistilkitError as exc:
+        raise RecipeError(f"{source}: task: {exc}") from None
     problems = recipe_problems(recipe, task)
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))

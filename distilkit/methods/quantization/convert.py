@@ -19,6 +19,7 @@ from transformers import AutoModelForSequenceClassification
 
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
+from distilkit.core.faults import fault_point
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.fake_quant import Grid, prepare_fake_quant
 from distilkit.methods.quantization.hf_quantizer import quantize_bnb
@@ -97,6 +98,8 @@ def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
         return
     staged = out / "model-quantized"
     quantize_directory(out / "model", staged, cfg)
+    fault_point("quantize.done")
     shutil.rmtree(out / "model-float", ignore_errors=True)
     os.replace(out / "model", out / "model-float")
+    fault_point("quantize.swap")  # between the two renames: no out/model at all
     os.replace(staged, out / "model")
