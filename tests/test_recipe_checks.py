@@ -27,7 +27,7 @@ BREAKS = {
         {"student": {"kind": "bilstm", "tokenizer": "other/tok", "init_embeddings_from_teacher": "pca"}},
     ("student.init_embeddings_from_teacher", "teacher.model"):
         {"teacher": PLUGIN, "student": {"kind": "bilstm", "init_embeddings_from_teacher": True}},
-    ("student.freeze_embeddings", "train.sparse_embeddings"):
+    ("train.sparse_embeddings", "student.freeze_embeddings"):
         {"student": {"kind": "bilstm", "freeze_embeddings": True}, "train": {"sparse_embeddings": True}},
     ("student.init_from_teacher_layers", "student.config_from"):
         {"student": {"kind": "transformer", "config_from": "bert-base-uncased", "init_from_teacher_layers": [0]}},
@@ -105,6 +105,21 @@ def test_all_problems_are_listed_one_per_line(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 3 and all(re.match(rf"distilkit: error: {re.escape(str(path))}: \S+: ", line)
                                    for line in lines)
+
+
+def test_a_switch_set_on_the_command_line_turns_off_what_the_file_set(tmp_path):
+    import yaml
+
+    from distilkit.run.recipe_io import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe(measure={"batch_sizes": [1, 8], "repeats": 3})))
+    assert not load_recipe(path, ["measure.latency=false"]).measure.latency
+    with pytest.raises(RecipeError, match="measure.repeats"):  # both on the command line: still a contradiction
+        load_recipe(path, ["measure.latency=false", "measure.repeats=5"])
+    path.write_text(yaml.safe_dump(recipe(measure={"latency": False, "repeats": 3})))
+    with pytest.raises(RecipeError, match="measure.repeats"):  # both in the file
+        load_recipe(path)
 
 
 def test_values_of_both_keys_are_shown():

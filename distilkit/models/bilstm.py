@@ -221,8 +221,7 @@ def encode_bilstm(tokenizer, texts_a: list[str], texts_b: list[str] | None, max_
     def one(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = tokenizer([t or "" for t in texts], add_special_tokens=False, truncation=True,
                         max_length=max_length)["input_ids"]
-        # At least one position: a batch of empty sentences still runs (the LSTM reads one pad token).
-        width = max(1, max((len(row) for row in ids), default=0))
+        width = max((len(row) for row in ids), default=0)
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for i, row in enumerate(ids):

@@ -16,7 +16,7 @@ lines rather than the first.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from distilkit.core.plugins import is_plugin_path
@@ -67,7 +67,7 @@ MEANINGLESS: tuple[Rule, ...] = (
          lambda r, t: _student(r, "bilstm") and bool(r.student.init_embeddings_from_teacher)
          and written(r.student, "init_embeddings_from_teacher") and _plugin(r),
          "a plug-in teacher has no Hugging Face word embeddings to copy; set init_embeddings_from_teacher: false"),
-    Rule("student.freeze_embeddings", "train.sparse_embeddings",
+    Rule("train.sparse_embeddings", "student.freeze_embeddings",
          lambda r, t: _student(r, "bilstm") and r.student.freeze_embeddings and r.train.sparse_embeddings,
          "a frozen table gets no gradients, sparse or dense; drop one of them"),
     Rule("student.init_from_teacher_layers", "student.config_from",
@@ -161,13 +161,20 @@ CONFLICTS: tuple[Rule, ...] = (
 )
 
 
-def recipe_problems(recipe: Recipe, task: TaskSpec) -> list[str]:
+def recipe_problems(recipe: Recipe, task: TaskSpec, overrides: Collection[str] = ()) -> list[str]:
     """Every rule of :data:`MEANINGLESS` and :data:`CONFLICTS` the recipe breaks, one message each, naming
-    both keys and their values."""
+    both keys and their values.
+
+    ``overrides`` are the dotted keys given with ``--set``. A switch set there (``--set measure.latency=false``,
+    ``train.epochs=0``) deliberately turns off what the recipe file configured for it, so the keys it makes
+    meaningless are not errors then -- unless they were given on the command line too."""
     problems = []
     for verb, rules in (("means nothing with", MEANINGLESS), ("conflicts with", CONFLICTS)):
-        problems += [f"{rule.key}: {_value(recipe, rule.key)} {verb} {rule.because}: "
-                     f"{_value(recipe, rule.because)}; {rule.why}" for rule in rules if rule.applies(recipe, task)]
+        for rule in rules:
+            switched = rules is MEANINGLESS and rule.because in overrides and rule.key not in overrides
+            if not switched and rule.applies(recipe, task):
+                problems.append(f"{rule.key}: {_value(recipe, rule.key)} {verb} {rule.because}: "
+                                f"{_value(recipe, rule.because)}; {rule.why}")
     return problems
 
 

@@ -123,7 +123,7 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
         task = load_task(recipe.task)
     except DistilkitError as exc:
         raise RecipeError(f"{source}: task: {exc}") from None
-    problems = recipe_problems(recipe, task)
+    problems = recipe_problems(recipe, task, overrides or {})
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
     if recipe.teacher.finetune is not None:
