@@ -21,3 +21,7 @@ class DataError(DistilkitError):
 
 class TeacherError(DistilkitError):
     """A teacher cannot be loaded or does not fit the task (e.g. num_labels mismatch)."""
+
+
+class ExportError(DistilkitError):
+    """A model cannot be exported or served: not a model folder, a variant ONNX cannot express, a bad flag."""

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import AutoModelForSequenceClassification
 
 from distilkit.core.atomic import atomic_directory
@@ -23,7 +24,7 @@ from distilkit.core.faults import fault_point
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.fake_quant import Grid, prepare_fake_quant
 from distilkit.methods.quantization.hf_quantizer import quantize_bnb
-from distilkit.methods.quantization.layers import quantize_model
+from distilkit.methods.quantization.layers import QuantEmbedding, QuantLinear, QuantLSTM, quantize_model
 
 _LINEAR_GRIDS = {"int8": (8, "uniform"), "int4": (4, "uniform"), "ternary": (2, "ternary"),
                  "binary": (2, "binary")}
@@ -103,3 +104,37 @@ def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
     os.replace(out / "model", out / "model-float")
     fault_point("quantize.swap")  # between the two renames: no out/model at all
     os.replace(staged, out / "model")
+
+
+def dequantize_model(model: torch.nn.Module) -> int:
+    """Replace every distilkit-quantized layer of ``model`` by a float one holding the weights its integers
+    represent, in place (what ONNX export starts from; the graph is then re-quantized by ONNX Runtime).
+
+    Returns:
+        The number of layers replaced.
+    """
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        if isinstance(module, QuantLinear):
+            new = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+            with torch.no_grad():
+                new.weight.copy_(module.dequantize())
+                if module.bias is not None:
+                    new.bias.copy_(module.bias)
+        elif isinstance(module, QuantEmbedding):
+            new = nn.Embedding(module.num_embeddings, module.embedding_dim, padding_idx=module.padding_idx)
+            with torch.no_grad():
+                new.weight.copy_(module.dequantize())
+        elif isinstance(module, QuantLSTM):
+            new = nn.LSTM(**module.shape)
+            with torch.no_grad():
+                for pname, param in new.named_parameters():
+                    param.copy_(module.weights[pname].dequantize() if pname.startswith("weight")
+                                else getattr(module, pname))
+        else:
+            continue
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, new.eval())
+        replaced += 1
+    return replaced
+
