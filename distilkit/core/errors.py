@@ -25,3 +25,7 @@ class TeacherError(DistilkitError):
 
 class ExportError(DistilkitError):
     """A model cannot be exported or served: not a model folder, a variant ONNX cannot express, a bad flag."""
+
+
+class DamagedFileError(DistilkitError):
+    """A file distilkit wrote earlier (a model, metrics.json, a checkpoint) is missing or unreadable."""

@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import DistilkitError, ExportError
+from distilkit.core.saved_files import read_json, read_yaml_file
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import TaskSpec, load_split, load_task
 from distilkit.deploy.onnx_graphs import ExportableBiLSTM
 from distilkit.deploy.ort_runner import OnnxClassifier, encoder_for_type
 from distilkit.methods.quantization.convert import dequantize_model
+from distilkit.models.inference import load_saved
 
 ONNX_FILE = "model.onnx"
 REPORT_FILE = "export.json"
@@ -55,14 +55,14 @@ def check_model_dir(model_dir: Path) -> dict:
     """The folder's ``config.json``; a named error if it is not a saved model."""
     if not (model_dir / "config.json").is_file():
         raise ExportError(f"{model_dir}: not a saved model folder (no config.json); pass a run's OUTPUT_DIR/model")
-    return json.loads((model_dir / "config.json").read_text())
+    return read_json(model_dir / "config.json")
 
 
 def dev_rows(model_dir: Path, task: str | None, data_dir: str | None, max_examples: int) -> tuple[TaskSpec, list]:
     """Real dev sentences to check the export on: ``--task``/``--data-dir``, else the run's saved recipe."""
     saved = model_dir / "recipe.yaml"
     if task is None and saved.is_file():
-        recipe = yaml.safe_load(saved.read_text())
+        recipe = read_yaml_file(saved)
         task, data_dir = recipe.get("task"), data_dir or (recipe.get("data") or {}).get("dir")
     if task is None:
         raise ExportError(f"{model_dir}: no recipe.yaml names its task; pass --task (and --data-dir) so the export "
@@ -94,9 +94,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool = Fals
         raise ExportError(f"{model_dir}: --int8 on a model that is already integer (distilkit-quantized); export "
                           "it without --int8: it is re-quantized by ONNX Runtime from the weights it stores")
     spec, rows = dev_rows(model_dir, task, data_dir, max_examples)
-    reference = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    reference, tokenizer = load_saved(model_dir)
+    model, _ = load_saved(model_dir, tokenizer=False)
     dequantized = dequantize_model(model)
     model_type = config.get("model_type", "")
     encode = encoder_for_type(model_type)

@@ -8,15 +8,16 @@ batched by length, so a batch pads to similar lengths, and answers come back in 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from distilkit.core.errors import ExportError
+from distilkit.core.saved_files import read_json
 from distilkit.models.bilstm import encode_bilstm
+from distilkit.models.inference import load_saved
 from distilkit.models.transformer import encode_transformer
 
 
@@ -40,7 +41,7 @@ class OnnxClassifier:
         self.session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.config = AutoConfig.from_pretrained(folder).to_dict()  # labels filled in as PyTorch sees them
-        report = json.loads((folder / "export.json").read_text()) if (folder / "export.json").is_file() else {}
+        report = read_json(folder / "export.json") if (folder / "export.json").is_file() else {}
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.max_length = max_length or report.get("max_length", 128)
         self.encode = encoder_for_type(self.config.get("model_type", ""))
@@ -65,8 +66,7 @@ class TorchClassifier:
             raise ExportError(f"{folder}: not a saved model folder (no config.json, no model.onnx)")
         if threads:
             torch.set_num_threads(threads)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model, self.tokenizer = load_saved(folder)
         self.config = self.model.config.to_dict()
         self.max_length = max_length
         self.encode = encoder_for_type(self.config.get("model_type", ""))

@@ -15,7 +15,6 @@ or the temperature KL of Hinton et al. 2015, see :mod:`distilkit.methods.distill
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -34,6 +33,7 @@ from distilkit.core.atomic import (
 )
 from distilkit.core.errors import RecipeError
 from distilkit.core.faults import fault_point
+from distilkit.core.saved_files import read_json
 from distilkit.core.tracking import build_trackers
 from distilkit.data.augment import augment_for_run
 from distilkit.data.batches import (
@@ -198,7 +198,12 @@ def run(recipe: Recipe) -> dict:
         ckpt = latest_checkpoint(out) if tcfg.resume_from == "latest" else Path(tcfg.resume_from)
         if ckpt is None or not ckpt.is_dir():
             raise RecipeError(f"train.resume_from: no checkpoint at '{tcfg.resume_from}' (looked in {out / 'checkpoints'})")
-        accelerator.load_state(str(ckpt))
+        try:
+            accelerator.load_state(str(ckpt))
+        except Exception as exc:  # a truncated or zeroed checkpoint file: name it instead of a torch traceback
+            raise RecipeError(f"train.resume_from: checkpoint {ckpt} is damaged ({type(exc).__name__}: "
+                              f"{str(exc).strip()[:200]}); resume from an older one under {out / 'checkpoints'} "
+                              "or start over without resume_from") from None
         accelerator.print(f"Resumed from {ckpt} at epoch {progress.epoch}, step {progress.global_step}")
 
     # 5. Training loop.
@@ -293,4 +298,4 @@ def run(recipe: Recipe) -> dict:
             accelerator.print(f"Pushed to {push(out, recipe.hub.repo, private=recipe.hub.private)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return metrics if metrics is not None else json.loads((out / "metrics.json").read_text())
+    return metrics if metrics is not None else read_json(out / "metrics.json")

@@ -9,22 +9,22 @@ latency, measured after reloading it with ``from_pretrained``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification
 
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
 from distilkit.core.faults import fault_point
+from distilkit.core.saved_files import read_json
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.fake_quant import Grid, prepare_fake_quant
 from distilkit.methods.quantization.hf_quantizer import quantize_bnb
 from distilkit.methods.quantization.layers import QuantEmbedding, QuantLinear, QuantLSTM, quantize_model
+from distilkit.models.inference import load_saved
 
 _LINEAR_GRIDS = {"int8": (8, "uniform"), "int4": (4, "uniform"), "ternary": (2, "ternary"),
                  "binary": (2, "binary")}
@@ -64,13 +64,13 @@ def quantize_directory(src: str | Path, dst: str | Path, cfg: QuantizeConfig) ->
     src, dst = Path(src), Path(dst)
     if cfg.linear and cfg.linear.startswith("bnb"):
         with atomic_directory(dst) as tmp:
-            if type(AutoModelForSequenceClassification.from_pretrained(src)).__name__.startswith("BiLSTM"):
+            if type(load_saved(src, tokenizer=False)[0]).__name__.startswith("BiLSTM"):
                 raise RecipeError("quantize.linear: bitsandbytes quantizes transformer linears; for a BiLSTM "
                                   "student use int8/int4")
             model = quantize_bnb(src, tmp, cfg.linear, skip_modules=cfg.skip_modules)
             _copy_side_files(src, tmp)
         return model
-    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
+    model, _ = load_saved(src, tokenizer=False)
     linear, embedding = grids(cfg)
     table = quantize_model(model, linear, embedding, skip_modules=cfg.skip_modules, backend=cfg.backend)
     if not table["modules"]:
@@ -94,7 +94,7 @@ def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
 
     Idempotent: a resumed run whose ``model`` was already quantized (a crash before ``metrics.json``) keeps it.
     """
-    config = json.loads((out / "model" / "config.json").read_text())
+    config = read_json(out / "model" / "config.json")
     if (config.get("quantization_config") or {}).get("quant_method") and (out / "model-float").is_dir():
         return
     staged = out / "model-quantized"

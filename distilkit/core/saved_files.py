@@ -1,0 +1,38 @@
+"""Reading files that distilkit wrote earlier, with a named error when a crash or a full disk damaged them.
+
+A truncated ``metrics.json`` or ``model.safetensors`` used to surface as a raw ``JSONDecodeError`` or
+``SafetensorError`` traceback in whatever command read it next (``report``, ``push``, ``export``, a pipeline
+rerun). These readers name the file and say how to recover (issue 17).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distilkit.core.errors import DamagedFileError
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file distilkit wrote; a missing or damaged file is a :class:`DamagedFileError`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DamagedFileError(f"{path}: missing; rerun the step that writes it") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise DamagedFileError(f"{path}: damaged ({type(exc).__name__}: {exc}); rerun the step that wrote it") from None
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """Parse a YAML file distilkit wrote (a run's ``recipe.yaml``), with the same named errors."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DamagedFileError(f"{path}: missing; rerun the step that writes it") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DamagedFileError(f"{path}: damaged ({type(exc).__name__}); rerun the step that wrote it") from None
