@@ -24,7 +24,7 @@ from distilkit.core.faults import ENV, POINTS
 from .conftest import FIXTURES
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPE_POINTS = [p for p in POINTS if p != "pipeline.stage"]
+RECIPE_POINTS = [p for p in POINTS if p not in ("pipeline.stage", "export.written")]
 
 
 def recipe(tmp: Path, teacher: Path, name: str) -> Path:
@@ -116,3 +116,20 @@ def test_killed_pipeline_resumes_at_the_next_stage(tmp_path, tiny_teacher_dir):
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert same(outcome(tmp_path / "killed" / "pipe" / "1-bilstm" / "model"), expected)
     assert json.loads((tmp_path / "killed" / "pipe" / "pipeline.json").read_text())["stages"][0]["resumed"]
+
+
+def test_killed_export_leaves_nothing_and_reruns(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the export extra is not installed")
+    saved = Path(__file__).resolve().parent / "fixtures" / "saved-0.1.0" / "bilstm"
+    out = tmp_path / "onnx"
+    argv = [sys.executable, "-m", "distilkit", "export", str(saved), "--onnx", str(out), "--task", "sst2",
+            "--data-dir", str(FIXTURES / "glue"), "--max-examples", "16"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run(argv, cwd=REPO, env={**env, ENV: "export.written"}, capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert not out.exists()  # the half-built folder is a hidden temporary, never OUT_DIR
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert json.loads((out / "export.json").read_text())["max_abs_logit_diff"] < 1e-4
+    assert not list(tmp_path.glob(".onnx.*"))  # the killed run's temporary was cleared
+

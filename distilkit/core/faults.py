@@ -10,7 +10,7 @@ uninterrupted run.
 Points (stage boundaries are ``*.done``): ``finetune.step``, ``finetune.done``, ``augment.row``,
 ``augment.done``, ``label.batch``, ``label.done``, ``train.step``, ``train.epoch``, ``quantize.done``,
 ``quantize.swap`` (between the two renames that swap the float and quantized models), ``measure.start``,
-``pipeline.stage``.
+``pipeline.stage``, ``export.written``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import signal
 
 ENV = "DISTILKIT_KILL_AT"
 POINTS = ("finetune.step", "finetune.done", "augment.row", "augment.done", "label.batch", "label.done",
-          "train.step", "train.epoch", "quantize.done", "quantize.swap", "measure.start", "pipeline.stage")
+          "train.step", "train.epoch", "quantize.done", "quantize.swap", "measure.start", "pipeline.stage",
+          "export.written")
 _hits: dict[str, int] = {}
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import DistilkitError, ExportError
+from distilkit.core.faults import fault_point
 from distilkit.core.saved_files import read_json, read_yaml_file
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import TaskSpec, load_split, load_task
@@ -103,6 +104,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool = Fals
     names = list(sample)
     axes = {name: {0: "batch", 1: f"sequence{'_b' if name.endswith('_b') else ''}"} for name in names}
     start = time.perf_counter()
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):  # what a killed export of OUT_DIR left
+        shutil.rmtree(stale, ignore_errors=True)
     with atomic_directory(out_dir) as tmp:
         try:
             with warnings.catch_warnings(), torch.inference_mode():
@@ -113,6 +116,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool = Fals
         except Exception as exc:  # the exporter's own errors are many and undocumented
             raise ExportError(f"{model_dir}: model type '{model_type}' cannot be expressed in ONNX: "
                               f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        fault_point("export.written")  # the graph is on disk, the folder not yet published
         precision = "fp32"
         if int8 or quant:
             _quantize_int8(tmp / ONNX_FILE)
