@@ -16,23 +16,22 @@ import yaml
 from distilkit.core.errors import DamagedFileError
 
 
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file distilkit wrote; a missing or damaged file is a :class:`DamagedFileError`."""
+def _read(path: str | Path, parse, errors: tuple[type[Exception], ...]) -> Any:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DamagedFileError(f"{path}: missing; rerun the step that writes it") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise DamagedFileError(f"{path}: damaged ({type(exc).__name__}: {exc}); rerun the step that wrote it") from None
+    except (*errors, UnicodeDecodeError) as exc:
+        raise DamagedFileError(f"{path}: damaged ({type(exc).__name__}: {str(exc)[:200]}); rerun the step that "
+                               "wrote it") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file distilkit wrote; a missing or damaged file is a :class:`DamagedFileError`."""
+    return _read(path, json.loads, (ValueError,))  # JSONDecodeError is a ValueError
 
 
 def read_yaml_file(path: str | Path) -> Any:
     """Parse a YAML file distilkit wrote (a run's ``recipe.yaml``), with the same named errors."""
-    path = Path(path)
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DamagedFileError(f"{path}: missing; rerun the step that writes it") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DamagedFileError(f"{path}: damaged ({type(exc).__name__}); rerun the step that wrote it") from None
+    return _read(path, yaml.safe_load, (yaml.YAMLError,))
