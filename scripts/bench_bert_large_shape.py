@@ -328,9 +328,11 @@ def main() -> None:
                 results["cells"][key] = {"task": task, "family": family, "error": f"{type(exc).__name__}: {exc}"}
             if not args.quick:
                 save_results(results)
-        if task in LATENCY_TASKS and (task not in results["latency"] or task in redo):
+        ok = {k: c for k, c in results["cells"].items() if "model_dir" in c and Path(c["model_dir"]).is_dir()}
+        timed = set(results["latency"].get(task, {}).get("latency_ms", {}))
+        untimed = {f for f in FAMILIES if f"{task}/{f}" in ok} - timed  # families that ran after the last timing
+        if task in LATENCY_TASKS and (untimed or task in redo):
             print(f"== {task} latency", flush=True)
-            ok = {k: c for k, c in results["cells"].items() if "model_dir" in c and Path(c["model_dir"]).is_dir()}
             results["latency"][task] = latency_cell(task, teacher, ok, args)
             if not args.quick:
                 save_results(results)
