@@ -132,7 +132,8 @@ def overrides(recipe_path: Path, teacher: Path, work: Path, args) -> list[str]:
     out = work / "runs" / recipe_path.parent.name / recipe_path.stem
     sets = [f"teacher.model={teacher}", f"data.dir={work / 'glue'}", f"output_dir={out}",
             f"cache.dir={work / 'cache'}", f"data.max_train_examples={args.examples}",
-            f"data.max_eval_examples={args.eval_examples}", "measure.latency=false", "teacher.batch_size=16"]
+            f"data.max_eval_examples={args.eval_examples}", "measure.latency=false", "teacher.batch_size=16",
+            "train.keep_checkpoints=1"]
     if shipped.train.epochs > 0:
         sets += [f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}"]
     if shipped.data.augment is not None:
@@ -169,6 +170,14 @@ def run_cell(task: str, family: str, teacher: Path, work: Path, args) -> dict:
         cell["params_at_max_tokens"] = bilstm_params_at(model, recipe.student.vocab.max_tokens)
     del model
     gc.collect()
+    # BERT-large-sized students, their float copies and checkpoints (with Adam moments) are 1-5 GB each: keep
+    # only the models the latency table times.
+    out = Path(recipe.output_dir)
+    for leftover in ("checkpoints", "model-float", "logs"):
+        shutil.rmtree(out / leftover, ignore_errors=True)
+    if task not in LATENCY_TASKS:
+        shutil.rmtree(out, ignore_errors=True)
+        cell.pop("model_dir")
     return cell
 
 
