@@ -32,16 +32,23 @@ SUITES = ("tests/test_faults.py", "tests/test_cache_healing.py", "tests/test_bad
 HYPOTHESIS_EXAMPLES = 300  # settings(max_examples=...) of the recipe-mutation test
 
 
-def run_suites() -> dict[str, dict[str, int]]:
-    """Per suite: cases, passed, failed (tracebacks or silent runs), skipped."""
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "junit.xml"
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
-                        *SUITES], cwd=ROOT, check=False)
-        tree = ET.parse(report)
+def run_suites(junit: str | None = None) -> dict[str, dict[str, int]]:
+    """Per suite: cases, passed, failed (tracebacks or silent runs), skipped. ``junit``: read the report of a
+    full ``pytest --junitxml`` run instead of running the suites again."""
+    if junit:
+        tree = ET.parse(junit)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "junit.xml"
+            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            f"--junitxml={report}", *SUITES], cwd=ROOT, check=False)
+            tree = ET.parse(report)
+    wanted = {Path(s).stem for s in SUITES}
     counts: dict[str, dict[str, int]] = {}
     for case in tree.iter("testcase"):
         suite = case.get("classname", "").split(".")[-1]
+        if suite not in wanted:
+            continue
         weight = HYPOTHESIS_EXAMPLES if case.get("name", "").startswith("test_mutated_recipe") else 1
         row = counts.setdefault(suite, {"cases": 0, "passed": 0, "failed": 0, "skipped": 0})
         row["cases"] += weight
@@ -90,9 +97,10 @@ def preflight_times(data_dir: Path) -> list[dict]:
 
 def main() -> None:
     parser = bench_parser(__doc__)
+    parser.add_argument("--junit", default=None, help="a full test run's pytest --junitxml report to count from")
     args = parser.parse_args()
     started = time.perf_counter()
-    counts = run_suites()
+    counts = run_suites(args.junit)
     times = preflight_times(Path(args.data_dir).resolve())
     total = sum(r["cases"] - r["skipped"] for r in counts.values())
     handled = sum(r["passed"] for r in counts.values())
