@@ -6,6 +6,7 @@ see ``[tool.importlinter]`` in pyproject.toml and docs/design.md)::
     cli        the ``distilkit`` command
     run        recipe schema and IO, the recipe program (distill.run), pipelines, built-in name dicts
     report     metrics.json, pipeline summaries, Pareto reports, Hub cards and uploads
+    deploy     ONNX export of every student, ONNX Runtime and PyTorch inference, the predict command
     methods    one folder per compression method (distillation, pruning, quantization, linear_attention);
                methods never import each other
     models     teachers (and their fine-tuning), the BiLSTM and transformer students, vocabulary trimming

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from distilkit.core.errors import DistilkitError
+from distilkit.core.errors import DistilkitError, RecipeError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="directory for report.md, report.html and the plots")
     report.add_argument("--length", type=int, default=64, help="tokens per example when counting operations")
 
+    export = sub.add_parser("export", help="export a saved student to ONNX (checked against PyTorch on dev rows)")
+    export.add_argument("model_dir", help="a save_pretrained directory (a recipe's OUTPUT_DIR/model)")
+    export.add_argument("--onnx", required=True, metavar="OUT_DIR", help="folder for model.onnx, tokenizer, export.json")
+    export.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 (per-channel weights)")
+    export.add_argument("--task", default=None, help="task of the dev rows to check on (default: the run's recipe)")
+    export.add_argument("--data-dir", default=None)
+    export.add_argument("--max-examples", type=int, default=256, help="dev rows the export is checked on")
+    export.add_argument("--max-length", type=int, default=128)
+
+    predict = sub.add_parser("predict", help="labels and probabilities from a saved student (PyTorch or ONNX)")
+    predict.add_argument("model_dir", help="a save_pretrained folder or an exported ONNX folder")
+    predict.add_argument("texts", nargs="*", help="a sentence, and a second one for pair tasks")
+    predict.add_argument("--file", default=None, help="a TSV with a header row: one prediction per row")
+    predict.add_argument("--text-a", default=None, help="column of the first sentence (default: the first column)")
+    predict.add_argument("--text-b", default=None, help="column of the second sentence (pair tasks)")
+    predict.add_argument("--batch-size", type=int, default=32)
+    predict.add_argument("--threads", type=int, default=None)
+    predict.add_argument("--json", default=None, help="also write the predictions to this JSON file")
+
     sub.add_parser("tasks", help="list built-in tasks")
     return parser
 
@@ -80,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
             push_command(args)
             return 0
+        if args.command in ("export", "predict"):
+            from distilkit.deploy.commands import export_command, predict_command
+
+            (export_command if args.command == "export" else predict_command)(args)
+            return 0
         if args.command == "quantize":
             from distilkit.run.commands import quantize_command
 
@@ -93,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         if is_pipeline(read_yaml(args.recipe)):
             return _pipeline(args)
         recipe = load_recipe(args.recipe, args.overrides)
+        from distilkit.run.preflight import preflight
+
+        preflight(recipe, args.recipe)  # files, models, packages, folders: before any model is loaded
         if args.command == "augment":
             from distilkit.run.commands import augment_command
 
@@ -112,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             print(format_summary(metrics))
         return 0
     except DistilkitError as exc:
-        print(f"distilkit: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():  # one "distilkit: error:" line per problem
+            print(f"distilkit: error: {line}", file=sys.stderr)
         return 2
 
 
@@ -124,6 +152,18 @@ def _pipeline(args) -> int:
     from distilkit.run.pipeline import load_pipeline, run_pipeline, stage_tree
 
     pipeline = load_pipeline(args.recipe, args.overrides)
+    from distilkit.run.preflight import preflight
+    from distilkit.run.recipe_io import validate_recipe
+
+    problems = []
+    for index, stage in enumerate(pipeline.stages):  # every stage, before the first one starts
+        source = f"{args.recipe}: stages[{index}] ({stage.name})"
+        try:  # later stages' teachers are written by the stage before them
+            preflight(validate_recipe(stage_tree(pipeline, index), source), source, teacher_exists=index == 0)
+        except DistilkitError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise RecipeError("\n".join(dict.fromkeys("\n".join(problems).splitlines())))
     if args.command == "validate":
         trees = [stage_tree(pipeline, i) for i in range(len(pipeline.stages))]
         print(yaml.safe_dump({"stages": trees}, sort_keys=False), end="")

@@ -98,7 +98,9 @@ def accuracy_rows(args, teacher_dir: Path) -> list[dict]:
                 "data": {"dir": args.data_dir, "max_train_examples": args.recovery_examples},
                 "teacher": {"model": str(teacher_dir), "max_length": 64, "batch_size": 128},
                 "student": {"kind": "linear_attention", "variant": variant, "max_length": 64,
-                            "features": FEATURES, "feature_lr": args.feature_lr},
+                            # only the keys this variant uses: the recipe refuses meaningless ones
+                            **({"features": FEATURES} if variant in ("performer", "linformer") else {}),
+                            **({"feature_lr": args.feature_lr} if variant in ("hedgehog", "linformer") else {})},
                 "loss": {"kind": "kl", "temperature": 2.0, "alpha": 0.0, "attention_weight": args.attention_weight},
                 "train": {"epochs": epochs, "batch_size": 32, "lr": args.lr, "warmup_ratio": 0.1,
                           "keep_checkpoints": 1},

@@ -29,11 +29,24 @@ def common(task: str, name: str, description: str) -> dict:
             "teacher": {"model": TEACHER.format(task=task), "max_length": 128, "batch_size": 64}}
 
 
+def bilstm_params(task: str, vocab: int = 25000, emb: int = 300, hidden: int = 150, mlp: int = 200) -> int:
+    """Exact parameter count of the recipe's BiLSTM with a ``vocab``-row table (tests/test_recipe_sizes.py checks
+    it against a built model): word vectors, two LSTM directions (4 gates, two bias vectors), the ReLU layer
+    (pair tasks read [h1, h2, h1*h2, |h1-h2|]) and the output layer."""
+    spec = yaml.safe_load((ROOT / "tasks" / f"{task}.yaml").read_text())
+    labels = 1 if spec["problem_type"] == "regression" else len(spec["label_names"])
+    features = 2 * hidden * (4 if spec.get("tsv", {}).get("text_b") else 1)
+    return vocab * emb + 2 * (4 * hidden * (emb + hidden) + 8 * hidden) + features * mlp + mlp + mlp * labels + labels
+
+
 def recipe(task: str, student: str) -> dict:
+    size = bilstm_params(task)
     body = common(task, f"bert-large-to-{'bilstm' if student == 'bilstm' else 'small-transformer'}",
                   f"Distil BERT-large fine-tuned on {task.upper()} into a "
                   + ("Tang et al. (2019)-sized BiLSTM (300-d word vectors PCA-projected from the teacher's, "
-                     "vocabulary trimmed to the transfer set: <= 10M parameters in all)" if student == "bilstm"
+                     "vocabulary trimmed to the transfer set's tokens, at most 25,000: at most "
+                     f"{size / 1e6:.2f}M parameters in all, {(size - 25000 * 300) / 1e6:.2f}M of them outside the "
+                     "word vectors)" if student == "bilstm"
                      else "BERT with a quarter of the teacher's layers (6 of BERT-large's 24), initialised from "
                      "teacher layers,")
                   + " on teacher logits. Data from the Hub (nyu-mll/glue); set data.dir for GLUE TSVs.")

@@ -230,7 +230,7 @@ def test_feature_maps_get_their_own_learning_rate(tmp_path, tiny_teacher_dir):
     from distilkit.run.methods import active_methods, parameter_groups
 
     tree = tiny_recipe(tmp_path, tiny_teacher_dir)
-    for variant, feature_lr, sizes in (("hedgehog", 0.01, [None, 0.01]), ("elu", 0.01, [None]),
+    for variant, feature_lr, sizes in (("hedgehog", 0.01, [None, 0.01]), ("elu", None, [None]),
                                        ("hedgehog", None, [None])):
         tree["student"] = {"kind": "linear_attention", "variant": variant, "feature_lr": feature_lr}
         model = swapped(variant)

@@ -21,3 +21,11 @@ class DataError(DistilkitError):
 
 class TeacherError(DistilkitError):
     """A teacher cannot be loaded or does not fit the task (e.g. num_labels mismatch)."""
+
+
+class ExportError(DistilkitError):
+    """A model cannot be exported or served: not a model folder, a variant ONNX cannot express, a bad flag."""
+
+
+class DamagedFileError(DistilkitError):
+    """A file distilkit wrote earlier (a model, metrics.json, a checkpoint) is missing or unreadable."""

@@ -32,8 +32,9 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets, load_from_disk
 from tqdm.auto import tqdm
 
-from distilkit.core.atomic import atomic_directory
+from distilkit.core.cache_entries import cache_entry, open_entry, quarantine
 from distilkit.core.errors import RecipeError
+from distilkit.core.faults import fault_point
 from distilkit.core.plugins import import_object
 from distilkit.data.config import AugmentConfig
 from distilkit.data.logit_cache import data_fingerprint
@@ -181,6 +182,25 @@ def transfer_set_key(ds: Dataset, cfg: AugmentConfig, tagger_name: str, mask_tok
     return digest.hexdigest()
 
 
+WHAT = "transfer-set"
+
+
+def _read_entry(target: Path) -> tuple[Dataset, dict] | None:
+    """A sound cached transfer set and its counts; a damaged entry is moved aside and rebuilt."""
+    if open_entry(target, WHAT) is None or not (target / "counts.json").is_file():
+        return None
+    try:
+        counts = json.loads((target / "counts.json").read_text())
+        table = load_from_disk(str(target / "table"))
+    except Exception as exc:  # pyarrow, json or OS errors: whatever a truncated or zeroed file raises
+        quarantine(target, f"unreadable: {type(exc).__name__}", WHAT)
+        return None
+    if len(table) != counts.get("total"):
+        quarantine(target, f"holds {len(table)} rows, {counts.get('total')} were written", WHAT)
+        return None
+    return table, {**counts, "hit": True}
+
+
 def build_transfer_set(ds: Dataset, cfg: AugmentConfig, *, mask_token: str, cache_dir: str | Path | None = None,
                        tagger: Tagger | None = None, show_progress: bool = True) -> tuple[Dataset, dict]:
     """Augment a normalized table (id / text_a / text_b / label) with Tang et al.'s rules.
@@ -200,8 +220,9 @@ def build_transfer_set(ds: Dataset, cfg: AugmentConfig, *, mask_token: str, cach
     tagger = tagger or load_tagger(cfg.tagger)
     key = transfer_set_key(ds, cfg, tagger.name, mask_token)
     target = Path(cache_dir).expanduser() / "transfer_sets" / key if cache_dir else None
-    if target is not None and (target / "counts.json").is_file():
-        return load_from_disk(str(target / "table")), {**json.loads((target / "counts.json").read_text()), "hit": True}
+    cached = _read_entry(target) if target is not None else None
+    if cached is not None:
+        return cached
 
     is_pair = ds["text_b"][0] is not None if len(ds) else False
     split_a = [t.split() for t in ds["text_a"]]
@@ -213,6 +234,7 @@ def build_transfer_set(ds: Dataset, cfg: AugmentConfig, *, mask_token: str, cach
     # Arrow chunks, not a list of dicts: 67k sentences x 20 samples stay a few hundred MB at most.
     chunks, rows = [], []
     for row in generate(ds, cfg, tags_a, tags_b, vocab, mask_token, counts, show_progress):
+        fault_point("augment.row")
         rows.append(row)
         if len(rows) == CHUNK_ROWS:
             chunks.append(Dataset.from_list(rows, features=ds.features))
@@ -221,10 +243,11 @@ def build_transfer_set(ds: Dataset, cfg: AugmentConfig, *, mask_token: str, cach
     table = concatenate_datasets(chunks)
     counts.update(total=len(table), seconds=round(time.perf_counter() - start, 2), tagger=tagger.name, hit=False)
     if target is not None:
-        with atomic_directory(target) as tmp:
+        with cache_entry(target, WHAT) as tmp:
             table.save_to_disk(str(tmp / "table"))
             (tmp / "counts.json").write_text(json.dumps(counts, indent=2))
         table = load_from_disk(str(target / "table"))
+        fault_point("augment.done")
     return table, counts
 
 

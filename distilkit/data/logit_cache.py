@@ -4,7 +4,8 @@ Running BERT-large every step dominates distillation cost (Tang et al. 2019 labe
 once). The cache is a ``datasets`` table with columns ``id`` and ``teacher_logits`` stored under
 ``<cache_dir>/teacher_logits/<teacher fp>-<data fp>``. The key changes whenever the teacher's weights,
 tokenizer or truncation change (:meth:`Teacher.fingerprint`) or the examples change
-(:func:`data_fingerprint`), so a stale entry is never read. Entries are written atomically.
+(:func:`data_fingerprint`), so a stale entry is never read. Entries are written atomically with a checksum
+manifest and verified on read; a damaged one is moved aside and recomputed (:mod:`distilkit.core.cache_entries`).
 
 Rows are joined to the student's data **by id**, never by position.
 """
@@ -21,8 +22,9 @@ import torch
 from datasets import Dataset, Features, Sequence, Value, load_from_disk
 from tqdm.auto import tqdm
 
-from distilkit.core.atomic import atomic_directory
+from distilkit.core.cache_entries import cache_entry, open_entry, quarantine
 from distilkit.core.errors import DataError
+from distilkit.core.faults import fault_point
 
 
 def data_fingerprint(ds: Dataset) -> str:
@@ -58,6 +60,25 @@ class CachedLogits:
         return logits[[index[ident] for ident in ids]]
 
 
+WHAT = "teacher-logit"
+
+
+def _read_entry(path: Path, ds: Dataset) -> Dataset | None:
+    """The cached table for ``ds`` if the entry is sound and holds exactly its ids; a damaged entry is moved
+    aside (see :mod:`distilkit.core.cache_entries`) and ``None`` returned, so the teacher runs again."""
+    if open_entry(path, WHAT) is None:
+        return None
+    try:
+        table = load_from_disk(str(path))
+    except Exception as exc:  # pyarrow, json or OS errors: whatever a truncated or zeroed file raises
+        quarantine(path, f"unreadable: {type(exc).__name__}", WHAT)
+        return None
+    if len(table) != len(ds) or set(table["id"]) != set(ds["id"]):
+        quarantine(path, f"holds {len(table)} rows whose ids differ from the {len(ds)} examples asked for", WHAT)
+        return None
+    return table
+
+
 def _run_teacher(teacher, ds: Dataset, indices: list[int], batch_size: int, desc: str, show: bool) -> list:
     """Return ``[(id, logits), ...]`` for ``indices``, batching similar lengths together to cut padding."""
     text_a, text_b, ids = ds["text_a"], ds["text_b"], ds["id"]
@@ -70,6 +91,7 @@ def _run_teacher(teacher, ds: Dataset, indices: list[int], batch_size: int, desc
         if logits.ndim == 1:
             logits = logits[:, None]
         out.extend(zip([ids[i] for i in chunk], logits.float().cpu().tolist()))
+        fault_point("label.batch")
     return out
 
 
@@ -95,10 +117,9 @@ def label_with_teacher(teacher, ds: Dataset, *, cache_dir: str | Path | None, ba
     if cache_dir is not None:
         key = f"{teacher.fingerprint()[:20]}-{data_fingerprint(ds)[:20]}"
         path = Path(cache_dir).expanduser() / "teacher_logits" / key
-        if (path / "dataset_info.json").exists():
-            table = load_from_disk(str(path))
-            if len(table) == len(ds):
-                return CachedLogits(table, hit=True, path=path)
+        table = _read_entry(path, ds)
+        if table is not None:
+            return CachedLogits(table, hit=True, path=path)
 
     is_main = accelerator is None or accelerator.is_main_process
     indices = list(range(len(ds)))
@@ -120,7 +141,7 @@ def label_with_teacher(teacher, ds: Dataset, *, cache_dir: str | Path | None, ba
 
     if path is not None:
         if is_main:
-            with atomic_directory(path) as tmp:
+            with cache_entry(path, WHAT) as tmp:
                 table.save_to_disk(str(tmp))
                 (tmp / "distilkit_meta.json").write_text(json.dumps({
                     "teacher": getattr(teacher, "name", type(teacher).__name__),
@@ -128,6 +149,7 @@ def label_with_teacher(teacher, ds: Dataset, *, cache_dir: str | Path | None, ba
                     "data_fingerprint": data_fingerprint(ds),
                     "num_examples": len(ds),
                 }, indent=2))
+            fault_point("label.done")
         if accelerator is not None:
             accelerator.wait_for_everyone()
     return CachedLogits(table, hit=False, path=path)

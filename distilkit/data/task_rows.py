@@ -33,9 +33,15 @@ def read_delimited(path: Path, delimiter: str, quoting: int) -> Rows:
     with open(path, encoding="utf-8-sig", newline="") as handle:
         # QUOTE_NONE: GLUE text contains bare quote characters that must stay part of the sentence.
         reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
-        for row in reader:
-            if row:  # a blank line (often a trailing one) is not an example
-                yield f"{path}:{reader.line_num}", row
+        try:
+            for row in reader:
+                if row:  # a blank line (often a trailing one) is not an example
+                    yield f"{path}:{reader.line_num}", row
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not valid UTF-8 after line {reader.line_num} ({exc.reason}); "
+                            "re-encode the file as UTF-8") from None
+        except csv.Error as exc:  # e.g. a NUL byte
+            raise DataError(f"{path}:{reader.line_num + 1}: unreadable row: {exc}") from None
 
 
 def read_records(path: Path, fmt: str) -> Rows:
@@ -45,7 +51,11 @@ def read_records(path: Path, fmt: str) -> Rows:
 
         records = pq.read_table(path).to_pylist()
     else:
-        text = path.read_text(encoding="utf-8-sig")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not valid UTF-8 at byte {exc.start} ({exc.reason}); re-encode the file "
+                            "as UTF-8") from None
         try:
             records = json.loads(text) if text.lstrip().startswith("[") else [
                 json.loads(line) for line in text.splitlines() if line.strip()
@@ -105,6 +115,9 @@ def normalize_rows(
         out["label"].append(_parse_label(spec, raw, label_values, unlabeled_ok, f"{where}: column {label!r}"))
     if skipped:
         warnings.warn(f"{source}: skipped {skipped} malformed rows (fewer than {needed} fields)", stacklevel=4)
+    if not out["id"]:
+        # A header-only file used to train 0 steps and write a model with chance accuracy, as if all were well.
+        raise DataError(f"{source}: split '{split}' has no examples" + (" (only a header row)" if header else ""))
     return out
 
 

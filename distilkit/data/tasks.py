@@ -266,6 +266,28 @@ def load_split(task: TaskSpec | str, split: str, *, data_dir: str | Path | None 
     spec = task if isinstance(task, TaskSpec) else load_task(task)
     if max_examples is not None and max_examples <= 0:
         raise ValueError(f"max_examples must be positive, got {max_examples}")
+    columns = _read_columns(spec, split, data_dir)
+    table = datasets.Dataset.from_dict(columns, features=example_features(spec))
+    if max_examples is None or max_examples >= len(table):
+        return table
+    # A random subset, not the head: SST-2's train file lists the phrases of each sentence together, so its
+    # head is a handful of correlated sentences.
+    rng = np.random.default_rng(seed)
+    return table.select(np.sort(rng.choice(len(table), size=max_examples, replace=False)).tolist())
+
+
+def check_split(task: TaskSpec | str, split: str, *, data_dir: str | Path | None = None) -> int:
+    """Read and validate one split as :func:`load_split` does, without building the ``datasets`` table (the
+    preflight check of :mod:`distilkit.run.preflight`). Returns the number of examples.
+
+    Raises:
+        DataError: as :func:`load_split`, including an empty split.
+    """
+    spec = task if isinstance(task, TaskSpec) else load_task(task)
+    return len(_read_columns(spec, split, data_dir)["id"])
+
+
+def _read_columns(spec: TaskSpec, split: str, data_dir: str | Path | None) -> dict[str, list]:
     if data_dir is not None and spec.tsv is not None:
         columns = _load_tsv(spec, split, Path(data_dir))
     elif spec.files is not None:
@@ -276,13 +298,7 @@ def load_split(task: TaskSpec | str, split: str, *, data_dir: str | Path | None 
         columns = _load_hub(spec, split)
     else:
         raise DataError(f"task '{spec.name}' only has a tsv: layout; set data.dir to the GLUE data folder")
-    table = datasets.Dataset.from_dict(columns, features=example_features(spec))
-    if max_examples is None or max_examples >= len(table):
-        return table
-    # A random subset, not the head: SST-2's train file lists the phrases of each sentence together, so its
-    # head is a handful of correlated sentences.
-    rng = np.random.default_rng(seed)
-    return table.select(np.sort(rng.choice(len(table), size=max_examples, replace=False)).tolist())
+    return columns
 
 
 def _split_error(spec: TaskSpec, split: str, known: Sequence[str], where: str) -> DataError:

@@ -19,7 +19,9 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from distilkit.core.atomic import atomic_directory, write_json_atomic
+from distilkit.core.atomic import write_json_atomic
+from distilkit.core.cache_entries import cache_entry, open_entry
+from distilkit.core.faults import fault_point
 from distilkit.data.batches import (
     eval_loader,
     make_collate,
@@ -70,7 +72,7 @@ def finetune_teacher(teacher_cfg: TeacherConfig, task: TaskSpec, train_ds: Datas
                            tokenizer=teacher_cfg.tokenizer, revision=teacher_cfg.revision,
                            max_length=cfg.max_length, allow_new_head=True)
     out_dir = Path(cache_dir).expanduser() / "finetuned_teachers" / finetune_key(base, task, train_ds, cfg)
-    if (out_dir / "finetune.json").exists():
+    if open_entry(out_dir, "fine-tuned teacher") is not None and (out_dir / "finetune.json").exists():
         accelerator.print(f"Reusing fine-tuned teacher {out_dir}")
         return out_dir
 
@@ -103,6 +105,7 @@ def finetune_teacher(teacher_cfg: TeacherConfig, task: TaskSpec, train_ds: Datas
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
+            fault_point("finetune.step")
             if step >= total_steps:
                 break
         epoch += 1
@@ -116,9 +119,10 @@ def finetune_teacher(teacher_cfg: TeacherConfig, task: TaskSpec, train_ds: Datas
         report["eval_metrics"] = compute_metrics(task, logits, labels)
         accelerator.print(f"Fine-tuned teacher eval: {report['eval_metrics']}")
     if accelerator.is_main_process:
-        with atomic_directory(out_dir) as tmp:
+        with cache_entry(out_dir, "fine-tuned teacher") as tmp:
             accelerator.unwrap_model(model).save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             write_json_atomic(tmp / "finetune.json", report)
+    fault_point("finetune.done")
     accelerator.wait_for_everyone()
     return out_dir

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from distilkit.core.errors import DamagedFileError
 from distilkit.data.metrics import compute_metrics
 from distilkit.models.bilstm import encode_bilstm
 from distilkit.models.transformer import encode_transformer
@@ -27,3 +31,19 @@ def evaluate_model(model, encode, tokenizer, max_length: int, ds, task, batch_si
             inputs = encode(tokenizer, [r["text_a"] for r in chunk], pairs, max_length)
             logits.append(model(**inputs).logits.float().cpu().numpy())
     return compute_metrics(task, np.concatenate(logits), np.asarray([r["label"] for r in rows]))
+
+
+def load_saved(path: str | Path, *, tokenizer: bool = True):
+    """``(model, tokenizer)`` from a folder distilkit saved, in eval mode; a missing or damaged folder (a
+    truncated ``model.safetensors``, a zeroed ``config.json``) is a :class:`DamagedFileError` naming it."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise DamagedFileError(f"{path}: not a saved model folder (no config.json)")
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        return model, (AutoTokenizer.from_pretrained(path) if tokenizer else None)
+    except Exception as exc:  # safetensors, JSON, tokenizers and transformers each raise their own types
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise DamagedFileError(f"{path}: the saved model cannot be loaded ({type(exc).__name__}: {first}); it is "
+                               "damaged or incomplete: rerun the step that wrote it") from None
+

@@ -156,13 +156,23 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
             "a fine-tuned checkpoint"
         )
     kwargs = {} if trained_head else {"num_labels": num_labels, "problem_type": problem_type}
-    model = AutoModelForSequenceClassification.from_pretrained(path, revision=revision, **kwargs)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, revision=revision, **kwargs)
+    except Exception as exc:  # a truncated safetensors file, a damaged config: name the folder, not the library
+        raise TeacherError(f"teacher.model: '{name_or_path}' cannot be loaded ({type(exc).__name__}: "
+                           f"{str(exc).strip()[:200]}); the folder is damaged or incomplete") from None
     if model.config.num_labels != num_labels:
         raise TeacherError(
             f"teacher.model: '{name_or_path}' predicts {model.config.num_labels} labels but the task has "
             f"{num_labels}; pick the teacher fine-tuned on this task"
         )
-    tok = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer) if tokenizer else path, revision=revision)
+    source = resolve_model_name(tokenizer) if tokenizer else path
+    try:
+        tok = AutoTokenizer.from_pretrained(source, revision=revision)
+    except Exception as exc:  # a damaged tokenizer.json: name the folder, not the JSON parser
+        key = "teacher.tokenizer" if tokenizer else "teacher.model"
+        raise TeacherError(f"{key}: the tokenizer of '{tokenizer or name_or_path}' cannot be loaded "
+                           f"({type(exc).__name__}: {str(exc).strip()[:200]})") from None
     return HFTeacher(model.to(device=device, dtype=getattr(torch, dtype)), tok, max_length=max_length,
                      name=name_or_path)
 

@@ -13,7 +13,6 @@ distilkit never prints or writes the token.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
 from distilkit.core.measure import MB
+from distilkit.core.saved_files import read_json
 from distilkit.report.pipeline_summary import summary_markdown
 
 GLUE_TASKS = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
@@ -33,9 +33,9 @@ METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "matthews_correlation": "Mat
 def _load_run(run_dir: Path) -> dict:
     """What a card needs from a recipe run or a pipeline run directory."""
     if (run_dir / "pipeline.json").is_file():
-        summary = json.loads((run_dir / "pipeline.json").read_text())
+        summary = read_json(run_dir / "pipeline.json")
         last = Path(summary["stages"][-1]["dir"])
-        metrics = json.loads((last / "metrics.json").read_text())
+        metrics = read_json(last / "metrics.json")
         return {"model_dir": last / "model", "metrics": metrics, "pipeline": summary,
                 "recipe": (run_dir / "pipeline.yaml").read_text() if (run_dir / "pipeline.yaml").is_file()
                 else (last / "recipe.yaml").read_text()}
@@ -43,7 +43,7 @@ def _load_run(run_dir: Path) -> dict:
         raise RecipeError(f"distilkit push: {run_dir} is not a finished run (needs metrics.json and model/; "
                           "run the recipe to the end first)")
     recipe = run_dir / "recipe.yaml"
-    return {"model_dir": run_dir / "model", "metrics": json.loads((run_dir / "metrics.json").read_text()),
+    return {"model_dir": run_dir / "model", "metrics": read_json(run_dir / "metrics.json"),
             "pipeline": None, "recipe": recipe.read_text() if recipe.is_file() else ""}
 
 
@@ -77,7 +77,7 @@ def model_card(run_dir: str | Path, repo: str) -> str:
 
 def _card(run: dict, repo: str) -> str:
     metrics, summary = run["metrics"], run["pipeline"]
-    config = json.loads((run["model_dir"] / "config.json").read_text())
+    config = read_json(run["model_dir"] / "config.json")
     teacher, student = metrics["teacher"], metrics["student"]
     task = metrics["task"]
     header = {"library_name": "transformers", "pipeline_tag": "text-classification", "language": ["en"],

@@ -15,7 +15,6 @@ products and element-wise work are left out (a few percent for short sequences).
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import torch
@@ -24,6 +23,8 @@ from transformers import AutoModelForSequenceClassification
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
 from distilkit.core.measure import MB, size_on_disk
+from distilkit.core.saved_files import read_json
+from distilkit.models.inference import load_saved
 
 
 def count_macs(model: torch.nn.Module, length: int = 64) -> int:
@@ -75,7 +76,7 @@ def collect(run_dirs: list[str | Path], length: int = 64) -> tuple[str, list[dic
         labels = [f"{d.parent.name}/{d.name}" for d in dirs]
     for run_dir, label in zip(dirs, labels):
         if (run_dir / "pipeline.json").is_file():
-            summary = json.loads((run_dir / "pipeline.json").read_text())
+            summary = read_json(run_dir / "pipeline.json")
             stages = [(f"{label}/{s['name']}", Path(s["dir"])) for s in summary["stages"]
                       if not s.get("before_quantization")]  # a stage's own metrics.json holds its final model
         elif (run_dir / "metrics.json").is_file():
@@ -83,9 +84,9 @@ def collect(run_dirs: list[str | Path], length: int = 64) -> tuple[str, list[dic
         else:
             raise RecipeError(f"distilkit report: {run_dir} has neither metrics.json nor pipeline.json")
         for name, directory in stages:
-            m = json.loads((directory / "metrics.json").read_text())
+            m = read_json(directory / "metrics.json")
             metric = metric or next(iter(m["student"]["metrics"]))
-            model = AutoModelForSequenceClassification.from_pretrained(directory / "model")
+            model, _ = load_saved(directory / "model", tokenizer=False)
             if not points:  # the original teacher, as measured by the first run
                 teacher = m["teacher"]
                 local = Path(teacher["name"]).is_dir()  # a Hub teacher is not downloaded for the report

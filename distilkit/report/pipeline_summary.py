@@ -6,12 +6,8 @@ original teacher and every stage's saved model and times them *interleaved*, rou
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
-
-import yaml
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.core.measure import (
     MB,
@@ -21,13 +17,13 @@ from distilkit.core.measure import (
     repeated_inputs,
     size_on_disk,
 )
+from distilkit.core.saved_files import read_json, read_yaml_file
 from distilkit.data.tasks import load_split, load_task
-from distilkit.models.inference import encoder_for
+from distilkit.models.inference import encoder_for, load_saved
 
 
 def _load(path: str):
-    model = AutoModelForSequenceClassification.from_pretrained(path)
-    return model.eval(), AutoTokenizer.from_pretrained(path)
+    return load_saved(path)
 
 
 def _disk_mb(name: str, model) -> float:
@@ -57,7 +53,7 @@ def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True
     table shows what distillation/pruning and what quantization each bought.
     """
     task = load_task(pipeline.task)
-    metrics = [json.loads((Path(s["dir"]) / "metrics.json").read_text()) for s in stages]
+    metrics = [read_json(Path(s["dir"]) / "metrics.json") for s in stages]
     first = metrics[0]
     main = task.main_metric if task.main_metric in first["student"]["metrics"] else next(iter(first["student"]["metrics"]))
     teacher_name = first["teacher"]["name"]
@@ -103,7 +99,7 @@ def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True
 
 
 def _stage_max_length(directory: Path) -> int:
-    recipe = yaml.safe_load((directory / "recipe.yaml").read_text())
+    recipe = read_yaml_file(directory / "recipe.yaml")
     return int(recipe["student"]["max_length"])
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
 from distilkit.core.measure import (
     count_parameters,
     hardware_description,
@@ -14,7 +12,7 @@ from distilkit.core.measure import (
     size_on_disk,
 )
 from distilkit.data.tasks import TaskSpec
-from distilkit.models.inference import encoder_for, evaluate_model
+from distilkit.models.inference import encoder_for, evaluate_model, load_saved
 from distilkit.models.teachers import HFTeacher
 from distilkit.models.transformer import encode_transformer
 
@@ -28,8 +26,7 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
     validated :class:`distilkit.run.schema.Recipe`.
     """
     out, measure = Path(recipe.output_dir), recipe.measure
-    student = AutoModelForSequenceClassification.from_pretrained(out / "model")
-    tokenizer = AutoTokenizer.from_pretrained(out / "model")
+    student, tokenizer = load_saved(out / "model")
     encode = encoder_for(student)
     texts = list(eval_ds["text_a"])
     pairs = None if eval_ds[0]["text_b"] is None else list(eval_ds["text_b"])

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 from accelerate import Accelerator
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
@@ -17,7 +16,7 @@ from distilkit.data.logit_cache import label_with_teacher
 from distilkit.data.tasks import load_split, load_task
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.convert import quantize_directory
-from distilkit.models.inference import encoder_for, evaluate_model
+from distilkit.models.inference import encoder_for, evaluate_model, load_saved
 from distilkit.run.recipe_io import format_validation_error
 from distilkit.run.students import load_teacher
 
@@ -76,8 +75,7 @@ def quantize_command(args) -> None:
     if args.task:
         task = load_task(args.task)
         ds = load_split(task, task.eval_splits[0], data_dir=args.data_dir, max_examples=args.max_examples)
-        tokenizer = AutoTokenizer.from_pretrained(args.out)
+        reloaded, tokenizer = load_saved(args.out)
         encode = encoder_for(model)
-        reloaded = AutoModelForSequenceClassification.from_pretrained(args.out)
-        for name, m in (("float", AutoModelForSequenceClassification.from_pretrained(src)), ("quantized", reloaded)):
+        for name, m in (("float", load_saved(src, tokenizer=False)[0]), ("quantized", reloaded)):
             print(f"{name:>9}: {evaluate_model(m, encode, tokenizer, args.max_length, ds, task)}")

@@ -15,7 +15,6 @@ or the temperature KL of Hinton et al. 2015, see :mod:`distilkit.methods.distill
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -33,6 +32,8 @@ from distilkit.core.atomic import (
     write_text_atomic,
 )
 from distilkit.core.errors import RecipeError
+from distilkit.core.faults import fault_point
+from distilkit.core.saved_files import read_json
 from distilkit.core.tracking import build_trackers
 from distilkit.data.augment import augment_for_run
 from distilkit.data.batches import (
@@ -197,7 +198,12 @@ def run(recipe: Recipe) -> dict:
         ckpt = latest_checkpoint(out) if tcfg.resume_from == "latest" else Path(tcfg.resume_from)
         if ckpt is None or not ckpt.is_dir():
             raise RecipeError(f"train.resume_from: no checkpoint at '{tcfg.resume_from}' (looked in {out / 'checkpoints'})")
-        accelerator.load_state(str(ckpt))
+        try:
+            accelerator.load_state(str(ckpt))
+        except Exception as exc:  # a truncated or zeroed checkpoint file: name it instead of a torch traceback
+            raise RecipeError(f"train.resume_from: checkpoint {ckpt} is damaged ({type(exc).__name__}: "
+                              f"{str(exc).strip()[:200]}); resume from an older one under {out / 'checkpoints'} "
+                              "or start over without resume_from") from None
         accelerator.print(f"Resumed from {ckpt} at epoch {progress.epoch}, step {progress.global_step}")
 
     # 5. Training loop.
@@ -243,6 +249,7 @@ def run(recipe: Recipe) -> dict:
                 continue
             progress.global_step += 1
             bar.update(1)
+            fault_point("train.step")
             if progress.global_step % tcfg.log_every == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
                 accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
@@ -259,6 +266,7 @@ def run(recipe: Recipe) -> dict:
         evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
         progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
         save_checkpoint(accelerator, out, progress, tcfg.keep_checkpoints)
+        fault_point("train.epoch")
     bar.close()
     if progress.best is None:  # train.epochs: 0 -- keep the student as built (a copy to quantize, say)
         evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
@@ -276,6 +284,7 @@ def run(recipe: Recipe) -> dict:
 
     # 8. Measure the best student (reloaded from disk, which also proves it round-trips) against the teacher.
     metrics = None
+    fault_point("measure.start")
     if accelerator.is_main_process:
         metrics = measure_run(recipe, task, teacher, eval_sets[main_split], teacher_metrics, progress,
                               {"examples": len(train_rows), "examples_seen": examples,
@@ -289,4 +298,4 @@ def run(recipe: Recipe) -> dict:
             accelerator.print(f"Pushed to {push(out, recipe.hub.repo, private=recipe.hub.private)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return metrics if metrics is not None else json.loads((out / "metrics.json").read_text())
+    return metrics if metrics is not None else read_json(out / "metrics.json")

@@ -32,7 +32,9 @@ trains the first one inside the budget.
 from __future__ import annotations
 
 import copy
-import json
+import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,9 @@ import yaml
 from pydantic import Field, ValidationError
 
 from distilkit.core.atomic import write_json_atomic, write_text_atomic
-from distilkit.core.errors import RecipeError
+from distilkit.core.errors import DamagedFileError, RecipeError
+from distilkit.core.faults import fault_point
+from distilkit.core.saved_files import read_json
 from distilkit.core.sections import Section
 from distilkit.core.yaml_files import read_yaml
 from distilkit.report.pipeline_summary import summarize, summary_markdown
@@ -81,6 +85,9 @@ class PipelineConfig(Section):
     stages: list[StageConfig] = Field(min_length=1)
 
 
+logger = logging.getLogger("distilkit")
+
+
 def is_pipeline(tree: dict) -> bool:
     """Whether a recipe mapping is a pipeline (it has ``stages``)."""
     return "stages" in tree
@@ -117,6 +124,23 @@ def stage_tree(pipeline: PipelineConfig, index: int) -> dict:
         tree["teacher"] = {"model": str(stage_dir(pipeline, index - 1) / "model"), "max_length": previous_length,
                            "batch_size": pipeline.teacher.get("batch_size", 64), **stage.teacher}
     return tree
+
+
+def finished(directory: Path) -> bool:
+    """Whether a stage ran to the end: its ``metrics.json`` and saved model are readable. A damaged one (a crash
+    or a full disk while it was written) is moved aside with one warning line and the stage runs again."""
+    metrics = directory / "metrics.json"
+    if not metrics.is_file():
+        return False
+    try:
+        read_json(metrics)
+        read_json(directory / "model" / "config.json")
+    except DamagedFileError as exc:
+        aside = metrics.with_name(f"metrics.json.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(metrics, aside)
+        logger.warning(f"distilkit: warning: stage {directory.name} is not complete ({exc}); running it again")
+        return False
+    return True
 
 
 def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
@@ -160,7 +184,7 @@ def run_pipeline(pipeline: PipelineConfig, *, measure_side_by_side: bool = True)
         directory = stage_dir(pipeline, index)
         tree = stage_tree(pipeline, index)
         info: dict[str, Any] = {"name": stage.name, "dir": str(directory), "student": tree["student"]["kind"]}
-        if (directory / "metrics.json").is_file():
+        if finished(directory):
             info["resumed"] = "skipped (already complete)"
         else:
             if stage.search is not None:
@@ -170,10 +194,11 @@ def run_pipeline(pipeline: PipelineConfig, *, measure_side_by_side: bool = True)
                 tree["train"] = {**tree.get("train", {}), "resume_from": "latest"}
                 info["resumed"] = "from latest checkpoint"
             run(validate_recipe(tree, source=f"{pipeline.output_dir}: stages[{index}] ({stage.name})"))
+            fault_point("pipeline.stage")
             if "search" in info:
                 write_json_atomic(directory / "search.json", info["search"])
         if (directory / "search.json").is_file() and "search" not in info:
-            info["search"] = json.loads((directory / "search.json").read_text())
+            info["search"] = read_json(directory / "search.json")
         stages.append(info)
     summary = summarize(pipeline, stages, measure_side_by_side=measure_side_by_side)
     write_json_atomic(out / "pipeline.json", summary)

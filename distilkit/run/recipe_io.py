@@ -13,10 +13,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from distilkit.core.errors import RecipeError
+from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.yaml_files import read_yaml
 from distilkit.data.tasks import TaskSpec, load_task
 from distilkit.models.config import FinetuneConfig
+from distilkit.run.recipe_checks import meaningless_keys, recipe_problems
 from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, Recipe
 
 
@@ -118,24 +119,15 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
         recipe = Recipe.model_validate(tree)
     except ValidationError as err:
         raise RecipeError(format_validation_error(err, source, Recipe, overrides)) from None
-    if recipe.loss.kind == "kl" and recipe.loss.temperature <= 0:
-        raise RecipeError(f"{source}: loss.temperature must be > 0")
-    if recipe.loss.attention_weight and recipe.student.kind != "linear_attention":
-        raise RecipeError(f"{source}: loss.attention_weight applies to student.kind 'linear_attention', "
-                          f"not '{recipe.student.kind}'")
-    if recipe.data.labels == "none" and recipe.loss.alpha > 0:
-        raise RecipeError(
-            f"{source}: loss.alpha={recipe.loss.alpha} mixes in gold labels but data.labels is 'none'; "
-            "set loss.alpha=0 or data.labels=gold"
-        )
-    if recipe.train.sparse_embeddings and recipe.train.mixed_precision == "fp16":
-        raise RecipeError(f"{source}: train.sparse_embeddings: clipping sparse gradients does not unscale fp16 "
-                          "gradients; use train.mixed_precision: bf16 or no")
-    if recipe.train.sparse_embeddings and recipe.quantize and recipe.quantize.qat and recipe.quantize.embedding:
-        raise RecipeError(f"{source}: train.sparse_embeddings cannot train quantize.embedding through QAT (the "
-                          "fake-quantized table needs dense gradients); drop one of them")
+    try:
+        task = load_task(recipe.task)
+    except DistilkitError as exc:
+        raise RecipeError(f"{source}: task: {exc}") from None
+    problems = recipe_problems(recipe, task, overrides or {})
+    if problems:
+        raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
     if recipe.teacher.finetune is not None:
-        recipe.teacher.finetune = with_task_finetune(recipe.teacher.finetune, load_task(recipe.task))
+        recipe.teacher.finetune = with_task_finetune(recipe.teacher.finetune, task)
     return recipe
 
 
@@ -157,5 +149,17 @@ def with_task_finetune(finetune: FinetuneConfig, task: TaskSpec) -> FinetuneConf
 
 
 def dump_recipe(recipe: Recipe) -> str:
-    """The fully resolved recipe (defaults included) as YAML, for ``output_dir/recipe.yaml``."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    """The fully resolved recipe (defaults included) as YAML, for ``output_dir/recipe.yaml``.
+
+    Defaults that another key makes meaningless are left out (writing them would be an error), so the dump
+    validates again and means the same recipe."""
+    tree = recipe.model_dump(mode="json")
+    task = load_task(recipe.task)
+    while keys := meaningless_keys(Recipe.model_validate(tree), task):
+        for key in keys:
+            *parents, last = key.split(".")
+            node = tree
+            for part in parents:
+                node = node[part]
+            node.pop(last, None)
+    return yaml.safe_dump(tree, sort_keys=False)

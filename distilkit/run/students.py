@@ -21,7 +21,7 @@ from distilkit.methods.pruning.student import build_pruned_student
 from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
 from distilkit.models.config import TeacherConfig
 from distilkit.models.finetune import finetune_teacher
-from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher
+from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher, resolve_model_name
 from distilkit.models.transformer import build_copy_student, build_transformer_student, encode_transformer
 from distilkit.models.vocab import apply_vocab
 from distilkit.run.schema import Recipe
@@ -97,8 +97,8 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     """
     spec = recipe.student
     hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
-    if spec.tokenizer:
-        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer)
+    if spec.tokenizer:  # short names (minilm) resolve through the same alias table as teacher.model
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(spec.tokenizer))
     elif hf_teacher is not None:
         tokenizer = hf_teacher.tokenizer
     else:
@@ -123,7 +123,7 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
         if hf_teacher is not None and not spec.config_from:
             teacher_config, teacher_model = hf_teacher.model.config, hf_teacher.model
         elif spec.config_from:
-            teacher_config, teacher_model = AutoConfig.from_pretrained(spec.config_from), None
+            teacher_config, teacher_model = AutoConfig.from_pretrained(resolve_model_name(spec.config_from)), None
         else:
             raise RecipeError("student.config_from: the teacher is a plug-in; name a base config for the student")
         init = spec.init_from_teacher_layers if teacher_model is not None else None

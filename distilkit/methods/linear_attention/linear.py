@@ -62,8 +62,10 @@ class FeatureMap(nn.Module):
         elif variant == "hedgehog":
             self.weight = nn.Parameter(torch.eye(head_dim).repeat(heads, 1, 1))
         elif variant == "linformer":
-            self.e = nn.Parameter(torch.randn(features, max_length) / math.sqrt(features))
-            self.f = nn.Parameter(torch.randn(features, max_length) / math.sqrt(features))
+            # Drawn from student.seed like performer's features, so the seed key means the same for both.
+            generator = torch.Generator().manual_seed(seed)
+            self.e = nn.Parameter(torch.randn(features, max_length, generator=generator) / math.sqrt(features))
+            self.f = nn.Parameter(torch.randn(features, max_length, generator=generator) / math.sqrt(features))
 
     def phi(self, x: torch.Tensor, is_query: bool) -> torch.Tensor:
         """Features of queries or keys ``[batch, heads, n, d]`` -> ``[batch, heads, n, m]`` (all positive)."""

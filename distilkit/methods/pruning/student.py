@@ -11,7 +11,6 @@ the unpruned teacher.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from transformers import AutoModelForSequenceClassification
 from distilkit.core.atomic import atomic_directory, write_json_atomic
 from distilkit.core.errors import RecipeError
 from distilkit.core.measure import count_parameters
+from distilkit.core.saved_files import read_json
 from distilkit.methods.pruning.config import PrunedStudentConfig
 from distilkit.methods.pruning.pruned import encoder_layers, ffn_parts, num_heads
 from distilkit.methods.pruning.select import _family
@@ -129,7 +129,7 @@ def run_iterative(recipe, run: Callable[[object], dict]) -> dict:
             # Only the final model is trimmed: each round re-scores its start model with the teacher's tokenizer.
             sub["student"]["vocab"] = None
         done = Path(sub["output_dir"]) / "metrics.json"
-        metrics = json.loads(done.read_text()) if done.is_file() else run(type(recipe).model_validate(sub))
+        metrics = read_json(done) if done.is_file() else run(type(recipe).model_validate(sub))
         previous = str(Path(sub["output_dir"]) / "model")
         history.append({"round": r, "params": metrics["student"]["params"], **metrics["student"]["metrics"]})
     with atomic_directory(out / "model") as tmp:

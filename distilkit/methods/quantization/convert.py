@@ -9,20 +9,22 @@ latency, measured after reloading it with ``from_pretrained``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification
+from torch import nn
 
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
+from distilkit.core.faults import fault_point
+from distilkit.core.saved_files import read_json
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.fake_quant import Grid, prepare_fake_quant
 from distilkit.methods.quantization.hf_quantizer import quantize_bnb
-from distilkit.methods.quantization.layers import quantize_model
+from distilkit.methods.quantization.layers import QuantEmbedding, QuantLinear, QuantLSTM, quantize_model
+from distilkit.models.inference import load_saved
 
 _LINEAR_GRIDS = {"int8": (8, "uniform"), "int4": (4, "uniform"), "ternary": (2, "ternary"),
                  "binary": (2, "binary")}
@@ -62,13 +64,13 @@ def quantize_directory(src: str | Path, dst: str | Path, cfg: QuantizeConfig) ->
     src, dst = Path(src), Path(dst)
     if cfg.linear and cfg.linear.startswith("bnb"):
         with atomic_directory(dst) as tmp:
-            if type(AutoModelForSequenceClassification.from_pretrained(src)).__name__.startswith("BiLSTM"):
+            if type(load_saved(src, tokenizer=False)[0]).__name__.startswith("BiLSTM"):
                 raise RecipeError("quantize.linear: bitsandbytes quantizes transformer linears; for a BiLSTM "
                                   "student use int8/int4")
             model = quantize_bnb(src, tmp, cfg.linear, skip_modules=cfg.skip_modules)
             _copy_side_files(src, tmp)
         return model
-    model = AutoModelForSequenceClassification.from_pretrained(src).eval()
+    model, _ = load_saved(src, tokenizer=False)
     linear, embedding = grids(cfg)
     table = quantize_model(model, linear, embedding, skip_modules=cfg.skip_modules, backend=cfg.backend)
     if not table["modules"]:
@@ -92,11 +94,47 @@ def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
 
     Idempotent: a resumed run whose ``model`` was already quantized (a crash before ``metrics.json``) keeps it.
     """
-    config = json.loads((out / "model" / "config.json").read_text())
+    config = read_json(out / "model" / "config.json")
     if (config.get("quantization_config") or {}).get("quant_method") and (out / "model-float").is_dir():
         return
     staged = out / "model-quantized"
     quantize_directory(out / "model", staged, cfg)
+    fault_point("quantize.done")
     shutil.rmtree(out / "model-float", ignore_errors=True)
     os.replace(out / "model", out / "model-float")
+    fault_point("quantize.swap")  # between the two renames: no out/model at all
     os.replace(staged, out / "model")
+
+
+def dequantize_model(model: torch.nn.Module) -> int:
+    """Replace every distilkit-quantized layer of ``model`` by a float one holding the weights its integers
+    represent, in place (what ONNX export starts from; the graph is then re-quantized by ONNX Runtime).
+
+    Returns:
+        The number of layers replaced.
+    """
+    replaced = 0
+    for name, module in list(model.named_modules()):
+        if isinstance(module, QuantLinear):
+            new = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+            with torch.no_grad():
+                new.weight.copy_(module.dequantize())
+                if module.bias is not None:
+                    new.bias.copy_(module.bias)
+        elif isinstance(module, QuantEmbedding):
+            new = nn.Embedding(module.num_embeddings, module.embedding_dim, padding_idx=module.padding_idx)
+            with torch.no_grad():
+                new.weight.copy_(module.dequantize())
+        elif isinstance(module, QuantLSTM):
+            new = nn.LSTM(**module.shape)
+            with torch.no_grad():
+                for pname, param in new.named_parameters():
+                    param.copy_(module.weights[pname].dequantize() if pname.startswith("weight")
+                                else getattr(module, pname))
+        else:
+            continue
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, new.eval())
+        replaced += 1
+    return replaced
+

@@ -1,0 +1,76 @@
+"""The ``export`` and ``predict`` commands (parsed in :mod:`distilkit.cli`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+from distilkit.core.errors import DataError, ExportError
+from distilkit.deploy.onnx_export import export_onnx
+from distilkit.deploy.ort_runner import load_classifier, predict
+
+
+def export_command(args) -> None:
+    """``distilkit export MODEL_DIR --onnx OUT_DIR [--int8] [--task T --data-dir D]``."""
+    report = export_onnx(args.model_dir, args.onnx, int8=args.int8, task=args.task, data_dir=args.data_dir,
+                         max_examples=args.max_examples, max_length=args.max_length)
+    metric = next(iter(report["dev_metrics_onnx"]), None)
+    print(f"{args.model_dir} -> {Path(args.onnx) / 'model.onnx'} ({report['precision']}): max |logit difference| "
+          f"{report['max_abs_logit_diff']:.2e} on {report['checked_rows']} {report['task']} dev rows; {metric} "
+          f"{report['dev_metrics_pytorch'][metric]:.4f} (PyTorch) / {report['dev_metrics_onnx'][metric]:.4f} (ONNX)")
+
+
+def read_texts(path: Path, text_a: str | None, text_b: str | None) -> tuple[list[str], list[str] | None]:
+    """Sentences from a TSV with a header row: ``text_a``/``text_b`` columns by name (default: the first one)."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            rows = [row for row in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc.reason}); re-encode the file as UTF-8") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one sentence")
+    header = rows[0]
+
+    def column(name: str | None, default: int | None) -> int | None:
+        if name is None:
+            return default
+        if name not in header:
+            raise DataError(f"{path}: column {name!r} not found; columns: {header}")
+        return header.index(name)
+
+    a, b = column(text_a, 0), column(text_b, None)
+    needed = max(i for i in (a, b) if i is not None) + 1
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) < needed:
+            raise DataError(f"{path}:{number}: {len(row)} fields, expected at least {needed}")
+    return [r[a] for r in rows[1:]], (None if b is None else [r[b] for r in rows[1:]])
+
+
+def predict_command(args) -> None:
+    """``distilkit predict MODEL_DIR "text" ["text b"] | --file F.tsv``: labels and probabilities, as TSV."""
+    classifier = load_classifier(args.model_dir, threads=args.threads)
+    if args.file:
+        texts, pairs = read_texts(Path(args.file), args.text_a, args.text_b)
+    elif args.texts:
+        if len(args.texts) > 2:
+            raise ExportError("distilkit predict: give one sentence, or two for a pair task (or --file)")
+        texts, pairs = [args.texts[0]], (args.texts[1:] or None)
+    else:
+        raise ExportError("distilkit predict: give a sentence (and a second one for pair tasks) or --file F.tsv")
+    if getattr(classifier, "is_pair", False) and pairs is None:
+        raise ExportError(f"{args.model_dir}: a sentence-pair model; give the second sentence (or --text-b)")
+    results = predict(classifier, texts, pairs, batch_size=args.batch_size)
+    out = sys.stdout
+    if "score" in results[0]:
+        out.write("score\n" + "".join(f"{r['score']:.4f}\n" for r in results))
+        return
+    names = list(results[0]["probabilities"])
+    out.write("\t".join(["label", *names]) + "\n")
+    for r in results:
+        out.write("\t".join([r["label"], *(f"{r['probabilities'][n]:.4f}" for n in names)]) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

@@ -1,0 +1,172 @@
+"""``distilkit export MODEL_DIR --onnx OUT_DIR [--int8]``: any saved student as an ONNX Runtime folder.
+
+Every student kind exports with ``torch.onnx`` (TorchScript tracing, dynamic batch and sequence axes):
+transformer students, pruned models with uneven heads per layer, vocabulary-trimmed students, linear-attention
+variants, and the BiLSTM through :class:`~distilkit.deploy.onnx_graphs.ExportableBiLSTM`. optimum-onnx is not
+used: its releases pin ``transformers<4.58`` and distilkit runs on transformers 5.
+
+distilkit-quantized models are exported from the float weights their integers represent and then quantized by
+ONNX Runtime (dynamic int8, per channel), so they stay integer; ``--int8`` does the same for float models.
+
+The folder holds ``model.onnx``, the tokenizer, ``config.json`` (labels) and ``export.json``: ONNX Runtime's
+logits checked against the PyTorch model on real dev sentences (max |difference|) and both dev metrics. It is
+written atomically: a failed export leaves nothing in OUT_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from distilkit.core.atomic import atomic_directory
+from distilkit.core.errors import DistilkitError, ExportError
+from distilkit.core.faults import fault_point
+from distilkit.core.saved_files import read_json, read_yaml_file
+from distilkit.data.metrics import compute_metrics
+from distilkit.data.tasks import TaskSpec, load_split, load_task
+from distilkit.deploy.onnx_graphs import ExportableBiLSTM
+from distilkit.deploy.ort_runner import OnnxClassifier, encoder_for_type
+from distilkit.methods.quantization.convert import dequantize_model
+from distilkit.models.inference import load_saved
+
+ONNX_FILE = "model.onnx"
+REPORT_FILE = "export.json"
+
+
+class TransformerLogits(nn.Module):
+    """A ``*ForSequenceClassification`` model returning only its logits (what the graph outputs)."""
+
+    def __init__(self, model, with_token_types: bool):
+        super().__init__()
+        self.model, self.with_token_types = model, with_token_types
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"token_type_ids": token_type_ids} if self.with_token_types else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+
+
+def check_model_dir(model_dir: Path) -> dict:
+    """The folder's ``config.json``; a named error if it is not a saved model."""
+    if not (model_dir / "config.json").is_file():
+        raise ExportError(f"{model_dir}: not a saved model folder (no config.json); pass a run's OUTPUT_DIR/model")
+    return read_json(model_dir / "config.json")
+
+
+def dev_rows(model_dir: Path, task: str | None, data_dir: str | None, max_examples: int) -> tuple[TaskSpec, list]:
+    """Real dev sentences to check the export on: ``--task``/``--data-dir``, else the run's saved recipe."""
+    saved = model_dir / "recipe.yaml"
+    if task is None and saved.is_file():
+        recipe = read_yaml_file(saved)
+        task, data_dir = recipe.get("task"), data_dir or (recipe.get("data") or {}).get("dir")
+    if task is None:
+        raise ExportError(f"{model_dir}: no recipe.yaml names its task; pass --task (and --data-dir) so the export "
+                          "can be checked on dev sentences")
+    try:
+        spec = load_task(task)
+        rows = load_split(spec, spec.eval_splits[0], data_dir=data_dir, max_examples=max_examples, seed=0)
+    except DistilkitError as exc:
+        raise ExportError(f"{model_dir}: cannot read the dev sentences to check the export on: {exc}") from None
+    return spec, list(rows)
+
+
+def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool = False, task: str | None = None,
+                data_dir: str | None = None, max_examples: int = 256, max_length: int = 128,
+                opset: int = 17) -> dict:
+    """Export a saved student to ``out_dir`` (see the module doc) and return ``export.json``'s content.
+
+    Raises:
+        ExportError: not a model folder, ``int8`` on an already-integer model, a bitsandbytes model, or a variant
+            ONNX cannot express (the message names the model type); OUT_DIR is left untouched.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    config = check_model_dir(model_dir)
+    quant = (config.get("quantization_config") or {}).get("quant_method")
+    if quant and quant != "distilkit":
+        raise ExportError(f"{model_dir}: {quant} models cannot be exported (their kernels have no ONNX form); "
+                          "export the float model and pass --int8")
+    if quant and int8:
+        raise ExportError(f"{model_dir}: --int8 on a model that is already integer (distilkit-quantized); export "
+                          "it without --int8: it is re-quantized by ONNX Runtime from the weights it stores")
+    spec, rows = dev_rows(model_dir, task, data_dir, max_examples)
+    reference, tokenizer = load_saved(model_dir)
+    model, _ = load_saved(model_dir, tokenizer=False)
+    dequantized = dequantize_model(model)
+    model_type = config.get("model_type", "")
+    encode = encoder_for_type(model_type)
+    graph, sample = _graph_and_sample(model, model_type, tokenizer, encode, max_length)
+    names = list(sample)
+    axes = {name: {0: "batch", 1: f"sequence{'_b' if name.endswith('_b') else ''}"} for name in names}
+    start = time.perf_counter()
+    for stale in out_dir.parent.glob(f".{out_dir.name}.*.tmp"):  # what a killed export of OUT_DIR left
+        shutil.rmtree(stale, ignore_errors=True)
+    with atomic_directory(out_dir) as tmp:
+        try:
+            with warnings.catch_warnings(), torch.inference_mode():
+                warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
+                torch.onnx.export(graph, (), str(tmp / ONNX_FILE), kwargs=sample, input_names=names,
+                                  output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}},
+                                  opset_version=opset, dynamo=False)
+        except Exception as exc:  # the exporter's own errors are many and undocumented
+            raise ExportError(f"{model_dir}: model type '{model_type}' cannot be expressed in ONNX: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+        fault_point("export.written")  # the graph is on disk, the folder not yet published
+        precision = "fp32"
+        if int8 or quant:
+            _quantize_int8(tmp / ONNX_FILE)
+            precision = "int8"
+        tokenizer.save_pretrained(tmp)
+        shutil.copy(model_dir / "config.json", tmp / "config.json")
+        report = {"source": str(model_dir), "model_type": model_type, "precision": precision, "opset": opset,
+                  "dequantized_layers": dequantized, "task": spec.name, "is_pair": spec.is_pair,
+                  "max_length": max_length, "export_seconds": round(time.perf_counter() - start, 2)}
+        report.update(_fidelity(reference, tokenizer, encode, OnnxClassifier(tmp, max_length=max_length), spec, rows,
+                                max_length))
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _graph_and_sample(model, model_type: str, tokenizer, encode, max_length: int):
+    texts, pairs = ["a short sentence", "another one, somewhat longer"], ["one more", "and a last"]
+    if model_type == "distilkit-bilstm":
+        batch = encode(tokenizer, texts, pairs if model.config.is_pair else None, max_length)
+        return ExportableBiLSTM(model).eval(), dict(batch)
+    batch = dict(encode(tokenizer, texts, pairs, max_length))
+    uses_types = "token_type_ids" in batch and getattr(model.config, "type_vocab_size", 0) > 1
+    sample = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    if uses_types:
+        sample["token_type_ids"] = batch["token_type_ids"]
+    return TransformerLogits(model, uses_types).eval(), sample
+
+
+def _quantize_int8(path: Path) -> None:
+    """ONNX Runtime dynamic int8 (per-channel weights, int8 activations at run time), in place."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    staged = path.with_name("model.int8.onnx")
+    quantize_dynamic(str(path), str(staged), weight_type=QuantType.QInt8, per_channel=True)
+    staged.replace(path)
+
+
+def _fidelity(reference, tokenizer, encode, session: OnnxClassifier, spec: TaskSpec, rows: list,
+              max_length: int) -> dict:
+    """Max |ORT - PyTorch| logit difference and both dev metrics on the same rows."""
+    texts = [r["text_a"] for r in rows]
+    pairs = [r["text_b"] for r in rows] if spec.is_pair else None
+    ort_logits = session.logits(texts, pairs, batch_size=32)
+    torch_logits = []
+    with torch.inference_mode():
+        for i in range(0, len(rows), 32):
+            batch = encode(tokenizer, texts[i:i + 32], None if pairs is None else pairs[i:i + 32], max_length)
+            torch_logits.append(reference(**batch).logits.float().numpy())
+    torch_logits = np.concatenate(torch_logits)
+    labels = np.asarray([r["label"] for r in rows])
+    return {"checked_rows": len(rows), "max_abs_logit_diff": float(np.abs(ort_logits - torch_logits).max()),
+            "dev_metrics_onnx": compute_metrics(spec, ort_logits, labels),
+            "dev_metrics_pytorch": compute_metrics(spec, torch_logits, labels)}
