@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from distilkit.core.errors import DamagedFileError
 
 
@@ -31,7 +29,3 @@ def read_json(path: str | Path) -> Any:
     """Parse a JSON file distilkit wrote; a missing or damaged file is a :class:`DamagedFileError`."""
     return _read(path, json.loads, (ValueError,))  # JSONDecodeError is a ValueError
 
-
-def read_yaml_file(path: str | Path) -> Any:
-    """Parse a YAML file distilkit wrote (a run's ``recipe.yaml``), with the same named errors."""
-    return _read(path, yaml.safe_load, (yaml.YAMLError,))

@@ -22,7 +22,7 @@ def read_yaml(path: str | Path, what: str = "recipe", top: str = "sections") -> 
         raise RecipeError(f"{path}: {what} file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:  # a damaged file too: zeroed, truncated, binary
         raise RecipeError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: expected a mapping of {top} at the top level, got {type(data).__name__}")

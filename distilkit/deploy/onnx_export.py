@@ -28,7 +28,8 @@ from torch import nn
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import DistilkitError, ExportError
 from distilkit.core.faults import fault_point
-from distilkit.core.saved_files import read_json, read_yaml_file
+from distilkit.core.saved_files import read_json
+from distilkit.core.yaml_files import read_yaml
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import TaskSpec, load_split, load_task
 from distilkit.deploy.onnx_graphs import ExportableBiLSTM
@@ -63,7 +64,7 @@ def dev_rows(model_dir: Path, task: str | None, data_dir: str | None, max_exampl
     """Real dev sentences to check the export on: ``--task``/``--data-dir``, else the run's saved recipe."""
     saved = model_dir / "recipe.yaml"
     if task is None and saved.is_file():
-        recipe = read_yaml_file(saved)
+        recipe = read_yaml(saved, "saved recipe")
         task, data_dir = recipe.get("task"), data_dir or (recipe.get("data") or {}).get("dir")
     if task is None:
         raise ExportError(f"{model_dir}: no recipe.yaml names its task; pass --task (and --data-dir) so the export "

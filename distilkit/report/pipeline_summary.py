@@ -17,7 +17,8 @@ from distilkit.core.measure import (
     repeated_inputs,
     size_on_disk,
 )
-from distilkit.core.saved_files import read_json, read_yaml_file
+from distilkit.core.saved_files import read_json
+from distilkit.core.yaml_files import read_yaml
 from distilkit.data.tasks import load_split, load_task
 from distilkit.models.inference import encoder_for, load_saved
 
@@ -99,7 +100,7 @@ def summarize(pipeline, stages: list[dict], *, measure_side_by_side: bool = True
 
 
 def _stage_max_length(directory: Path) -> int:
-    recipe = read_yaml_file(directory / "recipe.yaml")
+    recipe = read_yaml(directory / "recipe.yaml", "saved recipe")
     return int(recipe["student"]["max_length"])
 
 
