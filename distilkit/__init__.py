@@ -14,12 +14,16 @@ see ``[tool.importlinter]`` in pyproject.toml and docs/design.md)::
     core       errors, atomic files, measurement, plug-in paths, the method interface
 """
 
+import importlib.abc
+import importlib.machinery
+import sys
+
 __version__ = "0.1.0"
 
 
 def _register() -> None:
     """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned
-    and linear-attention students and distilkit-quantized checkpoints (``quant_method: distilkit``) without
+    and linear-attention students distilkit-quantized checkpoints (``quant_method: distilkit``) and Deep Compression checkpoints without
     remote code."""
     import logging
 
@@ -33,6 +37,7 @@ def _register() -> None:
         # Imported here, not at the top: the package namespace stays empty, and the loggers above are quiet.
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
+        from distilkit.methods.deep_compression.storage import register as register_deep_compression
         from distilkit.methods.linear_attention.linear import LINEAR_CLASSES
         from distilkit.methods.pruning.pruned import PRUNED_CLASSES
         from distilkit.methods.quantization.hf_quantizer import register
@@ -44,9 +49,39 @@ def _register() -> None:
             AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
             AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
         register()
+        register_deep_compression()
     finally:
         for logger, level in zip(noisy, levels):
             logger.setLevel(level)
 
 
-_register()
+class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
+    """Runs :func:`_register` right after ``transformers`` is first imported.
+
+    Registering means importing torch and transformers (about 5 s on a 2-core machine). ``import distilkit``
+    alone must stay cheap, because the ``distilkit`` command checks a recipe (preflight) before it loads any of
+    them and promises to name a bad input within 5 s. Whoever imports transformers -- a user's
+    ``from transformers import AutoModel...`` or distilkit's own code -- gets the classes registered before
+    the import statement returns, so ``import distilkit`` keeps its promise."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "transformers":
+            return None
+        sys.meta_path.remove(self)  # one shot; also keeps the lookup below from finding this finder again
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _register()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "transformers" in sys.modules:
+    _register()
+else:
+    sys.meta_path.insert(0, _RegisterAfterTransformers())

@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                 kind = "pair" if task.is_pair else "single"
                 print(f"{name:8s} {task.problem_type:27s} {kind:6s} labels={task.num_labels} metric={task.main_metric}")
             return 0
+        if args.command in ("quantize", "export", "predict", "push", "report"):
+            from distilkit.run.command_preflight import preflight_command
+
+            preflight_command(args)  # folders, files, packages: before torch or a model is loaded
         if args.command == "report":
             from distilkit.report.pareto import write_report
 
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
         from distilkit.core.yaml_files import read_yaml
-        from distilkit.run.pipeline import is_pipeline
+        from distilkit.run.pipeline_config import is_pipeline
         from distilkit.run.recipe_io import dump_recipe, load_recipe
 
         if is_pipeline(read_yaml(args.recipe)):
@@ -148,8 +152,7 @@ def _pipeline(args) -> int:
     """``run``/``validate`` of a pipeline recipe (a file with ``stages``)."""
     import yaml
 
-    from distilkit.report.pipeline_summary import summary_markdown
-    from distilkit.run.pipeline import load_pipeline, run_pipeline, stage_tree
+    from distilkit.run.pipeline_config import load_pipeline, stage_tree
 
     pipeline = load_pipeline(args.recipe, args.overrides)
     from distilkit.run.preflight import preflight
@@ -168,6 +171,9 @@ def _pipeline(args) -> int:
         trees = [stage_tree(pipeline, i) for i in range(len(pipeline.stages))]
         print(yaml.safe_dump({"stages": trees}, sort_keys=False), end="")
         return 0
+    from distilkit.report.pipeline_summary import summary_markdown
+    from distilkit.run.pipeline import run_pipeline
+
     print(summary_markdown(run_pipeline(pipeline)))
     return 0
 

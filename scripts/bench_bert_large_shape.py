@@ -45,7 +45,7 @@ from transformers import (
 from distilkit.core.measure import MB, count_parameters, cpu_latency_ms, repeated_inputs, size_on_disk
 from distilkit.data.tasks import load_split, load_task
 from distilkit.models.inference import encoder_for, evaluate_model
-from distilkit.models.teachers import resolve_model_name
+from distilkit.models.model_names import resolve_model_name
 from distilkit.run.distill import run
 from distilkit.run.recipe_io import load_recipe
 

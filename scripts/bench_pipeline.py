@@ -33,7 +33,8 @@ from pathlib import Path
 from bench_common import bench_parser, command_line, publish, require_sst2, sst2_minilm_teacher
 
 from distilkit.core.measure import MB
-from distilkit.run.pipeline import run_pipeline, validate_pipeline
+from distilkit.run.pipeline import run_pipeline
+from distilkit.run.pipeline_config import validate_pipeline
 
 BEGIN, END = "<!-- bench_pipeline:begin -->", "<!-- bench_pipeline:end -->"
 TARGET_SMALLER, TARGET_FASTER, TARGET_RETAINED = 100, 15, 0.95

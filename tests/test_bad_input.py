@@ -15,7 +15,7 @@ from distilkit.core.errors import DistilkitError
 from distilkit.data.batches import make_collate
 from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, encode_bilstm
 from distilkit.models.transformer import encode_transformer
-from distilkit.run.pipeline import is_pipeline, validate_pipeline
+from distilkit.run.pipeline_config import is_pipeline, validate_pipeline
 from distilkit.run.preflight import preflight
 from distilkit.run.recipe_io import dump_recipe, validate_recipe
 

@@ -115,7 +115,7 @@ def test_dump_round_trips(tmp_path):
 def test_every_shipped_recipe_validates(path):
     from distilkit.core.yaml_files import read_yaml
     from distilkit.data.tasks import load_task
-    from distilkit.run.pipeline import is_pipeline, load_pipeline, stage_tree
+    from distilkit.run.pipeline_config import is_pipeline, load_pipeline, stage_tree
 
     if is_pipeline(read_yaml(path)):  # every stage must be a valid recipe
         pipeline = load_pipeline(path)

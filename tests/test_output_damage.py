@@ -90,7 +90,8 @@ def test_damaged_output_gives_a_named_error_or_works(finished_run, tmp_path, cap
 
 
 def test_a_stage_with_damaged_metrics_runs_again(tmp_path, tiny_teacher_dir, caplog):
-    from distilkit.run.pipeline import run_pipeline, validate_pipeline
+    from distilkit.run.pipeline import run_pipeline
+    from distilkit.run.pipeline_config import validate_pipeline
 
     tree = tiny_recipe(tmp_path, tiny_teacher_dir, train={"epochs": 1}, measure={"latency": False})
     tree.pop("student")

@@ -11,7 +11,8 @@ import yaml
 import distilkit.run.pipeline as pipeline_module
 from distilkit.cli import main as cli_main
 from distilkit.core.errors import RecipeError
-from distilkit.run.pipeline import load_pipeline, run_pipeline, stage_tree, validate_pipeline
+from distilkit.run.pipeline import run_pipeline
+from distilkit.run.pipeline_config import load_pipeline, stage_tree, validate_pipeline
 
 from .conftest import FIXTURES
 
@@ -112,7 +113,7 @@ def test_pipeline_errors_name_the_stage(tmp_path, tiny_teacher_dir):
     with pytest.raises(RecipeError, match=r"stages\[0\] \(a\).*student.hiden"):
         validate_pipeline(bad)
     after_bilstm = pipeline_tree(tmp_path, tiny_teacher_dir, [THREE_STAGES[2], THREE_STAGES[0]])
-    with pytest.raises(RecipeError, match="cannot teach a later stage"):
+    with pytest.raises(RecipeError, match="can teach only a copy of itself"):
         validate_pipeline(after_bilstm)
     dupes = pipeline_tree(tmp_path, tiny_teacher_dir, [THREE_STAGES[0], THREE_STAGES[0]])
     with pytest.raises(RecipeError, match="unique"):

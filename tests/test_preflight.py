@@ -89,8 +89,8 @@ def test_uncached_hub_id_offline_is_named(monkeypatch):
 
 def test_missing_optional_packages_are_named_before_any_work(tmp_path, tiny_teacher_dir, monkeypatch):
     missing = {"spacy", "bitsandbytes", "wandb"}
-    real = preflight_module._importable
-    monkeypatch.setattr(preflight_module, "_importable", lambda name: name not in missing and real(name))
+    real = preflight_module.importable
+    monkeypatch.setattr(preflight_module, "importable", lambda name: name not in missing and real(name))
     tree = recipe_tree(tmp_path, tiny_teacher_dir, data={"dir": str(sst2_dir(tmp_path)), "augment": {}},
                        quantize={"linear": "bnb8"}, train={"log_with": ["jsonl", "wandb"]})
     found = problems(tree)
@@ -98,8 +98,8 @@ def test_missing_optional_packages_are_named_before_any_work(tmp_path, tiny_teac
 
 
 def test_spacy_pipeline_missing_is_named(tmp_path, tiny_teacher_dir, monkeypatch):
-    real = preflight_module._importable
-    monkeypatch.setattr(preflight_module, "_importable", lambda name: name == "spacy" or real(name)
+    real = preflight_module.importable
+    monkeypatch.setattr(preflight_module, "importable", lambda name: name == "spacy" or real(name)
                         and not name.startswith("en_"))
     tree = recipe_tree(tmp_path, tiny_teacher_dir, data={"dir": str(sst2_dir(tmp_path)), "augment": {}})
     assert any("none of the spaCy pipelines" in line for line in problems(tree))
@@ -138,3 +138,62 @@ def test_full_sst2_recipe_is_checked_within_five_seconds(tmp_path, tiny_teacher_
     start = time.perf_counter()
     found = problems(tree)  # reads all 67,349 train and 872 dev rows
     assert time.perf_counter() - start < 5 and len(found) == 1
+
+
+# ---------------------------------------------------------------------- commands that take saved folders
+def command_errors(argv: list[str], capsys) -> list[str]:
+    assert cli_main(argv) == 2
+    return capsys.readouterr().err.splitlines()
+
+
+def test_folder_commands_name_every_bad_option(tmp_path, capsys):
+    not_a_model = tmp_path / "empty"
+    not_a_model.mkdir()
+    (tmp_path / "file").write_text("x")
+    err = command_errors(["quantize", str(not_a_model), "--out", str(tmp_path / "file" / "q"), "--task", "nope",
+                          "--data-dir", str(tmp_path / "no-glue")], capsys)
+    assert [line.split(": ")[3] for line in err] == ["MODEL_DIR", "--out", "--task", "--data-dir"]
+    assert all(line.startswith("distilkit: error: distilkit quantize: ") for line in err)
+    assert "no config.json" in err[0] and "is a file" in err[1] and "unknown task" in err[2].lower()
+
+    err = command_errors(["predict", str(tmp_path / "missing"), "--file", str(tmp_path / "no.tsv"), "hi"], capsys)
+    assert "MODEL_DIR: " in err[0] and "does not exist" in err[0] and "--file: " in err[1]
+    err = command_errors(["push", str(not_a_model), "--repo", "no-slash", "--dry-run", str(tmp_path / "d")], capsys)
+    assert "--repo: " in err[0] and "RUN_DIR: " in err[1] and "neither metrics.json nor pipeline.json" in err[1]
+    err = command_errors(["report", str(not_a_model), str(tmp_path / "gone"), "--out", str(tmp_path / "r")], capsys)
+    assert len(err) == 2 and all("RUN_DIRS: " in line for line in err)
+    assert not (tmp_path / "q").exists() and not (tmp_path / "r").exists() and not (tmp_path / "d").exists()
+
+
+def test_export_refuses_int8_on_an_integer_model_and_damaged_configs(tmp_path, capsys):
+    integer = tmp_path / "int8"
+    integer.mkdir()
+    (integer / "config.json").write_text('{"model_type": "bert", "quantization_config": {"quant_method": "distilkit"}}')
+    err = command_errors(["export", str(integer), "--onnx", str(tmp_path / "onnx"), "--int8"], capsys)
+    assert len(err) == 1 and "--int8: " in err[0] and "already integer" in err[0]
+    (integer / "config.json").write_text('{"model_type": "be')  # truncated by a crash
+    err = command_errors(["export", str(integer), "--onnx", str(tmp_path / "onnx")], capsys)
+    assert len(err) == 1 and "MODEL_DIR: " in err[0] and "config.json" in err[0]
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_preflight_errors_come_before_torch_is_imported(tmp_path):
+    """The 5 s promise of issue 17 is kept by not importing torch, transformers or datasets before the checks
+    (on 2 cores, importing them takes 5-8 s)."""
+    import subprocess
+    import sys
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"task": "sst2", "output_dir": str(tmp_path / "o"),
+                                      "data": {"dir": str(tmp_path / "no-glue")}, "teacher": {"model": "minilm"},
+                                      "student": {"kind": "bilstm"}}))
+    probe = ("import sys\nfrom distilkit.cli import main\nrc = main(sys.argv[1:])\n"
+             "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'sklearn') if m in sys.modules)\n"
+             "print('HEAVY', rc, heavy)\n")
+    for argv in (["validate", str(recipe)], ["run", str(recipe)], ["augment", str(recipe)],
+                 ["quantize", str(tmp_path), "--out", str(tmp_path / "q")],
+                 ["export", str(tmp_path), "--onnx", str(tmp_path / "x")], ["predict", str(tmp_path), "hi"],
+                 ["push", str(tmp_path), "--repo", "a/b"], ["report", str(tmp_path), "--out", str(tmp_path / "r")]):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True)
+        assert "HEAVY 2 []" in done.stdout, (argv, done.stdout, done.stderr[-2000:])
+        assert "distilkit: error: " in done.stderr and "Traceback" not in done.stderr

@@ -9,13 +9,8 @@ import torch
 
 from distilkit.core.errors import TeacherError
 from distilkit.core.plugins import is_plugin_path
-from distilkit.models.teachers import (
-    TEACHER_ALIASES,
-    HFTeacher,
-    load_hf_teacher,
-    load_plugin_teacher,
-    resolve_model_name,
-)
+from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
+from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher
 
 PLUGIN = textwrap.dedent('''
     import torch

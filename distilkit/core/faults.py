@@ -9,7 +9,8 @@ uninterrupted run.
 
 Points (stage boundaries are ``*.done``): ``finetune.step``, ``finetune.done``, ``augment.row``,
 ``augment.done``, ``label.batch``, ``label.done``, ``train.step``, ``train.epoch``, ``quantize.done``,
-``quantize.swap`` (between the two renames that swap the float and quantized models), ``measure.start``,
+``quantize.swap`` (between the two renames that swap the float and quantized models),
+``deep_compression.encoded`` (the encoded model written, the float one not yet moved), ``measure.start``,
 ``pipeline.stage``, ``export.written``.
 """
 
@@ -20,8 +21,8 @@ import signal
 
 ENV = "DISTILKIT_KILL_AT"
 POINTS = ("finetune.step", "finetune.done", "augment.row", "augment.done", "label.batch", "label.done",
-          "train.step", "train.epoch", "quantize.done", "quantize.swap", "measure.start", "pipeline.stage",
-          "export.written")
+          "train.step", "train.epoch", "quantize.done", "quantize.swap", "deep_compression.encoded",
+          "measure.start", "pipeline.stage", "export.written")
 _hits: dict[str, int] = {}
 
 

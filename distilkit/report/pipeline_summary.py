@@ -36,12 +36,14 @@ def _disk_mb(name: str, model) -> float:
 
 
 def _stage_rows(stages: list[dict], metrics: list[dict]) -> list[tuple[dict, dict, Path]]:
-    """(stage info, its metric values, model dir) per row: a quantizing stage first shows its float model."""
+    """(stage info, its metric values, model dir) per row: a quantizing (or Deep Compression) stage first
+    shows its float model."""
     rows = []
     for stage, m in zip(stages, metrics):
         float_dir = Path(stage["dir"]) / "model-float"
         if float_dir.is_dir() and "float_metrics" in m["student"]:
-            rows.append(({**stage, "name": f"{stage['name']} (before quantization)", "before_quantization": True},
+            before = "before encoding" if "deep_compression" in m["student"] else "before quantization"
+            rows.append(({**stage, "name": f"{stage['name']} ({before})", "before_quantization": True},
                          m["student"]["float_metrics"], float_dir))
         rows.append((stage, m["student"]["metrics"], Path(stage["dir"]) / "model"))
     return rows

@@ -12,9 +12,9 @@ from distilkit.core.measure import (
     size_on_disk,
 )
 from distilkit.data.tasks import TaskSpec
+from distilkit.methods.deep_compression.magnitude import sparsity_of, target_parameters
 from distilkit.models.inference import encoder_for, evaluate_model, load_saved
 from distilkit.models.teachers import HFTeacher
-from distilkit.models.transformer import encode_transformer
 
 
 def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict, progress,
@@ -42,12 +42,19 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
     }
     if getattr(student.config, "distilkit_vocab", None):  # student.vocab trimmed the embedding
         student_info["vocab"] = student.config.distilkit_vocab
-    if recipe.quantize is not None:  # the saved model is the quantized one: score it as reloaded
+    converted = recipe.quantize or getattr(recipe, "deep_compression", None)
+    if converted is not None:  # the saved model is the converted one: score it as reloaded
         student_info["float_metrics"] = student_info["metrics"]
         student_info["metrics"] = evaluate_model(student, encode, tokenizer, recipe.student.max_length,
                                                  eval_ds, task)
         student_info["float_size_on_disk_bytes"] = size_on_disk(out / "model-float")
+    if recipe.quantize is not None:
         student_info["quantization"] = recipe.quantize.model_dump()
+    if getattr(recipe, "deep_compression", None) is not None:
+        dc = recipe.deep_compression
+        weights = target_parameters(student, dc.skip_modules, dc.embeddings)
+        student_info["deep_compression"] = {**dc.model_dump(), "sparsity": round(sparsity_of(weights), 4),
+                                            "max_distinct_values": max(int(p.unique().numel()) for p in weights.values())}
     teacher_info = {"name": getattr(teacher, "name", type(teacher).__name__),
                     "metrics": teacher_metrics[main_split]}
     if isinstance(teacher, HFTeacher):
@@ -56,7 +63,7 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
         candidates = {"student": (student, repeated_inputs(encode, tokenizer, texts, pairs,
                                                            recipe.student.max_length))}
         if isinstance(teacher, HFTeacher):
-            candidates["teacher"] = (teacher.model, repeated_inputs(encode_transformer, teacher.tokenizer,
+            candidates["teacher"] = (teacher.model, repeated_inputs(encoder_for(teacher.model), teacher.tokenizer,
                                                                     texts, pairs, teacher.max_length))
         rounds = 3 if len(candidates) > 1 else 1
         timed = interleaved_latency_ms(candidates, rounds, batch_sizes=measure.batch_sizes,

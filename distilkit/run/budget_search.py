@@ -10,30 +10,15 @@ from typing import Any
 
 import yaml
 from accelerate import Accelerator
-from pydantic import Field
 
 from distilkit.core.errors import RecipeError
 from distilkit.core.measure import MB, count_parameters, cpu_latency_ms, repeated_inputs, size_on_disk
-from distilkit.core.sections import Section
 from distilkit.data.tasks import load_split, load_task
 from distilkit.models.inference import encoder_for
+from distilkit.run.pipeline_config import SearchConfig
 from distilkit.run.recipe_io import apply_override, validate_recipe
 from distilkit.run.schema import Recipe
 from distilkit.run.students import load_teacher, make_student
-
-
-class SearchConfig(Section):
-    """Budget mode for one stage: the first value of ``key`` whose student fits every given limit is trained."""
-
-    key: str
-    """Dotted recipe key inside the stage, e.g. ``student.num_layers``."""
-    values: list[Any] = Field(min_length=1)
-    """Candidates, from least to most compressed."""
-    max_params: int | None = Field(default=None, gt=0)
-    max_size_mb: float | None = Field(default=None, gt=0)
-    max_latency_ms: float | None = Field(default=None, gt=0)
-    """Median CPU latency at ``latency_batch_size``, measured on this machine."""
-    latency_batch_size: int = Field(default=1, gt=0)
 
 
 def yaml_scalar(value: Any) -> str:

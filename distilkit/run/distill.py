@@ -48,6 +48,7 @@ from distilkit.data.logit_cache import label_with_teacher
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import TaskSpec, load_split, load_task
 from distilkit.methods.distillation.losses import distillation_loss
+from distilkit.models.inference import encoder_for
 from distilkit.models.teachers import fingerprint_module
 from distilkit.report.hub import push
 from distilkit.report.run_metrics import measure_run
@@ -55,7 +56,7 @@ from distilkit.run.methods import active_methods, parameter_groups
 from distilkit.run.optimizer import build_optimizer, clip_gradients
 from distilkit.run.recipe_io import dump_recipe
 from distilkit.run.schema import Recipe
-from distilkit.run.students import STUDENTS, load_teacher, make_student
+from distilkit.run.students import load_teacher, make_student
 
 
 class Progress:
@@ -97,8 +98,9 @@ def save_checkpoint(accelerator: Accelerator, out: Path, progress: Progress, kee
 
 
 def evaluate_and_keep_best(accelerator: Accelerator, student, tokenizer, eval_dls: dict, task: TaskSpec,
-                           progress: Progress, recipe: Recipe) -> dict:
-    """Evaluate on every eval split; save the student atomically to ``output_dir/model`` if it is the best."""
+                           progress: Progress, recipe: Recipe, eligible: bool = True) -> dict:
+    """Evaluate on every eval split; save the student atomically to ``output_dir/model`` if it is the best
+    (only an ``eligible`` one competes: a student whose pruning schedule is still running does not)."""
     record = {"epoch": progress.epoch, "step": progress.global_step}
     for split, dl in eval_dls.items():
         logits, labels = predict(accelerator, student, dl)
@@ -107,7 +109,7 @@ def evaluate_and_keep_best(accelerator: Accelerator, student, tokenizer, eval_dl
     accelerator.log(record, step=progress.global_step)
     accelerator.print(f"epoch {progress.epoch}: {record}")
     score = record[f"{next(iter(eval_dls))}/{task.main_metric}"]
-    if progress.best is None or score > progress.best:
+    if eligible and (progress.best is None or score > progress.best):
         progress.best, progress.best_epoch = score, progress.epoch
         if accelerator.is_main_process:
             with atomic_directory(Path(recipe.output_dir) / "model") as tmp:
@@ -178,8 +180,8 @@ def run(recipe: Recipe) -> dict:
     student, tokenizer = make_student(recipe, task, teacher, train_rows)
     for method in methods:  # QAT: fake-quantized weights; linear attention: record attention transfer
         method.prepare_student(student)
-    kind = STUDENTS[recipe.student.kind]
-    collate = make_collate(kind.encode, tokenizer, recipe.student.max_length, task.problem_type)
+    # How texts become inputs follows the network, not the kind: a copy of a BiLSTM reads words as a BiLSTM.
+    collate = make_collate(encoder_for(student), tokenizer, recipe.student.max_length, task.problem_type)
     train_dl = train_loader(train_rows, collate, tcfg.batch_size, tcfg.seed, tcfg.group_by_length)
     eval_dls = {split: eval_loader(list(ds), collate, 2 * tcfg.batch_size) for split, ds in eval_sets.items()}
     steps_per_epoch = optimizer_steps_per_epoch(len(train_dl), tcfg.grad_accum)
@@ -205,6 +207,8 @@ def run(recipe: Recipe) -> dict:
                               f"{str(exc).strip()[:200]}); resume from an older one under {out / 'checkpoints'} "
                               "or start over without resume_from") from None
         accelerator.print(f"Resumed from {ckpt} at epoch {progress.epoch}, step {progress.global_step}")
+        for method in methods:  # re-derive what a method keeps beside the weights (masks, codebooks) from them
+            method.after_step(accelerator.unwrap_model(student), progress.global_step, total_steps)
 
     # 5. Training loop.
     main_split = next(iter(eval_sets))
@@ -248,6 +252,8 @@ def run(recipe: Recipe) -> dict:
             if not accelerator.sync_gradients:
                 continue
             progress.global_step += 1
+            for method in methods:  # e.g. Deep Compression: pruned weights back to zero, the sparsity schedule
+                method.after_step(accelerator.unwrap_model(student), progress.global_step, total_steps)
             bar.update(1)
             fault_point("train.step")
             if progress.global_step % tcfg.log_every == 0:
@@ -263,7 +269,8 @@ def run(recipe: Recipe) -> dict:
         train_seconds += time.perf_counter() - tick
 
         # 6. Evaluate, keep the best student (atomically), checkpoint the epoch.
-        evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe)
+        eligible = all(method.final_form(progress.global_step, total_steps) for method in methods)
+        evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe, eligible)
         progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
         save_checkpoint(accelerator, out, progress, tcfg.keep_checkpoints)
         fault_point("train.epoch")

@@ -14,6 +14,7 @@ from torch import nn
 
 from distilkit.core.errors import RecipeError
 from distilkit.core.method_hooks import MethodHooks
+from distilkit.methods.deep_compression import hooks as deep_compression
 from distilkit.methods.linear_attention import hooks as linear_attention
 from distilkit.methods.pruning import hooks as pruning
 from distilkit.methods.quantization import hooks as quantization
@@ -22,6 +23,7 @@ METHODS: dict[str, Callable[[object], MethodHooks | None]] = {
     "pruning": pruning.from_recipe,                    # student.kind: pruned with rounds > 1
     "linear_attention": linear_attention.from_recipe,  # student.kind: linear_attention
     "quantization": quantization.from_recipe,          # a quantize section (PTQ or QAT)
+    "deep_compression": deep_compression.from_recipe,  # a deep_compression section (prune, share, Huffman)
 }
 
 

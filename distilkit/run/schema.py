@@ -2,7 +2,7 @@
 
 A recipe holds *values* only. Plug-ins (a custom teacher) are dotted import paths such as
 ``my_pkg.teachers:MyTeacher``; the built-in short names live in explicit dicts
-(:data:`distilkit.run.students.STUDENTS`, :data:`distilkit.models.teachers.TEACHER_ALIASES`,
+(:data:`distilkit.run.students.STUDENTS`, :data:`distilkit.models.model_names.TEACHER_ALIASES`,
 :data:`distilkit.run.methods.METHODS`). Loading, overrides and validation: :mod:`distilkit.run.recipe_io`.
 """
 
@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from distilkit.core.sections import Section
 from distilkit.data.config import CacheConfig, DataConfig
+from distilkit.methods.deep_compression.config import DeepCompressionConfig
 from distilkit.methods.distillation.config import LossConfig
 from distilkit.methods.linear_attention.config import LinearAttentionStudentConfig
 from distilkit.methods.pruning.config import PrunedStudentConfig
@@ -112,4 +113,5 @@ class Recipe(Section):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     quantize: QuantizeConfig | None = None
+    deep_compression: DeepCompressionConfig | None = None
     hub: HubConfig | None = None

@@ -21,7 +21,8 @@ from distilkit.methods.pruning.student import build_pruned_student
 from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
 from distilkit.models.config import TeacherConfig
 from distilkit.models.finetune import finetune_teacher
-from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher, resolve_model_name
+from distilkit.models.model_names import resolve_model_name
+from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher
 from distilkit.models.transformer import build_copy_student, build_transformer_student, encode_transformer
 from distilkit.models.vocab import apply_vocab
 from distilkit.run.schema import Recipe

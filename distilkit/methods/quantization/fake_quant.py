@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from distilkit.core.module_names import skipped
+
 MODES = ("uniform", "ternary", "binary")
 
 
@@ -184,12 +186,6 @@ class FakeQuantLSTM(nn.LSTM):
 
 
 _FAKE = {nn.Linear: FakeQuantLinear, nn.Embedding: FakeQuantEmbedding, nn.LSTM: FakeQuantLSTM}
-
-
-def skipped(name: str, skip_modules: list[str] | tuple[str, ...]) -> bool:
-    """True when module ``name`` or one of its parents is named in ``skip_modules`` (last name parts match)."""
-    parts = name.split(".")
-    return any(s == name or s in parts or name.endswith("." + s) for s in skip_modules)
 
 
 def prepare_fake_quant(model: nn.Module, linear: Grid | None, embedding: Grid | None,

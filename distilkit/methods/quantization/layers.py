@@ -34,12 +34,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from distilkit.core.module_names import skipped
 from distilkit.methods.quantization.fake_quant import (
     Grid,
     dequantize_weight,
     quantize_activation,
     quantize_weight,
-    skipped,
 )
 
 QUANT_METHOD = "distilkit"
