@@ -14,27 +14,36 @@ see ``[tool.importlinter]`` in pyproject.toml and docs/design.md)::
     core       errors, atomic files, measurement, plug-in paths, the method interface
 """
 
+import contextlib
 import importlib.abc
 import importlib.machinery
+import logging
 import sys
 
 __version__ = "0.1.0"
 
 
-def _register() -> None:
-    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned
-    and linear-attention students distilkit-quantized checkpoints (``quant_method: distilkit``) and Deep Compression checkpoints without
-    remote code."""
-    import logging
-
-    # transformers.quantizers imports torchao when it is installed; torchao then logs warnings about its
-    # optional CUDA extensions on every CPU machine. They say nothing about distilkit: keep them quiet here.
+@contextlib.contextmanager
+def _quiet_optional_backends():
+    """transformers.quantizers imports torchao when it is installed; torchao then logs warnings about its
+    optional CUDA extensions on every CPU machine. They say nothing about distilkit: keep them quiet."""
     noisy = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
     levels = [logger.level for logger in noisy]
     for logger in noisy:
         logger.setLevel(logging.ERROR)
     try:
-        # Imported here, not at the top: the package namespace stays empty, and the loggers above are quiet.
+        yield
+    finally:
+        for logger, level in zip(noisy, levels):
+            logger.setLevel(level)
+
+
+def _register() -> None:
+    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned
+    and linear-attention students, distilkit-quantized checkpoints (``quant_method: distilkit``) and Deep
+    Compression checkpoints without remote code."""
+    with _quiet_optional_backends():
+        # Imported here, not at the top: the package namespace stays empty.
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         from distilkit.methods.deep_compression.storage import register as register_deep_compression
@@ -50,9 +59,6 @@ def _register() -> None:
             AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
         register()
         register_deep_compression()
-    finally:
-        for logger, level in zip(noisy, levels):
-            logger.setLevel(level)
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
@@ -62,23 +68,49 @@ class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
     alone must stay cheap, because the ``distilkit`` command checks a recipe (preflight) before it loads any of
     them and promises to name a bad input within 5 s. Whoever imports transformers -- a user's
     ``from transformers import AutoModel...`` or distilkit's own code -- gets the classes registered before
-    the import statement returns, so ``import distilkit`` keeps its promise."""
+    the import statement returns, so ``import distilkit`` keeps its promise.
+
+    When a distilkit module is the one importing transformers, that module is half-initialized, and
+    registering would import it again (a circular import); registration then waits until the outermost
+    distilkit import has finished. The finder watches distilkit's own imports to know when that is.
+    """
+
+    def __init__(self):
+        self.depth, self.pending = 0, False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "transformers":
+        watched = fullname == "transformers" or fullname.startswith("distilkit.")
+        if not watched or fullname in sys.modules:
             return None
-        sys.meta_path.remove(self)  # one shot; also keeps the lookup below from finding this finder again
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module
-
-        def exec_then_register(module):
-            exec_module(module)
-            _register()
-
+        if fullname == "transformers":
+            def exec_then_register(module):
+                exec_module(module)
+                if self.depth:
+                    self.pending = True
+                else:
+                    self._register_once()
+        else:
+            def exec_then_register(module):
+                self.depth += 1
+                try:  # (the module may import transformers, and with it torchao, before registration)
+                    with _quiet_optional_backends():
+                        exec_module(module)
+                finally:
+                    self.depth -= 1
+                if not self.depth and self.pending:
+                    self._register_once()
         spec.loader.exec_module = exec_then_register
         return spec
+
+    def _register_once(self):
+        self.pending = False
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        _register()
 
 
 if "transformers" in sys.modules:

@@ -156,7 +156,7 @@ def test_folder_commands_name_every_bad_option(tmp_path, capsys):
     assert all(line.startswith("distilkit: error: distilkit quantize: ") for line in err)
     assert "no config.json" in err[0] and "is a file" in err[1] and "unknown task" in err[2].lower()
 
-    err = command_errors(["predict", str(tmp_path / "missing"), "--file", str(tmp_path / "no.tsv"), "hi"], capsys)
+    err = command_errors(["predict", str(tmp_path / "missing"), "--file", str(tmp_path / "no.tsv")], capsys)
     assert "MODEL_DIR: " in err[0] and "does not exist" in err[0] and "--file: " in err[1]
     err = command_errors(["push", str(not_a_model), "--repo", "no-slash", "--dry-run", str(tmp_path / "d")], capsys)
     assert "--repo: " in err[0] and "RUN_DIR: " in err[1] and "neither metrics.json nor pipeline.json" in err[1]

@@ -61,6 +61,7 @@ BREAKS = {
         {"train": {"sparse_embeddings": True}, "quantize": {"linear": "int8", "embedding": "int8", "qat": True}},
     ("student.tokenizer", "student.kind"): {"student": {"kind": "copy", "tokenizer": "other/tok"}},
     ("deep_compression.share", "train.sparse_embeddings"): {"student": {"kind": "copy"},
+                                                            "train": {"sparse_embeddings": True},
                                                             "deep_compression": {"share": {"bits": 4}}},
     ("deep_compression", "quantize"): {"student": {"kind": "copy"}, "quantize": {"linear": "int8"},
                                        "deep_compression": {"prune": {"sparsity": 0.5}}},

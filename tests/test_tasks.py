@@ -13,7 +13,6 @@ import datasets
 import pytest
 import yaml
 
-import distilkit.data.tasks as tasks_module
 from distilkit.core.errors import DataError, RecipeError
 from distilkit.data.tasks import TaskSpec, builtin_tasks_dir, list_tasks, load_split, load_task
 
@@ -439,7 +438,7 @@ def test_hub_columns_are_mapped(monkeypatch):
         calls.append((path, name, split, revision))
         return fake_glue(name, split)
 
-    monkeypatch.setattr(tasks_module.datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     ds = load_split("rte", "validation")
     assert calls == [("nyu-mll/glue", "rte", "validation", None)]
     assert ds.column_names == COLUMNS and ds.to_list() == [
@@ -451,7 +450,7 @@ def test_hub_columns_are_mapped(monkeypatch):
 
 
 def test_hub_label_order_must_match_the_task(monkeypatch):
-    monkeypatch.setattr(tasks_module.datasets, "load_dataset", lambda path, name, split, revision=None:
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name, split, revision=None:
                         fake_glue("wnli", split))  # wnli's order is the reverse of rte's
     with pytest.raises(DataError, match="label order"):
         load_split("rte", "validation")

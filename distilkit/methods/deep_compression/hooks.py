@@ -15,7 +15,7 @@ from distilkit.core.faults import fault_point
 from distilkit.core.method_hooks import MethodHooks
 from distilkit.core.saved_files import read_json
 from distilkit.methods.deep_compression.config import DeepCompressionConfig
-from distilkit.methods.deep_compression.kmeans import share_weights, tie_gradients
+from distilkit.methods.deep_compression.kmeans import share_weights, snap_to_centroids, tie_gradients
 from distilkit.methods.deep_compression.magnitude import (
     apply_masks,
     cubic_sparsity,
@@ -40,6 +40,7 @@ class DeepCompressionHooks(MethodHooks):
         self.params: dict[str, nn.Parameter] = {}
         self.masks: dict[str, torch.Tensor] | None = None
         self.sparsity, self.shared = 0.0, False
+        self.indexes: dict[str, torch.Tensor] = {}
 
     def prepare_student(self, student: nn.Module) -> None:
         cfg = self.cfg
@@ -58,6 +59,9 @@ class DeepCompressionHooks(MethodHooks):
             self._follow_schedule(step, total_steps)
         if share is not None and not self.shared and step >= share.start * total_steps:
             self._share()  # a resumed run re-reads the codebooks from the already shared weights
+        elif self.shared:
+            for name, param in self.params.items():
+                snap_to_centroids(param, self.indexes[name], 2 ** share.bits)
 
     def _follow_schedule(self, step: int, total_steps: int) -> None:
         prune = self.cfg.prune
@@ -99,6 +103,7 @@ class DeepCompressionHooks(MethodHooks):
                 raise RecipeError(f"deep_compression.share.bits: {name} has {param.numel()} weights, fewer than "
                                   f"its {2 ** share.bits} clusters; lower bits or add it to skip_modules")
             index = share_weights(param, share.bits, share.init, share.iterations, self.seed)
+            self.indexes[name] = index
             tie_gradients(param, index, 2 ** share.bits)
         self.shared = True
 
@@ -114,7 +119,9 @@ def encode_output(out: Path, cfg: DeepCompressionConfig) -> None:
     model, _ = load_saved(out / "model", tokenizer=False)
     params = target_parameters(model, cfg.skip_modules, cfg.embeddings)
     if cfg.huffman and cfg.prune is None and cfg.share is None:
-        codable = [n for n, p in params.items() if (p == 0).float().mean() >= 0.05 or p.unique().numel() <= 256]
+        # small tensors (a 2x64 classifier) have few distinct values without being shared: not evidence
+        codable = [n for n, p in params.items()
+                   if (p == 0).float().mean() >= 0.05 or (p.numel() > 1024 and p.unique().numel() <= 256)]
         if not codable:
             raise RecipeError("deep_compression.huffman: the model has neither sparse nor shared weights to code; "
                               "add a prune or share stage before it")

@@ -96,3 +96,22 @@ def tie_gradients(param: nn.Parameter, index: torch.Tensor, clusters: int):
         return tied.view_as(grad).to(grad.dtype)
 
     return param.register_hook(hook)
+
+
+@torch.no_grad()
+def snap_to_centroids(param: nn.Parameter, index: torch.Tensor, clusters: int) -> None:
+    """Set every weight of a cluster to the cluster's mean, pruned weights (index ``-1``) to zero, in place.
+
+    Tied gradients alone keep a cluster together only when its members also share optimizer state; Adam
+    moments gathered before sharing differ per weight, so after each step the cluster is pulled back to the
+    mean of its members' updates (for SGD and fresh Adam state this changes nothing).
+    """
+    flat = param.view(-1)
+    idx = index.reshape(-1).to(flat.device)
+    kept = idx >= 0
+    members = idx[kept]
+    sizes = torch.bincount(members, minlength=clusters).clamp(min=1).to(torch.float32)
+    sums = torch.zeros(clusters, dtype=torch.float32, device=flat.device).index_add_(0, members, flat[kept].float())
+    snapped = torch.zeros_like(flat)
+    snapped[kept] = (sums / sizes)[members].to(flat.dtype)
+    flat.copy_(snapped)

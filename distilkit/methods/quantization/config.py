@@ -36,6 +36,12 @@ class QuantizeConfig(Section):
     qat: bool = False
     activation_bits: int | None = Field(default=8, ge=2, le=8)
     """QAT only: per-token fake quantization of linear inputs, as the int8 kernels quantize them."""
+    rounding: Literal["nearest", "stochastic"] = "nearest"
+    """How weights go onto the distilkit grids (linear and embedding): ``stochastic`` rounds up or down with
+    the probabilities that make it unbiased (Gupta et al. 2015; BinaryConnect's stochastic binarization;
+    :mod:`distilkit.methods.quantization.rounding`). Post-training: the conversion rounds stochastically,
+    seeded by ``train.seed`` (reproducible). QAT: training forwards round stochastically, while evaluation
+    and the conversion after training round to nearest, so the saved model is what evaluation measured."""
 
     @model_validator(mode="after")
     def _combinations(self):
@@ -44,6 +50,9 @@ class QuantizeConfig(Section):
             raise ValueError("nothing to quantize: set linear and/or embedding")
         if bnb and self.embedding:
             raise ValueError("bitsandbytes embeddings cannot be saved; use linear: int8 with embedding: int8")
+        if bnb and self.rounding == "stochastic":
+            raise ValueError("rounding: stochastic rounds onto distilkit grids (int8, int4, ternary, binary); "
+                             "bitsandbytes rounds its own way: drop rounding or use a distilkit grid")
         if bnb and self.qat:
             raise ValueError("qat trains on distilkit grids (int8, int4, ternary, binary), not bitsandbytes")
         if self.linear in ("ternary", "binary") and not self.symmetric:

@@ -5,6 +5,15 @@ A recipe with a ``quantize`` section (:class:`distilkit.methods.quantization.con
 (:func:`quantize_directory`): ``output_dir/model`` becomes the quantized model and the float one moves to
 ``output_dir/model-float``. ``metrics.json`` reports the quantized model's own accuracy, size on disk and
 latency, measured after reloading it with ``from_pretrained``.
+
+In memory (what a benchmark calls to compare schemes and roundings side by side):
+
+  * :func:`quantize_in_place` ``(model, cfg, seed=0) -> dict`` puts a float model's weights on ``cfg``'s
+    grids with ``cfg.rounding`` (``QuantizeConfig(linear="int4", rounding="stochastic")``: post-training,
+    stochastic), exactly as a recipe's conversion does; a QAT-trained model (``cfg.qat``) converts with
+    nearest rounding whatever ``cfg.rounding`` says (:func:`conversion_rounding`).
+  * :func:`prepare_qat` ``(model, cfg)`` before training makes the model train through fake-quantized weights,
+    rounded ``cfg.rounding`` in training forwards; :func:`quantize_in_place` converts it afterwards.
 """
 
 from __future__ import annotations
@@ -44,19 +53,57 @@ def grids(cfg: QuantizeConfig) -> tuple[Grid | None, Grid | None]:
     return linear, embedding
 
 
+def conversion_rounding(cfg: QuantizeConfig) -> str:
+    """Rounding of the conversion to integers: ``cfg.rounding`` after plain training (post-training
+    quantization); ``nearest`` after QAT, whose stochastic rounding is a training regulariser (Gupta et al.
+    2015 round stochastically while training): nearest is the deterministic model that QAT's eval-mode
+    forwards computed, so the saved model scores what the run's evaluation measured."""
+    return "nearest" if cfg.qat else cfg.rounding
+
+
 def prepare_qat(model: torch.nn.Module, cfg: QuantizeConfig) -> list[str]:
-    """Make ``model`` train through fake-quantized weights on ``cfg``'s grids (in place)."""
+    """Make ``model`` train through fake-quantized weights on ``cfg``'s grids (in place); with
+    ``cfg.rounding: stochastic`` its training forwards round stochastically (torch's global generator)."""
     linear, embedding = grids(cfg)
     done = prepare_fake_quant(model, linear, embedding, skip_modules=cfg.skip_modules,
-                              activation_bits=cfg.activation_bits)
+                              activation_bits=cfg.activation_bits, rounding=cfg.rounding)
     if not done:
         raise RecipeError(f"quantize: no module of {type(model).__name__} matches the grids (skip_modules="
                           f"{cfg.skip_modules})")
     return done
 
 
-def quantize_directory(src: str | Path, dst: str | Path, cfg: QuantizeConfig) -> torch.nn.Module:
+def quantize_in_place(model: torch.nn.Module, cfg: QuantizeConfig, seed: int = 0) -> dict:
+    """Put ``model``'s weights on ``cfg``'s distilkit grids, in place, as a recipe's conversion does.
+
+    Args:
+        model: A float ``PreTrainedModel``, or one prepared by :func:`prepare_qat` and trained.
+        cfg: Grids, backend, skipped modules and rounding (:func:`conversion_rounding` of it is used).
+        seed: Seed of stochastic rounding: the same seed gives the same integers.
+
+    Returns:
+        The ``quantization_config`` dict (also set on ``model.config``).
+
+    Raises:
+        RecipeError: bitsandbytes schemes (they quantize a saved directory: :func:`quantize_directory`), or
+            nothing in ``model`` matched.
+    """
+    if cfg.linear and cfg.linear.startswith("bnb"):
+        raise RecipeError(f"quantize.linear: {cfg.linear} quantizes a saved model through transformers; "
+                          "use quantize_directory")
+    linear, embedding = grids(cfg)
+    table = quantize_model(model, linear, embedding, skip_modules=cfg.skip_modules, backend=cfg.backend,
+                           rounding=conversion_rounding(cfg), seed=seed)
+    if not table["modules"]:
+        raise RecipeError(f"quantize: nothing in {type(model).__name__} was quantized (skip_modules="
+                          f"{cfg.skip_modules})")
+    return table
+
+
+def quantize_directory(src: str | Path, dst: str | Path, cfg: QuantizeConfig, seed: int = 0) -> torch.nn.Module:
     """Quantize the float model saved at ``src`` and save it, with its tokenizer, to ``dst`` atomically.
+
+    ``seed``: of stochastic rounding (:func:`quantize_in_place`); a recipe passes its ``train.seed``.
 
     Returns:
         The quantized model (eval mode), as saved.
@@ -71,11 +118,7 @@ def quantize_directory(src: str | Path, dst: str | Path, cfg: QuantizeConfig) ->
             _copy_side_files(src, tmp)
         return model
     model, _ = load_saved(src, tokenizer=False)
-    linear, embedding = grids(cfg)
-    table = quantize_model(model, linear, embedding, skip_modules=cfg.skip_modules, backend=cfg.backend)
-    if not table["modules"]:
-        raise RecipeError(f"quantize: nothing in {type(model).__name__} was quantized (skip_modules="
-                          f"{cfg.skip_modules})")
+    quantize_in_place(model, cfg, seed)
     with atomic_directory(dst) as tmp:
         model.save_pretrained(tmp)
         _copy_side_files(src, tmp)
@@ -89,8 +132,9 @@ def _copy_side_files(src: Path, dst: Path) -> None:
             shutil.copy2(path, dst / path.name)
 
 
-def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
-    """In a finished run: ``out/model`` (float) -> ``out/model-float``; quantized -> ``out/model``.
+def quantize_output(out: Path, cfg: QuantizeConfig, seed: int = 0) -> None:
+    """In a finished run: ``out/model`` (float) -> ``out/model-float``; quantized -> ``out/model``
+    (``seed``: of stochastic rounding, the recipe's ``train.seed``).
 
     Idempotent: a resumed run whose ``model`` was already quantized (a crash before ``metrics.json``) keeps it.
     """
@@ -98,7 +142,7 @@ def quantize_output(out: Path, cfg: QuantizeConfig) -> None:
     if (config.get("quantization_config") or {}).get("quant_method") and (out / "model-float").is_dir():
         return
     staged = out / "model-quantized"
-    quantize_directory(out / "model", staged, cfg)
+    quantize_directory(out / "model", staged, cfg, seed)
     fault_point("quantize.done")
     shutil.rmtree(out / "model-float", ignore_errors=True)
     os.replace(out / "model", out / "model-float")

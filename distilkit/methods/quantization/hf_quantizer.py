@@ -21,10 +21,11 @@ BNB_SCHEMES = ("bnb8", "bnb4-nf4", "bnb4-fp4")
 class DistilkitQuantizationConfig(QuantizationConfigMixin):
     """``quantization_config`` of a distilkit-quantized checkpoint (``quant_method: distilkit``)."""
 
-    def __init__(self, modules: dict | None = None, backend: str = "fbgemm", **kwargs):
+    def __init__(self, modules: dict | None = None, backend: str = "fbgemm", rounding: str = "nearest", **kwargs):
         self.quant_method = QUANT_METHOD
         self.modules = modules or {}
         self.backend = backend
+        self.rounding = rounding  # how the stored integers were rounded (provenance; loading ignores it)
 
 
 class DistilkitQuantizer(HfQuantizer):

@@ -13,21 +13,22 @@ from distilkit.methods.quantization.convert import prepare_qat, quantize_output
 
 class QuantizationHooks(MethodHooks):
     """``quantize:`` in a recipe. With ``qat: true`` the float teacher teaches a student that trains through
-    fake-quantized weights; either way the best student is converted on the same grids after training."""
+    fake-quantized weights; either way the best student is converted on the same grids after training.
+    ``seed`` (the recipe's ``train.seed``) seeds stochastic rounding in the conversion."""
 
     name = "quantization"
 
-    def __init__(self, cfg: QuantizeConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: QuantizeConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
 
     def prepare_student(self, student: nn.Module) -> None:
         if self.cfg.qat:
             prepare_qat(student, self.cfg)
 
     def after_training(self, output_dir: Path) -> None:
-        quantize_output(output_dir, self.cfg)
+        quantize_output(output_dir, self.cfg, self.seed)
 
 
 def from_recipe(recipe) -> QuantizationHooks | None:
     """Active when the recipe has a ``quantize`` section."""
-    return QuantizationHooks(recipe.quantize) if recipe.quantize is not None else None
+    return QuantizationHooks(recipe.quantize, recipe.train.seed) if recipe.quantize is not None else None

@@ -41,6 +41,7 @@ from distilkit.methods.quantization.fake_quant import (
     quantize_activation,
     quantize_weight,
 )
+from distilkit.methods.quantization.rounding import check_rounding
 
 QUANT_METHOD = "distilkit"
 
@@ -103,8 +104,8 @@ class _Stored(nn.Module):
             self.register_buffer("zero_point", torch.zeros(rows, dtype=torch.float32, device=device))
         self._cache = None  # derived compute tensors, rebuilt when missing or on another device
 
-    def _set(self, w: torch.Tensor) -> None:
-        q, scale, zero = quantize_weight(w.reshape(w.shape[0], -1), self.grid)
+    def _set(self, w: torch.Tensor, rounding: str = "nearest", generator: torch.Generator | None = None) -> None:
+        q, scale, zero = quantize_weight(w.reshape(w.shape[0], -1), self.grid, rounding, generator)
         self.qweight.copy_(pack(q, self.grid))
         self.scale.copy_(scale)
         if zero is not None:
@@ -138,10 +139,11 @@ class QuantLinear(_Stored):
         self.bias = nn.Parameter(torch.zeros(out_features, device=device), requires_grad=False) if bias else None
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, grid: Grid, backend: str = "fbgemm") -> QuantLinear:
+    def from_float(cls, linear: nn.Linear, grid: Grid, backend: str = "fbgemm", rounding: str = "nearest",
+                   generator: torch.Generator | None = None) -> QuantLinear:
         mod = cls(linear.in_features, linear.out_features, linear.bias is not None, grid, backend,
                   device=linear.weight.device)
-        mod._set(linear.weight)
+        mod._set(linear.weight, rounding, generator)
         if linear.bias is not None:
             mod.bias.data.copy_(linear.bias.detach().float())
         return mod
@@ -194,9 +196,10 @@ class QuantEmbedding(_Stored):
         self._init_storage(num_embeddings, embedding_dim, grid, device)
 
     @classmethod
-    def from_float(cls, emb: nn.Embedding, grid: Grid) -> QuantEmbedding:
+    def from_float(cls, emb: nn.Embedding, grid: Grid, rounding: str = "nearest",
+                   generator: torch.Generator | None = None) -> QuantEmbedding:
         mod = cls(emb.num_embeddings, emb.embedding_dim, grid, emb.padding_idx, device=emb.weight.device)
-        mod._set(emb.weight)
+        mod._set(emb.weight, rounding, generator)
         return mod
 
     @property
@@ -243,14 +246,15 @@ class QuantLSTM(nn.Module):
         self._float: nn.LSTM | None = None
 
     @classmethod
-    def from_float(cls, lstm: nn.LSTM, grid: Grid, backend: str = "fbgemm") -> QuantLSTM:
+    def from_float(cls, lstm: nn.LSTM, grid: Grid, backend: str = "fbgemm", rounding: str = "nearest",
+                   generator: torch.Generator | None = None) -> QuantLSTM:
         if not lstm.batch_first or lstm.proj_size or not lstm.bias:
             raise ValueError("QuantLSTM supports batch_first LSTMs with biases and no projection")
         mod = cls(lstm.input_size, lstm.hidden_size, lstm.num_layers, lstm.bidirectional, grid,
                   device=lstm.weight_ih_l0.device, backend=backend)
         for name, param in lstm.named_parameters():
             if name.startswith("weight"):
-                mod.weights[name]._set(param)
+                mod.weights[name]._set(param, rounding, generator)
             else:
                 getattr(mod, name).data.copy_(param.detach())
         return mod
@@ -327,7 +331,8 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid | None = None,
-                   skip_modules=("classifier",), backend: str = "fbgemm") -> dict:
+                   skip_modules=("classifier",), backend: str = "fbgemm", rounding: str = "nearest",
+                   seed: int = 0) -> dict:
     """Replace float layers of ``model`` by quantized ones *in place* and record how, for ``config.json``.
 
     Args:
@@ -337,27 +342,32 @@ def quantize_model(model: nn.Module, linear: Grid | None = None, embedding: Grid
         embedding: Grid of ``nn.Embedding`` tables, row-wise (``None``: keep float).
         skip_modules: Module names (or last parts of names) left in float, e.g. the classifier head.
         backend: Kernel of symmetric linears: ``fbgemm``, ``int_mm`` or ``torchao`` (see the module docstring).
+        rounding: ``nearest``, or ``stochastic`` (unbiased, :mod:`distilkit.methods.quantization.rounding`).
+        seed: Seeds the CPU generator of stochastic rounding, drawn module by module in ``named_modules``
+            order: the same seed gives the same integers on any device.
 
     Returns:
         The quantization config dict, also stored as ``model.config.quantization_config``.
     """
     if backend == "torchao" and linear is not None and not linear.symmetric:
         raise ValueError("the torchao backend runs symmetric int8 weights only")
+    check_rounding(rounding)
+    gen = torch.Generator().manual_seed(seed) if rounding == "stochastic" else None
     table = {}
     for name, module in list(model.named_modules()):
         if not name or skipped(name, skip_modules):
             continue
         if isinstance(module, nn.Linear) and linear is not None:
-            new, kind, grid = QuantLinear.from_float(module, linear, backend), "linear", linear
+            new, kind, grid = QuantLinear.from_float(module, linear, backend, rounding, gen), "linear", linear
         elif isinstance(module, nn.LSTM) and linear is not None:
-            new, kind, grid = QuantLSTM.from_float(module, linear, backend), "lstm", linear
+            new, kind, grid = QuantLSTM.from_float(module, linear, backend, rounding, gen), "lstm", linear
         elif isinstance(module, nn.Embedding) and embedding is not None:
-            new, kind, grid = QuantEmbedding.from_float(module, embedding), "embedding", embedding
+            new, kind, grid = QuantEmbedding.from_float(module, embedding, rounding, gen), "embedding", embedding
         else:
             continue
         _set_module(model, name, new)
         table[name] = {"kind": kind, **grid.to_dict()}
-    config = {"quant_method": QUANT_METHOD, "backend": backend, "modules": table}
+    config = {"quant_method": QUANT_METHOD, "backend": backend, "rounding": rounding, "modules": table}
     model.config.quantization_config = config
     return config
 
