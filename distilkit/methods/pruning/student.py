@@ -5,7 +5,8 @@ removes them structurally; :func:`distilkit.run.distill.run` then distils the pr
 teacher (recovery; ``train.epochs: 0`` skips it). Iterative (``rounds > 1``, Michel et al. 2019 sec. 5 and
 the prune-retrain loop of Han et al. 2015): :func:`run_iterative` reaches the targets in equal steps, each a
 full distillation run in ``output_dir/rounds/<r>`` starting from the previous round's model, always taught by
-the unpruned teacher.
+the unpruned teacher. Block pruning (``student.blocks``, :mod:`distilkit.methods.pruning.blocks`) masks rows,
+columns or blocks during the recovery distillation and removes emptied heads and neurons after it.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def build_pruned_student(spec: PrunedStudentConfig, hf_teacher, task, rows: list
     """A copy of the teacher (or of ``spec.start_from``) with its targets pruned, counted from the teacher.
 
     Order: whole layers first (drop-one scores), then heads and FFN neurons re-scored on what is left, then
-    the parameter budget.
+    the parameter budget. Block pruning (``spec.blocks``) happens later, during training
+    (:class:`distilkit.methods.pruning.hooks.BlockPruningHooks`).
     """
     if hf_teacher is None:
         raise RecipeError("student.kind 'pruned' prunes a Hugging Face teacher; the teacher is a plug-in")
@@ -85,6 +87,8 @@ def build_pruned_student(spec: PrunedStudentConfig, hf_teacher, task, rows: list
     model = (AutoModelForSequenceClassification.from_pretrained(spec.start_from).float() if spec.start_from
              else build_copy_student(teacher_model=source))
     t_layers, t_heads, t_ffn = _shape_totals(source)
+    if not (spec.heads or spec.ffn or spec.layers or spec.max_params):
+        return model.train()  # block pruning only (student.blocks): the copy is pruned while it trains
     batches = importance_batches(rows, hf_teacher, spec, task.problem_type)
 
     step = spec.round_fraction  # iterative rounds go part of the way; earlier rounds' removals count
