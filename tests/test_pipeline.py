@@ -87,6 +87,13 @@ def test_resume_in_the_middle_skips_finished_stages(tmp_path, tiny_teacher_dir, 
     assert summary["stages"][0]["resumed"] == "skipped (already complete)"
     assert (Path(tree["output_dir"]) / "1-shallow" / "metrics.json").is_file()
 
+    # A finished stage that ran with other settings is not passed off as this run's: the change is named.
+    tree["data"]["max_train_examples"] = 64
+    with pytest.raises(RecipeError, match=r"stages\[0\] \(distil\): .*0-distil holds a finished stage run with a "
+                                          r"different recipe \(data.max_train_examples: 96 -> 64\)"):
+        run_pipeline(validate_pipeline(tree), measure_side_by_side=False)
+    assert first.stat().st_mtime_ns == stamp
+
 
 def test_budget_search_trains_the_first_candidate_inside_the_budget(tmp_path, tiny_teacher_dir):
     stages = [{"name": "fit", "student": {"kind": "transformer", "max_length": 32},

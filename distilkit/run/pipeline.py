@@ -40,14 +40,15 @@ from typing import Any
 import yaml
 
 from distilkit.core.atomic import write_json_atomic, write_text_atomic
-from distilkit.core.errors import DamagedFileError
+from distilkit.core.errors import DamagedFileError, RecipeError
 from distilkit.core.faults import fault_point
 from distilkit.core.saved_files import read_json
+from distilkit.core.yaml_files import read_yaml
 from distilkit.report.pipeline_summary import summarize, summary_markdown
 from distilkit.run.budget_search import budget_search, yaml_scalar
 from distilkit.run.distill import run
 from distilkit.run.pipeline_config import PipelineConfig, stage_dir, stage_tree
-from distilkit.run.recipe_io import apply_override, validate_recipe
+from distilkit.run.recipe_io import apply_override, dump_recipe, validate_recipe
 
 logger = logging.getLogger("distilkit")
 
@@ -69,6 +70,38 @@ def finished(directory: Path) -> bool:
     return True
 
 
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def check_same_recipe(directory: Path, tree: dict, source: str) -> None:
+    """A finished stage is reused only if it ran the recipe the pipeline asks for now.
+
+    Skipping a stage that ran with other settings (say a 160-sentence smoke test before the real run) would
+    report its numbers as the new run's; instead the changed keys are named and nothing runs.
+    """
+    saved = directory / "recipe.yaml"
+    if not saved.is_file():
+        return
+    search = directory / "search.json"
+    if search.is_file():  # budget search chose a value: compare with it applied, as the stage ran
+        chosen = read_json(search)
+        apply_override(tree, f"{chosen['key']}={yaml_scalar(chosen['chosen'])}")
+    old = _flat(read_yaml(saved))
+    new = _flat(yaml.safe_load(dump_recipe(validate_recipe(tree, source=source))))
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+        more = f" (and {len(changed) - 4} more)" if len(changed) > 4 else ""
+        raise RecipeError(f"{source}: {directory} holds a finished stage run with a different recipe ({shown}{more}); "
+                          "delete that folder to run the stage again, or choose another output_dir")
+
+
 def run_pipeline(pipeline: PipelineConfig, *, measure_side_by_side: bool = True) -> dict:
     """Run (or resume) every stage in order and write ``output_dir/pipeline.json`` and ``pipeline.md``.
 
@@ -85,6 +118,7 @@ def run_pipeline(pipeline: PipelineConfig, *, measure_side_by_side: bool = True)
         tree = stage_tree(pipeline, index)
         info: dict[str, Any] = {"name": stage.name, "dir": str(directory), "student": tree["student"]["kind"]}
         if finished(directory):
+            check_same_recipe(directory, tree, f"{pipeline.output_dir}: stages[{index}] ({stage.name})")
             info["resumed"] = "skipped (already complete)"
         else:
             if stage.search is not None:
