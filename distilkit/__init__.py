@@ -40,14 +40,16 @@ def _quiet_optional_backends():
 
 def _register() -> None:
     """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned
-    and linear-attention students, distilkit-quantized checkpoints (``quant_method: distilkit``) and Deep
-    Compression checkpoints without remote code."""
+    and linear-attention students, distilkit-quantized checkpoints (``quant_method: distilkit``), Deep
+    Compression checkpoints and low-rank factorised ones (``quant_method: distilkit-low-rank``) without remote
+    code."""
     with _quiet_optional_backends():
         # Imported here, not at the top: the package namespace stays empty.
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         from distilkit.methods.deep_compression.storage import register as register_deep_compression
         from distilkit.methods.linear_attention.linear import LINEAR_CLASSES
+        from distilkit.methods.low_rank.storage import register as register_low_rank
         from distilkit.methods.pruning.pruned import PRUNED_CLASSES
         from distilkit.methods.quantization.hf_quantizer import register
         from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
@@ -59,6 +61,7 @@ def _register() -> None:
             AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
         register()
         register_deep_compression()
+        register_low_rank()
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):

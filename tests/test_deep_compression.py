@@ -20,6 +20,7 @@ from transformers import (
 import distilkit  # noqa: F401  (registers quant_method distilkit-deep-compression with transformers)
 from distilkit.core.errors import RecipeError
 from distilkit.core.measure import size_on_disk
+from distilkit.core.sparsity_schedule import cubic_sparsity
 from distilkit.methods.deep_compression.huffman import (
     canonical_codes,
     code_lengths,
@@ -29,7 +30,6 @@ from distilkit.methods.deep_compression.huffman import (
 from distilkit.methods.deep_compression.kmeans import kmeans_1d, share_weights, tie_gradients
 from distilkit.methods.deep_compression.magnitude import (
     apply_masks,
-    cubic_sparsity,
     magnitude_masks,
     sparsity_of,
     target_parameters,

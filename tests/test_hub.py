@@ -44,8 +44,9 @@ def test_dry_run_folder_card_and_reload(tmp_path, bilstm_run, capsys):
     assert header["model-index"][0]["name"] == "sst2-bilstm"
     assert result["dataset"] == {"name": "GLUE SST2", "type": "nyu-mll/glue", "config": "sst2",
                                  "split": "validation"}
+    assert result["task"] == {"type": "text-classification", "name": "Text Classification"}
     assert result["metrics"] == [{"type": "accuracy", "name": "Accuracy",
-                                  "value": round(metrics["student"]["metrics"]["accuracy"], 4)}]
+                                  "value": metrics["student"]["metrics"]["accuracy"]}]
     assert "base_model" not in header  # the teacher is a local directory, not a Hub id
     for needle in (f"{metrics['student']['params']:,}", f"{metrics['teacher']['params']:,}", "CPU latency b1",
                    "trust_remote_code=True", "kind: bilstm", "Hardware:"):
@@ -57,6 +58,59 @@ def test_dry_run_folder_card_and_reload(tmp_path, bilstm_run, capsys):
         pushed = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)(**inputs).logits
         saved = AutoModelForSequenceClassification.from_pretrained(bilstm_run / "model")(**inputs).logits
     torch.testing.assert_close(pushed, saved)
+
+
+def test_card_parses_back_with_huggingface_hub(tmp_path, bilstm_run):
+    """The Hub reads ``model-index`` with huggingface_hub: the written README.md must load with ``ModelCard`` and
+    give back every measured metric, exactly as metrics.json holds it."""
+    from huggingface_hub import ModelCard
+
+    from distilkit.report.hub import prepare_push_folder
+
+    folder = prepare_push_folder(bilstm_run, tmp_path / "up", "someone/sst2-bilstm")
+    card = ModelCard.load(folder / "README.md")
+    metrics = json.loads((bilstm_run / "metrics.json").read_text())
+    assert card.data.model_name == "sst2-bilstm"
+    assert {r.metric_type: r.metric_value for r in card.data.eval_results} == metrics["student"]["metrics"]
+    for result in card.data.eval_results:
+        assert (result.task_type, result.dataset_type, result.dataset_config, result.dataset_split) == (
+            "text-classification", "nyu-mll/glue", "sst2", "validation")
+    assert card.data.library_name == "transformers" and card.data.datasets == ["nyu-mll/glue"]
+    # The measured body is kept under the library's header.
+    assert f"| parameters | {metrics['teacher']['params']:,} | {metrics['student']['params']:,} |" in card.text
+    assert card.text.lstrip().startswith("# sst2-bilstm")
+
+
+def measured(task: str, student_metrics: dict, teacher_metrics: dict, **student) -> dict:
+    """A ``metrics.json`` as a run writes it, for cards built without a run."""
+    return {"task": task, "eval_split": "validation", "hardware": {"cpu": "test"},
+            "teacher": {"name": "org/teacher", "metrics": teacher_metrics, "params": 1000,
+                        "latency_ms": {"b1": 2.0}},
+            "student": {"kind": "bilstm", "metrics": student_metrics, "params": 100, "size_on_disk_bytes": 4096,
+                        "latency_ms": {"b1": 1.0}, **student}}
+
+
+def test_card_of_a_two_metric_glue_task_and_of_a_user_task(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from distilkit.report.model_card import build_model_card
+
+    stsb = {"pearson": 0.8712345678901234, "spearmanr": 0.8698765432109876, "combined_score": 0.8705555555505555}
+    card = build_model_card(measured("stsb", stsb, dict.fromkeys(stsb, 0.9)), None, "task: stsb\n", {}, "me/sts")
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert [(r.metric_type, r.metric_value, r.dataset_config) for r in loaded.data.eval_results] == [
+        (name, value, "stsb") for name, value in stsb.items()]
+    assert loaded.data.base_model == "org/teacher" and "task: stsb" in loaded.text
+    # A user task is its own dataset (no GLUE config); a quantized student is tagged.
+    quantization = {"quantization": {"linear": "int8", "embedding": None, "qat": False},
+                    "float_size_on_disk_bytes": 8192}
+    card = build_model_card(measured("reviews", {"accuracy": 0.75}, {"accuracy": 0.8}, **quantization), None, "",
+                            {}, "me/reviews")
+    (result,) = ModelCard(str(card)).data.eval_results
+    assert (result.dataset_type, result.dataset_name, result.dataset_config) == ("reviews", "reviews", None)
+    assert result.metric_value == 0.75 and "quantized" in card.data.tags and card.data.datasets is None
+    assert "post-training" in card.text
 
 
 def test_quantized_card_says_how_to_load(tmp_path, tiny_teacher_dir):

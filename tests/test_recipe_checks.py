@@ -65,6 +65,12 @@ BREAKS = {
                                                             "deep_compression": {"share": {"bits": 4}}},
     ("deep_compression", "quantize"): {"student": {"kind": "copy"}, "quantize": {"linear": "int8"},
                                        "deep_compression": {"prune": {"sparsity": 0.5}}},
+    ("factorize", "quantize"): {"student": {"kind": "copy"}, "quantize": {"linear": "int8"},
+                                "factorize": {"energy": 0.9}},
+    ("factorize", "deep_compression"): {"student": {"kind": "copy"}, "factorize": {"energy": 0.9},
+                                        "deep_compression": {"prune": {"sparsity": 0.5}}},
+    ("factorize", "student.kind"): {"student": {"kind": "pruned", "heads": 0.5, "rounds": 2},
+                                    "factorize": {"energy": 0.9}},
 }
 
 

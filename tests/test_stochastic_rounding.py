@@ -78,11 +78,9 @@ def test_round_to_int_is_unbiased_where_nearest_is_not():
     assert torch.equal(round_to_int(x.round(), "stochastic", gen(2)), x.round())  # integers never move
 
 
-@pytest.mark.parametrize("name", list(UNIFORM))
+@pytest.mark.parametrize("name", [name for name, grid in UNIFORM.items() if grid.per_channel])
 def test_uniform_grids_remove_the_bias_of_a_constant_offset(name):
-    grid = UNIFORM[name]
-    if not grid.per_channel:
-        pytest.skip("offset_rows sets one scale per row")
+    grid = UNIFORM[name]  # offset_rows sets one scale per row
     w, s, mask = offset_rows(grid)
     errors = {}
     for rounding in ("nearest", "stochastic"):
@@ -101,9 +99,11 @@ def test_mean_of_many_stochastic_roundings_is_the_weight(name):
     w = torch.randn(32, 128, generator=gen(4)) * torch.linspace(0.2, 2, 32)[:, None]
     g = gen(5)
     total = torch.zeros_like(w)
+    kept_sign = torch.ones_like(w, dtype=torch.bool)
     for _ in range(draws):
         q, scale, zero = quantize_weight(w, grid, "stochastic", g)
         total += dequantize_weight(q, scale, zero)
+        kept_sign &= q == torch.sign(w)
     mean, alpha = total / draws, scale[:, None]
     if grid.mode == "binary":
         expected, spread = w.clamp(-alpha, alpha), 1.0  # q in {-1, 1}: std <= 1
@@ -124,8 +124,8 @@ def test_mean_of_many_stochastic_roundings_is_the_weight(name):
     assert (nearest_error > bound).any(), "nearest rounding should be off by more than the stochastic mean"
     if grid.mode == "binary":  # beyond alpha the sign is certain: no draw ever flipped it
         outside = w.abs() > alpha
-        assert outside.any()
-        torch.testing.assert_close(mean[outside], (torch.sign(w) * alpha.expand_as(w))[outside])
+        assert outside.any() and kept_sign[outside].all()
+        assert not kept_sign[w.abs() < alpha / 2].any()  # P(flip) >= 1/4 there: 1024 draws flip each
 
 
 @pytest.mark.parametrize("name", list(GRIDS))

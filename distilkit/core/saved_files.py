@@ -13,6 +13,10 @@ from typing import Any
 
 from distilkit.core.errors import DamagedFileError
 
+#: ``quant_method`` values whose checkpoints load as plain float models (the weights are decoded while loading):
+#: Deep Compression's encoded tensors and low-rank factors. They export and re-quantize like float models.
+FLOAT_ON_LOAD = ("distilkit-deep-compression", "distilkit-low-rank")
+
 
 def _read(path: str | Path, parse, errors: tuple[type[Exception], ...]) -> Any:
     path = Path(path)

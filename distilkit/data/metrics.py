@@ -3,11 +3,24 @@
 ``evaluate.load("glue", ...)`` downloads its script from the Hub, which offline runs and CI cannot do. These are
 the same definitions (scikit-learn / SciPy) as the GLUE metric script: binary F1 of class 1 for MRPC/QQP, Matthews
 correlation for CoLA, Pearson and Spearman correlation for STS-B, ``combined_score`` = their mean.
+
+The same metrics also ship as an ``evaluate`` module inside the package (``data/glue_metric/``, an independent
+implementation that ``tests/test_evaluate_metric.py`` holds to agree with :func:`compute_metrics` on every task),
+for code that expects the ``evaluate`` interface; it loads from disk, offline::
+
+    import evaluate
+    from distilkit.data.metrics import glue_metric_path
+
+    glue = evaluate.load(glue_metric_path(), "mrpc")   # any GLUE config: cola, sst2, mrpc, qqp, stsb, mnli...
+    glue.compute(predictions=logits.argmax(-1), references=labels)   # {"accuracy", "f1", "combined_score"}
+
+``evaluate`` is an optional dependency (``pip install distilkit[evaluate]``); nothing here imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -18,6 +31,16 @@ if TYPE_CHECKING:
 MetricName = Literal["accuracy", "f1", "matthews_correlation", "pearson", "spearmanr"]
 IGNORE_INDEX = -100
 """Class label of an example without a gold label (the PyTorch / transformers convention)."""
+
+
+def glue_metric_path() -> str:
+    """The folder of distilkit's GLUE ``evaluate`` module, for ``evaluate.load(glue_metric_path(), config)``.
+
+    Returns:
+        The absolute path, as the ``str`` that ``evaluate.load`` takes (``evaluate`` finds ``glue_metric.py``
+        inside the folder, named like it, and never goes to the Hub for a local path).
+    """
+    return str(Path(__file__).resolve().parent / "glue_metric")
 
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:

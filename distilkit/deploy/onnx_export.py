@@ -28,7 +28,7 @@ from torch import nn
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import DistilkitError, ExportError
 from distilkit.core.faults import fault_point
-from distilkit.core.saved_files import read_json
+from distilkit.core.saved_files import FLOAT_ON_LOAD, read_json
 from distilkit.core.yaml_files import read_yaml
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import TaskSpec, load_split, load_task
@@ -89,6 +89,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool = Fals
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     config = check_model_dir(model_dir)
     quant = (config.get("quantization_config") or {}).get("quant_method")
+    quant = None if quant in FLOAT_ON_LOAD else quant
     if quant and quant != "distilkit":
         raise ExportError(f"{model_dir}: {quant} models cannot be exported (their kernels have no ONNX form); "
                           "export the float model and pass --int8")

@@ -3,9 +3,10 @@
 ``distilkit push RUN_DIR --repo user/name`` (or ``hub: {push: true, repo: user/name}`` in a recipe) uploads
 the folder :func:`prepare_push_folder` builds: the run's best model (``save_pretrained`` output, tokenizer,
 any modeling file a custom student needs) plus a ``README.md`` model card generated from ``metrics.json`` (or
-``pipeline.json`` for a pipeline): teacher, recipe, every stage, metrics in the Hub's ``model-index`` format,
-parameters, size on disk, CPU latency and the hardware it was measured on. ``--dry-run DIR`` writes exactly
-that folder and uploads nothing, which is also how the tests check it without network.
+``pipeline.json`` for a pipeline) by :mod:`distilkit.report.model_card`: teacher, recipe, every stage, metrics in
+the Hub's ``model-index`` format (written and checked by ``huggingface_hub``), parameters, size on disk, CPU
+latency and the hardware it was measured on. ``--dry-run DIR`` writes exactly that folder and uploads nothing,
+which is also how the tests check it without network.
 
 The upload goes through ``huggingface_hub`` with the token from ``HF_TOKEN`` or ``huggingface-cli login``;
 distilkit never prints or writes the token.
@@ -16,18 +17,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
-from distilkit.core.measure import MB
 from distilkit.core.saved_files import read_json
-from distilkit.report.pipeline_summary import summary_markdown
+from distilkit.report.model_card import build_model_card
 
-GLUE_TASKS = {"cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
-METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "matthews_correlation": "Matthews correlation",
-                "pearson": "Pearson", "spearmanr": "Spearman", "combined_score": "Combined score"}
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 
 def _load_run(run_dir: Path) -> dict:
@@ -47,81 +45,14 @@ def _load_run(run_dir: Path) -> dict:
             "pipeline": None, "recipe": recipe.read_text() if recipe.is_file() else ""}
 
 
-def model_index(name: str, metrics: dict) -> list[dict]:
-    """The ``model-index`` entry of the card's YAML header (Hub evaluation results format)."""
-    task, split = metrics["task"], metrics.get("eval_split", "validation")
-    dataset = ({"name": f"GLUE {task.upper()}", "type": "nyu-mll/glue", "config": task, "split": split}
-               if task in GLUE_TASKS else {"name": task, "type": task, "split": split})
-    values = [{"type": key, "value": round(float(value), 4), "name": METRIC_NAMES.get(key, key)}
-              for key, value in metrics["student"]["metrics"].items()]
-    return [{"name": name, "results": [{"task": {"type": "text-classification", "name": "Text Classification"},
-                                        "dataset": dataset, "metrics": values}]}]
-
-
-def _loading_note(config: dict) -> str:
-    quantized = (config.get("quantization_config") or {}).get("quant_method") == "distilkit"
-    custom = str(config.get("model_type", "")).startswith("distilkit-")
-    if quantized:
-        return ("Quantized with distilkit's integer format: `pip install distilkit` and `import distilkit` "
-                "before loading (it registers the format with transformers).")
-    if custom:
-        return ("A distilkit architecture; the modeling file travels with the weights, so plain transformers "
-                "loads it with `trust_remote_code=True` (with distilkit installed, no remote code is needed).")
-    return "A stock transformers architecture: plain Auto classes load it."
+def _card(run: dict, repo: str) -> ModelCard:
+    return build_model_card(run["metrics"], run["pipeline"], run["recipe"],
+                            read_json(run["model_dir"] / "config.json"), repo)
 
 
 def model_card(run_dir: str | Path, repo: str) -> str:
     """The ``README.md`` of the push folder, from the run's measured results."""
-    return _card(_load_run(Path(run_dir)), repo)
-
-
-def _card(run: dict, repo: str) -> str:
-    metrics, summary = run["metrics"], run["pipeline"]
-    config = read_json(run["model_dir"] / "config.json")
-    teacher, student = metrics["teacher"], metrics["student"]
-    task = metrics["task"]
-    header = {"library_name": "transformers", "pipeline_tag": "text-classification", "language": ["en"],
-              "tags": ["distilkit", "distillation", "model-compression", task]
-              + (["quantized"] if "quantization" in student else []),
-              "model-index": model_index(repo.split("/")[-1], metrics)}
-    original = summary["teacher"]["name"] if summary else teacher["name"]
-    if "/" in original and not Path(original).exists():
-        header["base_model"] = original
-    if task in GLUE_TASKS:
-        header["datasets"] = ["nyu-mll/glue"]
-    lines = ["---", yaml.safe_dump(header, sort_keys=False).strip(), "---", "",
-             f"# {repo.split('/')[-1]}", "",
-             f"Compressed with [distilkit](https://github.com/distilkit/distilkit) from `{original}` on "
-             f"{task.upper() if task in GLUE_TASKS else task} ({student['kind']} student). Every number below "
-             "was measured by distilkit on the model as saved in this repository.", "",
-             f"## Results ({metrics.get('eval_split', 'validation')})", "",
-             "| | teacher | this model | ratio |", "| --- | ---: | ---: | ---: |"]
-    for key, value in student["metrics"].items():
-        t = teacher["metrics"].get(key)
-        lines.append(f"| {key} | {t:.4f} | {value:.4f} | {value / t:.3f} |" if t else f"| {key} | | {value:.4f} | |")
-    if "params" in teacher:
-        lines.append(f"| parameters | {teacher['params']:,} | {student['params']:,} | "
-                     f"{teacher['params'] / student['params']:.2f}× fewer |")
-    lines.append(f"| size on disk (MB) | | {student['size_on_disk_bytes'] / MB:.2f} | |")
-    for key, value in student.get("latency_ms", {}).items():
-        t = teacher.get("latency_ms", {}).get(key)
-        lines.append(f"| CPU latency {key} (ms) | {t:.2f} | {value:.2f} | {t / value:.2f}× faster |" if t
-                     else f"| CPU latency {key} (ms) | | {value:.2f} | |")
-    hw = metrics.get("hardware", {})
-    lines += ["", "Hardware: " + ", ".join(f"{k} {v}" for k, v in hw.items()) + "." if hw else ""]
-    if "quantization" in student:
-        q = student["quantization"]
-        lines += ["", f"Quantization: linear `{q['linear'] or 'float'}`, embedding `{q['embedding'] or 'float'}`"
-                  + (" (quantization-aware training)" if q.get("qat") else " (post-training)")
-                  + f"; float model {student['float_size_on_disk_bytes'] / MB:.2f} MB on disk."]
-    if summary:
-        lines += ["", "## Pipeline stages", "", *summary_markdown(summary).splitlines()[2:]]
-    lines += ["", "## Use", "", _loading_note(config), "", "```python",
-              "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-              f'model = AutoModelForSequenceClassification.from_pretrained("{repo}")',
-              f'tokenizer = AutoTokenizer.from_pretrained("{repo}")', "```", "",
-              "## Recipe", "", "```yaml", run["recipe"].strip(), "```", ""]
-    return "\n".join(lines)
+    return str(_card(_load_run(Path(run_dir)), repo))
 
 
 def prepare_push_folder(run_dir: str | Path, dst: str | Path, repo: str) -> Path:
@@ -132,7 +63,7 @@ def prepare_push_folder(run_dir: str | Path, dst: str | Path, repo: str) -> Path
         for path in run["model_dir"].iterdir():
             if path.is_file():
                 shutil.copy2(path, tmp / path.name)
-        (tmp / "README.md").write_text(card)
+        card.save(tmp / "README.md")
     return Path(dst)
 
 

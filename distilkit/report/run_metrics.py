@@ -11,6 +11,7 @@ from distilkit.core.measure import (
     repeated_inputs,
     size_on_disk,
 )
+from distilkit.core.saved_files import read_json
 from distilkit.data.tasks import TaskSpec
 from distilkit.methods.deep_compression.magnitude import sparsity_of, target_parameters
 from distilkit.models.inference import encoder_for, evaluate_model, load_saved
@@ -42,6 +43,12 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
     }
     if getattr(student.config, "distilkit_vocab", None):  # student.vocab trimmed the embedding
         student_info["vocab"] = student.config.distilkit_vocab
+    if getattr(student.config, "distilkit_block_pruning", None):  # heads and neurons block pruning removed
+        student_info["block_pruning"] = student.config.distilkit_block_pruning
+    if (out / "factorize.json").is_file():  # ranks chosen by low-rank factorisation
+        report = read_json(out / "factorize.json")
+        student_info["factorize"] = {k: v for k, v in report.items() if k != "layers"}
+        student_info["factorize"]["ranks"] = {name: layer.get("rank") for name, layer in report.get("layers", {}).items()}
     converted = recipe.quantize or getattr(recipe, "deep_compression", None)
     if converted is not None:  # the saved model is the converted one: score it as reloaded
         student_info["float_metrics"] = student_info["metrics"]

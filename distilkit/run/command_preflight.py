@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from distilkit.core.errors import DamagedFileError, DistilkitError, RecipeError
-from distilkit.core.saved_files import read_json
+from distilkit.core.saved_files import FLOAT_ON_LOAD, read_json
 from distilkit.data.tasks import load_task
 from distilkit.run.preflight import importable, unwritable
 
@@ -44,6 +44,7 @@ def _export(args) -> list[str]:
     problems = _saved_model("MODEL_DIR", args.model_dir)
     config = _config(args.model_dir)
     quant = ((config or {}).get("quantization_config") or {}).get("quant_method")
+    quant = None if quant in FLOAT_ON_LOAD else quant
     if quant and quant != "distilkit":
         problems.append(f"MODEL_DIR: {args.model_dir} is a {quant} model, which has no ONNX form; export the float "
                         "model and pass --int8")

@@ -16,12 +16,14 @@ from distilkit.core.errors import RecipeError
 from distilkit.core.method_hooks import MethodHooks
 from distilkit.methods.deep_compression import hooks as deep_compression
 from distilkit.methods.linear_attention import hooks as linear_attention
+from distilkit.methods.low_rank import hooks as low_rank
 from distilkit.methods.pruning import hooks as pruning
 from distilkit.methods.quantization import hooks as quantization
 
 METHODS: dict[str, Callable[[object], MethodHooks | None]] = {
-    "pruning": pruning.from_recipe,                    # student.kind: pruned with rounds > 1
+    "pruning": pruning.from_recipe,                    # student.kind: pruned with rounds > 1 or blocks
     "linear_attention": linear_attention.from_recipe,  # student.kind: linear_attention
+    "low_rank": low_rank.from_recipe,                  # a factorize section (SVD factors, ALBERT embedding)
     "quantization": quantization.from_recipe,          # a quantize section (PTQ or QAT)
     "deep_compression": deep_compression.from_recipe,  # a deep_compression section (prune, share, Huffman)
 }

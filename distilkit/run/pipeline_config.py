@@ -33,7 +33,7 @@ class SearchConfig(Section):
     latency_batch_size: int = Field(default=1, gt=0)
 
 
-STAGE_SECTIONS = ("data", "teacher", "student", "loss", "train", "measure", "quantize", "deep_compression", "hub")
+STAGE_SECTIONS = ("data", "teacher", "student", "loss", "train", "measure", "quantize", "deep_compression", "factorize", "hub")
 
 
 class StageConfig(Section):
@@ -48,6 +48,7 @@ class StageConfig(Section):
     measure: dict[str, Any] = Field(default_factory=dict)
     quantize: dict[str, Any] | None = None
     deep_compression: dict[str, Any] | None = None
+    factorize: dict[str, Any] | None = None
     hub: dict[str, Any] | None = None
     search: SearchConfig | None = None
 

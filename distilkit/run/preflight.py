@@ -10,6 +10,8 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
   :data:`distilkit.models.model_names.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
   exist, a Hub id must be in the local cache when ``HF_HUB_OFFLINE=1``;
 * the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
+* that a block-pruning ``student.blocks.size`` divides every weight it tiles (read from the model's
+  ``config.json``);
 * that ``output_dir`` and ``cache.dir`` can be written, and that ``train.resume_from`` exists.
 
 Every problem is listed, one line each, naming the recipe file and the key.
@@ -18,6 +20,7 @@ Every problem is listed, one line each, naming the recipe file and the key.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task
+from distilkit.methods.pruning.config import block_problems
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
 from distilkit.run.schema import Recipe
 
@@ -47,7 +51,8 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
     """
     task = load_task(recipe.task)
     problems = [*data_problems(recipe, task), *model_problems(recipe, teacher_exists),
-                *dependency_problems(recipe), *output_problems(recipe)]
+                *block_pruning_problems(recipe, teacher_exists), *dependency_problems(recipe),
+                *output_problems(recipe)]
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
 
@@ -80,6 +85,33 @@ def model_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
         if name is not None and (problem := reference_problem(name, files, plugin_ok=key == "teacher.model")):
             problems.append(f"{key}: {problem}")
     return problems
+
+
+def block_pruning_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """``student.blocks`` against the ``config.json`` of the model it prunes (a block size must divide every
+    tiled weight), when that file can be read without a download."""
+    blocks = getattr(recipe.student, "blocks", None)
+    if blocks is None:
+        return []
+    source = getattr(recipe.student, "start_from", None) or (recipe.teacher.model if teacher_exists else None)
+    return block_problems(blocks, recipe.train.epochs, _model_config(source))
+
+
+def _model_config(name: str | None) -> dict | None:
+    """The ``config.json`` of a local, aliased or cached Hub model, or ``None`` (other checks name why)."""
+    if not name or is_plugin_path(name):
+        return None
+    try:
+        path = Path(resolve_model_name(name)).expanduser() / "config.json"
+        if not path.is_file() and not name.startswith(("/", ".", "~")):  # a Hub id: its cached copy, if any
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(name, "config.json")
+            path = Path(cached) if isinstance(cached, str) else path
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (DistilkitError, OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 def reference_problem(name: str, files: tuple[str, ...], *, plugin_ok: bool = False) -> str | None:

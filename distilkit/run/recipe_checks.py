@@ -166,6 +166,19 @@ CONFLICTS: tuple[Rule, ...] = (
     Rule("deep_compression", "quantize",
          lambda r, t: r.deep_compression is not None and r.quantize is not None,
          "both convert the saved model after training; give each its own pipeline stage"),
+    Rule("factorize", "quantize",
+         lambda r, t: r.factorize is not None and r.quantize is not None,
+         "quantization converts the factors too and replaces config.json's record of them, so the saved model "
+         "would not reload; factorisation and quantization do not combine yet"),
+    Rule("factorize", "deep_compression",
+         lambda r, t: r.factorize is not None and r.deep_compression is not None,
+         "the encoding replaces config.json's record of the factors, so the saved model would not reload; "
+         "factorisation and Deep Compression do not combine yet"),
+    Rule("factorize", "student.kind",
+         lambda r, t: r.factorize is not None and _student(r, "pruned")
+         and (getattr(r.student, "blocks", None) is not None or getattr(r.student, "rounds", 1) > 1),
+         "block pruning and pruning rounds mask and remove rows of the dense weights factorisation replaces; "
+         "prune in one stage, factorise in the next (one-shot structural pruning may share the recipe)"),
 )
 
 

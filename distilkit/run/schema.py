@@ -17,6 +17,7 @@ from distilkit.data.config import CacheConfig, DataConfig
 from distilkit.methods.deep_compression.config import DeepCompressionConfig
 from distilkit.methods.distillation.config import LossConfig
 from distilkit.methods.linear_attention.config import LinearAttentionStudentConfig
+from distilkit.methods.low_rank.config import FactorizeConfig
 from distilkit.methods.pruning.config import PrunedStudentConfig
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.models.config import (
@@ -114,4 +115,5 @@ class Recipe(Section):
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     quantize: QuantizeConfig | None = None
     deep_compression: DeepCompressionConfig | None = None
+    factorize: FactorizeConfig | None = None
     hub: HubConfig | None = None

@@ -15,7 +15,9 @@ class PruneConfig(Section):
 
     sparsity: float = Field(ge=0, lt=1)
     """Fraction of the compressed weights removed at the end of the schedule."""
-    scope: Literal["global", "layer"] = "global"
+    scope: Literal["std", "global", "layer"] = "std"
+    """``std``: one threshold on ``|w| / std(W)`` over all tensors (Han et al. 2015); ``global``: on ``|w|``;
+    ``layer``: the same sparsity in every tensor."""
     schedule: Literal["one_shot", "gradual"] = "one_shot"
     start: float = Field(default=0.0, ge=0, lt=1)
     """Fraction of training steps before pruning starts (dense training, with the regularisation, until then)."""

@@ -14,11 +14,11 @@ from distilkit.core.errors import RecipeError
 from distilkit.core.faults import fault_point
 from distilkit.core.method_hooks import MethodHooks
 from distilkit.core.saved_files import read_json
+from distilkit.core.sparsity_schedule import cubic_sparsity, update_step
 from distilkit.methods.deep_compression.config import DeepCompressionConfig
 from distilkit.methods.deep_compression.kmeans import share_weights, snap_to_centroids, tie_gradients
 from distilkit.methods.deep_compression.magnitude import (
     apply_masks,
-    cubic_sparsity,
     magnitude_masks,
     regularization,
     target_parameters,
@@ -68,7 +68,7 @@ class DeepCompressionHooks(MethodHooks):
         if prune.schedule == "one_shot":
             target = prune.sparsity if step >= prune.start * total_steps else 0.0
         else:  # masks change only every `every` steps: a resumed run recomputes the same ones
-            last_update = step if step >= prune.end * total_steps else step - step % prune.every
+            last_update = update_step(step, total_steps, prune.every, prune.end)
             target = cubic_sparsity(last_update, total_steps, prune.sparsity, start=prune.start, end=prune.end)
         if target > self.sparsity or (self.masks is None and target > 0):
             self._prune_to(target)

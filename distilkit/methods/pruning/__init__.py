@@ -1,1 +1,1 @@
-"""Structural pruning of heads, FFN neurons and layers (Michel et al. 2019; Molchanov et al. 2017), one-shot or iterative."""
+"""Structural pruning of heads, FFN neurons and layers (Michel et al. 2019; Molchanov et al. 2017), one-shot or iterative, and block pruning during training (Lagunas et al. 2021; Sanh et al. 2020) whose emptied heads and neurons are then removed."""

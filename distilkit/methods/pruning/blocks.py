@@ -219,6 +219,7 @@ class BlockMasks:
 
     def __init__(self, targets: list[BlockTarget], pruned: dict[str, torch.Tensor]):
         self.targets, self.pruned = targets, pruned
+        self.active = any(bool(p.any()) for p in pruned.values())  # before the schedule starts: nothing to do
         self._weights: dict[str, torch.Tensor] = {}
         self._biases: dict[str, torch.Tensor] = {}
         for t in targets:
@@ -230,6 +231,8 @@ class BlockMasks:
     @torch.no_grad()
     def apply(self) -> None:
         """Zero every pruned weight (and the bias of every emptied unit row)."""
+        if not self.active:
+            return
         for t in self.targets:
             weight = t.linear.weight
             mask = self._weights[t.name]

@@ -1,0 +1,115 @@
+"""Saving and reloading a factorised model with ``AutoModelForSequenceClassification.from_pretrained``.
+
+The weights need no special format: the factors are ordinary parameters (``<layer>.first.weight``,
+``<layer>.second.weight``, ...) in ``model.safetensors``. What a stock architecture cannot know is which of its
+modules are factored and at which rank, so ``config.json`` records the factor shapes per module::
+
+    "quantization_config": {"quant_method": "distilkit-low-rank", "modules": {
+        "bert.encoder.layer.0.attention.self.query": {"kind": "linear", "in_features": 384, "out_features": 384,
+                                                      "rank": 96, "blocks": 1, "bias": true},
+        "bert.embeddings.word_embeddings": {"kind": "embedding", "num_embeddings": 30522, "embedding_dim": 384,
+                                            "rank": 128, "padding_idx": 0}}}
+
+The record rides on transformers' quantizer registry because that is the one generic hook that runs between
+building a model and loading its weights, for any architecture (stock, pruned, BiLSTM, linear attention): the
+loader registered by ``import distilkit`` swaps the recorded modules for factored ones before the weights load.
+The config declares ``dequantize``, so transformers leaves no quantizer state on the loaded model (it is a float
+model that trains, casts and saves like any other); the loader then puts the record back on ``model.config``,
+exactly as :func:`record_factors` leaves a freshly factorised model, and saving again writes the same files.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from distilkit.methods.low_rank.factors import FactorizedEmbedding, LowRankLinear
+
+QUANT_METHOD = "distilkit-low-rank"
+
+
+def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule called ``name`` (dotted) by ``module``."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def describe_factors(model: nn.Module) -> dict[str, dict]:
+    """The factor shapes of every factored module of ``model``, by name (what ``config.json`` records)."""
+    table = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LowRankLinear):
+            table[name] = {"kind": "linear", "in_features": module.in_features, "out_features": module.out_features,
+                           "rank": module.rank, "blocks": module.blocks, "bias": module.second.bias is not None}
+        elif isinstance(module, FactorizedEmbedding):
+            table[name] = {"kind": "embedding", "num_embeddings": module.num_embeddings,
+                           "embedding_dim": module.embedding_dim, "rank": module.rank,
+                           "padding_idx": module.padding_idx}
+    return table
+
+
+def record_factors(model: nn.Module) -> dict:
+    """Set ``model.config.quantization_config`` to the record of its factored modules and return it."""
+    config = {"quant_method": QUANT_METHOD, "modules": describe_factors(model)}
+    model.config.quantization_config = config
+    return config
+
+
+def build_factored_modules(model: nn.Module, modules: dict[str, dict]) -> None:
+    """Before the weights load: swap every recorded module for a factored one of the recorded shapes (its values
+    come from the checkpoint)."""
+    for name, spec in modules.items():
+        original = model.get_submodule(name)
+        dtype = original.weight.dtype
+        if spec["kind"] == "linear":
+            module = LowRankLinear(spec["in_features"], spec["out_features"], spec["rank"], spec["bias"],
+                                   spec["blocks"])
+        elif spec["kind"] == "embedding":
+            module = FactorizedEmbedding(spec["num_embeddings"], spec["embedding_dim"], spec["rank"],
+                                         spec["padding_idx"])
+        else:
+            raise ValueError(f"quantization_config.modules.{name}: unknown kind {spec['kind']!r} "
+                             f"(a newer distilkit wrote it?)")
+        set_module(model, name, module.to(device=original.weight.device, dtype=dtype))
+
+
+def register() -> None:
+    """Make ``quant_method: distilkit-low-rank`` loadable by transformers (idempotent; run on ``import distilkit``)."""
+    from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
+    from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
+    from transformers.utils.quantization_config import QuantizationConfigMixin
+
+    if QUANT_METHOD in AUTO_QUANTIZER_MAPPING:
+        return
+
+    class LowRankConfig(QuantizationConfigMixin):
+        """``quantization_config`` of a factorised checkpoint. ``dequantize``: transformers removes its quantizer
+        state after loading; the loader puts the plain record back."""
+
+        def __init__(self, modules: dict | None = None, **kwargs):
+            self.quant_method = QUANT_METHOD
+            self.modules = modules or {}
+            self.dequantize = True
+
+    class LowRankLoader(HfQuantizer):
+        """Builds the factored modules before the weights load; records them on the config afterwards."""
+
+        requires_calibration = True  # only checkpoints that are already factorised
+
+        def _process_model_before_weight_loading(self, model, **kwargs):
+            build_factored_modules(model, self.quantization_config.modules)
+            return model
+
+        def _process_model_after_weight_loading(self, model, **kwargs):
+            record_factors(model)
+            return model
+
+        def is_serializable(self, *args, **kwargs) -> bool:
+            return True
+
+        @property
+        def is_trainable(self) -> bool:
+            return True
+
+    if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
+        register_quantization_config(QUANT_METHOD)(LowRankConfig)
+    register_quantizer(QUANT_METHOD)(LowRankLoader)
