@@ -96,6 +96,17 @@ def tiny_teacher_dir(tmp_path_factory, tiny_tokenizer_dir) -> Path:
     return make_tiny_teacher(tmp_path_factory.mktemp("tiny-teacher"), tiny_tokenizer_dir)
 
 
+def copy_student_recipe(tmp_path: Path, teacher: Path, section: str, value: dict, **train) -> dict:
+    """A tiny SST-2 recipe whose student is a copy of ``teacher``, with one method section (``section: value``)."""
+    return {"task": "sst2", "output_dir": str(tmp_path / "run"),
+            "data": {"dir": str(FIXTURES / "glue"), "max_train_examples": 96, "max_eval_examples": 48},
+            "teacher": {"model": str(teacher), "max_length": 24, "batch_size": 32},
+            "student": {"kind": "copy", "max_length": 24},
+            "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "log_every": 1, "sparse_embeddings": False, **train},
+            "cache": {"dir": str(tmp_path / "cache")}, "measure": {"latency": False},
+            section: value}
+
+
 def assert_loads_without_distilkit(model_dir: Path, inputs: dict, expected, timeout: int) -> None:
     """A fresh interpreter that never imports distilkit loads ``model_dir`` through its copied modeling file
     (``trust_remote_code``) and reproduces ``expected`` logits on ``inputs`` exactly: a machine without

@@ -45,7 +45,7 @@ from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassificatio
 from distilkit.run.distill import run
 from distilkit.run.recipe_io import validate_recipe
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from .conftest import copy_student_recipe
 
 
 # ---------------------------------------------------------------------------------------------- Huffman
@@ -245,13 +245,7 @@ def test_bilstm_lstm_and_embedding_weights_round_trip(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ recipes
 def tiny_recipe(tmp_path: Path, teacher: Path, deep_compression: dict, **train) -> dict:
-    return {"task": "sst2", "output_dir": str(tmp_path / "run"),
-            "data": {"dir": str(FIXTURES / "glue"), "max_train_examples": 96, "max_eval_examples": 48},
-            "teacher": {"model": str(teacher), "max_length": 24, "batch_size": 32},
-            "student": {"kind": "copy", "max_length": 24},
-            "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "log_every": 1, "sparse_embeddings": False, **train},
-            "cache": {"dir": str(tmp_path / "cache")}, "measure": {"latency": False},
-            "deep_compression": deep_compression}
+    return copy_student_recipe(tmp_path, teacher, "deep_compression", deep_compression, **train)
 
 
 def test_recipe_prunes_gradually_shares_and_huffman_codes(tmp_path, tiny_teacher_dir):

@@ -19,7 +19,8 @@ from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassificatio
 from distilkit.run.distill import run
 from distilkit.run.recipe_io import validate_recipe
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+from .conftest import copy_student_recipe
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -186,13 +187,7 @@ def test_bilstm_saves_and_reloads_with_identical_logits(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ recipes
 def tiny_recipe(tmp_path: Path, teacher: Path, factorize: dict, **train) -> dict:
-    return {"task": "sst2", "output_dir": str(tmp_path / "run"),
-            "data": {"dir": str(FIXTURES / "glue"), "max_train_examples": 96, "max_eval_examples": 48},
-            "teacher": {"model": str(teacher), "max_length": 24, "batch_size": 32},
-            "student": {"kind": "copy", "max_length": 24},
-            "train": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "log_every": 1, "sparse_embeddings": False, **train},
-            "cache": {"dir": str(tmp_path / "cache")}, "measure": {"latency": False},
-            "factorize": factorize}
+    return copy_student_recipe(tmp_path, teacher, "factorize", factorize, **train)
 
 
 def test_recipe_factorises_recovers_and_saves_a_reloadable_model(tmp_path, tiny_teacher_dir):
