@@ -329,7 +329,7 @@ def main() -> None:
                   "2^bits values (Han et al. 2016); the model is saved as Huffman-coded indices plus codebooks. "
                   f"Retrained: {args.epochs} epoch(s) of distillation in which each cluster's weights share one "
                   "update (tied gradients).", "",
-                  "| init | bits | acc, shared | acc, retrained | Δ retrained | MB | smaller |",
+                  "| init | bits | acc, shared | acc, retrained | Δ (retrained, else shared) | MB | smaller |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for (init, bits), row in sorted(bits_rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             after = row.get("retrain", {}).get("accuracy")
@@ -379,11 +379,13 @@ def main() -> None:
                 met = ratio >= target and final["retained"] >= TARGET_RETAINED
                 verdict = (f"≥ {target}× smaller than the fp32 MiniLM with ≥ {TARGET_RETAINED:.0%} of its accuracy: "
                            f"**{'met' if met else 'missed'}** ({ratio:.0f}×, {final['retained']:.1%})")
+            floor = teacher["metric"] - 0.01 if name == "minilm" else TARGET_RETAINED * teacher["metric"]
             results += [{"task": "sst2", "model": f"deep-compression pipeline ({name})", "metric": "times smaller",
-                         "value": round(ratio, 2), "target": target, "met": met},
+                         "value": round(ratio, 2), "target": target, "met": ratio >= target},
                         {"task": "sst2", "model": f"deep-compression pipeline ({name})", "metric": "accuracy",
-                         "value": final["metric"], "target": teacher["metric"] - 0.01 if name == "minilm"
-                         else TARGET_RETAINED * teacher["metric"], "met": met}]
+                         "value": final["metric"], "target": round(floor, 4), "met": final["metric"] >= floor},
+                        {"task": "sst2", "model": f"deep-compression pipeline ({name})",
+                         "metric": "size and accuracy together", "value": met, "target": True, "met": met}]
             lines += ["", f"Target: {verdict}.", ""]
     total = time.time() - start
     header = ["## Deep Compression on SST-2: pruning, weight sharing, Huffman coding (issue 13)", "",
