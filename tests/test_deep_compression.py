@@ -27,7 +27,7 @@ from distilkit.methods.deep_compression.huffman import (
     huffman_decode,
     huffman_encode,
 )
-from distilkit.methods.deep_compression.kmeans import kmeans_1d, share_weights, tie_gradients
+from distilkit.methods.deep_compression.kmeans import Clusters, kmeans_1d, share_weights, tie_gradients
 from distilkit.methods.deep_compression.magnitude import (
     apply_masks,
     magnitude_masks,
@@ -124,7 +124,7 @@ def test_shared_weights_stay_shared_under_adam():
     with torch.no_grad():
         layer.weight[:, :16] = 0  # pruned before sharing: must stay zero
     index = share_weights(layer.weight, bits=3)
-    tie_gradients(layer.weight, index, 8)
+    tie_gradients(layer.weight, Clusters(index, 8))
     opt = torch.optim.AdamW(layer.parameters(), lr=1e-2, weight_decay=0.01)
     start = layer.weight.detach().clone()
     for _ in range(5):

@@ -16,7 +16,12 @@ from distilkit.core.method_hooks import MethodHooks
 from distilkit.core.saved_files import read_json
 from distilkit.core.sparsity_schedule import cubic_sparsity, update_step
 from distilkit.methods.deep_compression.config import DeepCompressionConfig
-from distilkit.methods.deep_compression.kmeans import share_weights, snap_to_centroids, tie_gradients
+from distilkit.methods.deep_compression.kmeans import (
+    Clusters,
+    share_weights,
+    snap_to_centroids,
+    tie_gradients,
+)
 from distilkit.methods.deep_compression.magnitude import (
     apply_masks,
     magnitude_masks,
@@ -40,7 +45,7 @@ class DeepCompressionHooks(MethodHooks):
         self.params: dict[str, nn.Parameter] = {}
         self.masks: dict[str, torch.Tensor] | None = None
         self.sparsity, self.shared = 0.0, False
-        self.indexes: dict[str, torch.Tensor] = {}
+        self.clusters: dict[str, Clusters] = {}
 
     def prepare_student(self, student: nn.Module) -> None:
         cfg = self.cfg
@@ -61,7 +66,7 @@ class DeepCompressionHooks(MethodHooks):
             self._share()  # a resumed run re-reads the codebooks from the already shared weights
         elif self.shared:
             for name, param in self.params.items():
-                snap_to_centroids(param, self.indexes[name], 2 ** share.bits)
+                snap_to_centroids(param, self.clusters[name])
 
     def _follow_schedule(self, step: int, total_steps: int) -> None:
         prune = self.cfg.prune
@@ -103,8 +108,8 @@ class DeepCompressionHooks(MethodHooks):
                 raise RecipeError(f"deep_compression.share.bits: {name} has {param.numel()} weights, fewer than "
                                   f"its {2 ** share.bits} clusters; lower bits or add it to skip_modules")
             index = share_weights(param, share.bits, share.init, share.iterations, self.seed)
-            self.indexes[name] = index
-            tie_gradients(param, index, 2 ** share.bits)
+            self.clusters[name] = Clusters(index, 2 ** share.bits)
+            tie_gradients(param, self.clusters[name])
         self.shared = True
 
 

@@ -80,26 +80,38 @@ def share_weights(param: nn.Parameter, bits: int, init: str = "linear", iteratio
     return torch.from_numpy(full).view(param.shape).to(param.device)
 
 
-def tie_gradients(param: nn.Parameter, index: torch.Tensor, clusters: int):
+class Clusters:
+    """Cluster membership of one shared tensor (from :func:`share_weights`' index), computed once: the per-step
+    work below is then one ``index_add_`` and one gather over the tensor."""
+
+    def __init__(self, index: torch.Tensor, clusters: int):
+        flat = index.reshape(-1)
+        self.kept = flat >= 0
+        self.members = flat[self.kept]
+        self.sizes = torch.bincount(self.members, minlength=clusters).clamp(min=1).to(torch.float32)
+        self.clusters = clusters
+
+    def means(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (flat, float32) replaced by each member's cluster mean; zero where the weight is pruned."""
+        sums = torch.zeros(self.clusters, dtype=torch.float32, device=values.device)
+        sums.index_add_(0, self.members, values[self.kept])
+        out = torch.zeros_like(values)
+        out[self.kept] = (sums / self.sizes)[self.members]
+        return out
+
+
+def tie_gradients(param: nn.Parameter, clusters: Clusters):
     """Give every weight of a cluster that cluster's mean gradient (eq. 3, see the module doc); pruned
     weights (index ``-1``) get none. Returns the hook handle."""
-    flat = index.reshape(-1)
-    kept = flat >= 0
-    members = flat[kept]
-    sizes = torch.bincount(members, minlength=clusters).clamp(min=1).to(torch.float32)
 
     def hook(grad: torch.Tensor) -> torch.Tensor:
-        g = grad.reshape(-1).float()
-        sums = torch.zeros(clusters, dtype=torch.float32, device=g.device).index_add_(0, members.to(g.device), g[kept])
-        tied = torch.zeros_like(g)
-        tied[kept] = (sums / sizes.to(g.device))[members.to(g.device)]
-        return tied.view_as(grad).to(grad.dtype)
+        return clusters.means(grad.reshape(-1).float()).view_as(grad).to(grad.dtype)
 
     return param.register_hook(hook)
 
 
 @torch.no_grad()
-def snap_to_centroids(param: nn.Parameter, index: torch.Tensor, clusters: int) -> None:
+def snap_to_centroids(param: nn.Parameter, clusters: Clusters) -> None:
     """Set every weight of a cluster to the cluster's mean, pruned weights (index ``-1``) to zero, in place.
 
     Tied gradients alone keep a cluster together only when its members also share optimizer state; Adam
@@ -107,11 +119,4 @@ def snap_to_centroids(param: nn.Parameter, index: torch.Tensor, clusters: int) -
     mean of its members' updates (for SGD and fresh Adam state this changes nothing).
     """
     flat = param.view(-1)
-    idx = index.reshape(-1).to(flat.device)
-    kept = idx >= 0
-    members = idx[kept]
-    sizes = torch.bincount(members, minlength=clusters).clamp(min=1).to(torch.float32)
-    sums = torch.zeros(clusters, dtype=torch.float32, device=flat.device).index_add_(0, members, flat[kept].float())
-    snapped = torch.zeros_like(flat)
-    snapped[kept] = (sums / sizes)[members].to(flat.dtype)
-    flat.copy_(snapped)
+    flat.copy_(clusters.means(flat.float()).to(flat.dtype))
