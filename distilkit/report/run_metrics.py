@@ -49,7 +49,7 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
         report = read_json(out / "factorize.json")
         student_info["factorize"] = {k: v for k, v in report.items() if k != "layers"}
         student_info["factorize"]["ranks"] = {name: layer.get("rank") for name, layer in report.get("layers", {}).items()}
-    converted = recipe.quantize or getattr(recipe, "deep_compression", None)
+    converted = recipe.quantize or recipe.deep_compression
     if converted is not None:  # the saved model is the converted one: score it as reloaded
         student_info["float_metrics"] = student_info["metrics"]
         student_info["metrics"] = evaluate_model(student, encode, tokenizer, recipe.student.max_length,
@@ -57,7 +57,7 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
         student_info["float_size_on_disk_bytes"] = size_on_disk(out / "model-float")
     if recipe.quantize is not None:
         student_info["quantization"] = recipe.quantize.model_dump()
-    if getattr(recipe, "deep_compression", None) is not None:
+    if recipe.deep_compression is not None:
         dc = recipe.deep_compression
         weights = target_parameters(student, dc.skip_modules, dc.embeddings)
         student_info["deep_compression"] = {**dc.model_dump(), "sparsity": round(sparsity_of(weights), 4),

@@ -149,5 +149,5 @@ def encode_output(out: Path, cfg: DeepCompressionConfig) -> None:
 
 def from_recipe(recipe) -> DeepCompressionHooks | None:
     """Active when the recipe has a ``deep_compression`` section."""
-    dc = getattr(recipe, "deep_compression", None)
+    dc = recipe.deep_compression
     return DeepCompressionHooks(dc, recipe.train.seed) if dc is not None else None
