@@ -12,6 +12,8 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
 * the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
 * that a block-pruning ``student.blocks.size`` divides every weight it tiles (read from the model's
   ``config.json``);
+* that a trained student vocabulary (``student.tokenizer: {train: sentencepiece}``) has texts to learn from
+  and room for one piece per distinct character;
 * that ``output_dir`` and ``cache.dir`` can be written, and that ``train.resume_from`` exists.
 
 Every problem is listed, one line each, naming the recipe file and the key.
@@ -27,9 +29,10 @@ from pathlib import Path
 from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.config import SPACY_MODELS
-from distilkit.data.tasks import TaskSpec, check_split, load_task
+from distilkit.data.tasks import TaskSpec, check_split, load_task, split_texts
 from distilkit.methods.pruning.config import block_problems
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
+from distilkit.models.sentencepiece_checks import check_texts
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).
@@ -50,7 +53,8 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
         teacher_exists: ``False`` for a pipeline stage whose teacher a previous stage has yet to write.
     """
     task = load_task(recipe.task)
-    problems = [*data_problems(recipe, task), *model_problems(recipe, teacher_exists),
+    problems = [*data_problems(recipe, task), *student_vocab_problems(recipe, task),
+                *model_problems(recipe, teacher_exists),
                 *block_pruning_problems(recipe, teacher_exists), *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:
@@ -71,11 +75,30 @@ def data_problems(recipe: Recipe, task: TaskSpec) -> list[str]:
     return problems
 
 
+def student_vocab_problems(recipe: Recipe, task: TaskSpec) -> list[str]:
+    """``student.tokenizer: {train: sentencepiece}`` against the train split's texts: they must not be empty and
+    ``vocab_size`` must hold one piece per distinct character (counted without training anything). Augmented
+    texts, made later from these, are checked again when the vocabulary is trained."""
+    spec = recipe.student.tokenizer if recipe.student.kind == "bilstm" else None
+    if spec is None or isinstance(spec, str) or (recipe.data.dir is None and task.files is None):
+        return []
+    split = recipe.data.train_split or task.train_split
+    try:
+        texts = split_texts(task, split, data_dir=recipe.data.dir, max_examples=recipe.data.max_train_examples,
+                            seed=recipe.train.seed)
+        check_texts(texts, spec, where=f"task {task.name}, split {split}")
+    except DistilkitError as exc:  # an unreadable split is already reported by data_problems
+        return [str(exc)] if isinstance(exc, RecipeError) else []
+    return []
+
+
 def model_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
     """Every model reference of the recipe, resolved without loading weights."""
     teacher, student = recipe.teacher, recipe.student
     refs = [("teacher.tokenizer", teacher.tokenizer, _TOKENIZER_FILES),
-            ("student.tokenizer", student.tokenizer, _TOKENIZER_FILES),
+            # A trained vocabulary ({train: sentencepiece}) names no model: student_vocab_problems checks it.
+            ("student.tokenizer", student.tokenizer if isinstance(student.tokenizer, str) else None,
+             _TOKENIZER_FILES),
             ("student.config_from", getattr(student, "config_from", None), _MODEL_FILES),
             ("student.start_from", getattr(student, "start_from", None), _MODEL_FILES)]
     if teacher_exists:
