@@ -194,3 +194,17 @@ def test_vocabulary_preflight_imports_nothing_heavy(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe, "validate", str(recipe)], capture_output=True, text=True)
     assert "HEAVY 2 []" in done.stdout, done.stderr[-2000:]
     assert "student.tokenizer.vocab_size: 10 is smaller than the" in done.stderr
+
+
+def test_pieces_start_from_minilm_word_vectors(minilm):
+    """With the real MiniLM teacher, almost every piece of an SST-2 vocabulary gets teacher vectors, and a
+    whole-word piece's row is that word's WordPiece vector."""
+    from transformers import AutoModel
+
+    teacher_tok = AutoTokenizer.from_pretrained(minilm)
+    table = AutoModel.from_pretrained(minilm).get_input_embeddings().weight.detach()
+    tokenizer = sentencepiece_tokenizer(train_sentencepiece(sst2_texts(), spec(vocab_size=1000), seed=0))
+    rows, counts = piece_embeddings(tokenizer, teacher_tok, table, seed=0)
+    assert counts["from_teacher"] >= 0.99 * (len(tokenizer) - 3), counts  # all but <pad>, <unk> and a bare ▁
+    film = tokenizer.get_vocab()["▁film"]
+    torch.testing.assert_close(rows[film], table[teacher_tok.convert_tokens_to_ids("film")])
