@@ -14,6 +14,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import distilkit  # noqa: F401  (registers the BiLSTM with transformers)
 from distilkit.core.errors import RecipeError
+from distilkit.deploy.onnx_export import export_onnx
 from distilkit.models import sentencepiece_vocab
 from distilkit.models.bilstm import encode_bilstm
 from distilkit.models.config import SentencePieceConfig
@@ -139,6 +140,11 @@ def test_bilstm_recipe_trains_and_saves_a_sentencepiece_student(tmp_path, tiny_t
     assert tokenizer(texts, add_special_tokens=False)["input_ids"] == processor.encode(texts)
     with torch.no_grad():
         assert model(**encode_bilstm(tokenizer, texts, None, 32)).logits.shape == (2, 2)
+    # It deploys like any BiLSTM: ONNX with the SentencePiece tokenizer copied, same logits as PyTorch.
+    exported = export_onnx(out / "model", tmp_path / "onnx", task="sst2", data_dir=str(FIXTURES / "glue"),
+                           max_examples=32, max_length=32)
+    assert exported["checked_rows"] == 32 and exported["max_abs_logit_diff"] < 1e-4
+    assert AutoTokenizer.from_pretrained(tmp_path / "onnx").get_vocab() == tokenizer.get_vocab()
 
 
 def recipe_errors(tree: dict) -> str:
