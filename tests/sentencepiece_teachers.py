@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .conftest import FIXTURES
 
-#: family -> (tokenizer class, SentencePiece file name the class reads, special pieces in id order).
+#: family -> (tokenizer class, SentencePiece file it reads, meta pieces in id order, user-defined pieces).
 FAMILIES = {
     "albert": ("AlbertTokenizer", "spiece.model", ("<pad>", "<unk>", "[CLS]", "[SEP]"), ("[MASK]",)),
     "xlm-roberta": ("XLMRobertaTokenizer", "sentencepiece.bpe.model", ("<s>", "<pad>", "</s>", "<unk>"), ()),
@@ -17,22 +17,23 @@ FAMILIES = {
 
 
 def sentencepiece_model(pieces: tuple[str, ...], extra: tuple[str, ...], vocab_size: int = 400) -> bytes:
-    """A unigram SentencePiece model of the SST-2 fixture with the family's special pieces first."""
+    """A unigram SentencePiece model of the SST-2 fixture with the family's special pieces first (``extra``:
+    user-defined pieces such as ``[MASK]``)."""
     import sentencepiece as spm
 
     lines = (FIXTURES / "glue" / "SST-2" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]
-    ids = dict(zip(("pad", "unk", "bos", "eos"), range(4)))
-    # The four meta pieces at the family's positions: pad/unk/bos/eos ids follow the order given.
-    names = {"<pad>": "pad", "[PAD]": "pad", "<unk>": "unk", "[UNK]": "unk", "<s>": "bos", "[CLS]": "bos",
+    # SentencePiece's four meta pieces (pad, unk, bos, eos), each at the family's id, under the family's name.
+    roles = {"<pad>": "pad", "[PAD]": "pad", "<unk>": "unk", "[UNK]": "unk", "<s>": "bos", "[CLS]": "bos",
              "</s>": "eos", "[SEP]": "eos"}
-    order = {names[p]: (i, p) for i, p in enumerate(pieces)}
-    del ids
+    meta = {}
+    for i, piece in enumerate(pieces):
+        meta.update({f"{roles[piece]}_id": i, f"{roles[piece]}_piece": piece})
     buffer = io.BytesIO()
     spm.set_random_generator_seed(0)
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(line.split("\t")[0] for line in lines), model_writer=buffer, vocab_size=vocab_size,
         character_coverage=1.0, num_threads=1, minloglevel=2, user_defined_symbols=list(extra),
-        **{f"{k}_id": i for k, (i, _) in order.items()}, **{f"{k}_piece": p for k, (_, p) in order.items()})
+        **meta)
     return buffer.getvalue()
 
 
