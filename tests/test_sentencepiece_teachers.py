@@ -108,6 +108,16 @@ def test_quantized_copy_tracks_the_teacher(sp_teacher, tmp_path):
     torch.testing.assert_close(quantized, reference, atol=0.1 * reference.abs().max().item(), rtol=0)
 
 
+def test_low_rank_factorisation_of_sentencepiece_teachers(sp_teacher, tmp_path):
+    family, teacher = sp_teacher
+    tree = recipe(tmp_path, teacher, {"kind": "copy"}, factorize={"rank": 4})
+    metrics = run(validate_recipe(tree))
+    assert metrics["student"]["factorize"]["ranks"] and set(metrics["student"]["factorize"]["ranks"].values()) == {4}
+    student = AutoModelForSequenceClassification.from_pretrained(Path(tree["output_dir"]) / "model")
+    assert student.config.model_type == family
+    assert metrics["student"]["params"] < metrics["teacher"]["params"]
+
+
 @pytest.mark.parametrize("family", ["albert", "deberta-v2"])
 @pytest.mark.parametrize(("student", "method"), [
     ({"kind": "pruned", "heads": 0.5}, "pruning"),
