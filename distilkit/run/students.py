@@ -96,7 +96,9 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     """Build the student and its tokenizer from ``recipe.student`` (teacher's tokenizer by default).
 
     ``train_rows`` (the labelled transfer set) is where a pruned student's importance scores come from, and
-    whose tokens a ``student.vocab`` trimming keeps (the returned tokenizer is then the trimmed one).
+    whose tokens a ``student.vocab`` trimming keeps (the returned tokenizer is then the trimmed one), and whose
+    texts a trained vocabulary (``student.tokenizer: {train: sentencepiece}``) is learnt from (the returned
+    tokenizer is then the SentencePiece one, cached under ``cache.dir/sentencepiece``).
     """
     spec = recipe.student
     hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
