@@ -136,7 +136,7 @@ def test_errors(tmp_path, tiny_teacher_dir):
 
     distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2,
                                                                   hidden_dim=32))
-    with pytest.raises(RecipeError, match="bert and roberta"):
+    with pytest.raises(RecipeError, match="supports bert, roberta, xlm-roberta encoders; got distilbert"):
         swap_attention(distil, "elu")
 
 

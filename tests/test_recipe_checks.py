@@ -60,6 +60,8 @@ BREAKS = {
     ("train.sparse_embeddings", "quantize.embedding"):
         {"train": {"sparse_embeddings": True}, "quantize": {"linear": "int8", "embedding": "int8", "qat": True}},
     ("student.tokenizer", "student.kind"): {"student": {"kind": "copy", "tokenizer": "other/tok"}},
+    ("student.vocab", "student.tokenizer"):
+        {"student": {"kind": "bilstm", "tokenizer": {"train": "sentencepiece"}, "vocab": {"max_tokens": 500}}},
     ("deep_compression.share", "train.sparse_embeddings"): {"student": {"kind": "copy"},
                                                             "train": {"sparse_embeddings": True},
                                                             "deep_compression": {"share": {"bits": 4}}},

@@ -274,12 +274,32 @@ def load_split(task: TaskSpec | str, split: str, *, data_dir: str | Path | None 
     import datasets
 
     table = datasets.Dataset.from_dict(columns, features=example_features(spec))
-    if max_examples is None or max_examples >= len(table):
-        return table
-    # A random subset, not the head: SST-2's train file lists the phrases of each sentence together, so its
-    # head is a handful of correlated sentences.
+    keep = subset_indices(len(table), max_examples, seed)
+    return table if keep is None else table.select(keep)
+
+
+def subset_indices(size: int, max_examples: int | None, seed: int) -> list[int] | None:
+    """Rows of a split that ``max_examples`` keeps, in file order (``None``: all of them).
+
+    A random subset, not the head: SST-2's train file lists the phrases of each sentence together, so its
+    head is a handful of correlated sentences.
+    """
+    if max_examples is None or max_examples >= size:
+        return None
     rng = np.random.default_rng(seed)
-    return table.select(np.sort(rng.choice(len(table), size=max_examples, replace=False)).tolist())
+    return np.sort(rng.choice(size, size=max_examples, replace=False)).tolist()
+
+
+def split_texts(task: TaskSpec | str, split: str, *, data_dir: str | Path | None = None,
+                max_examples: int | None = None, seed: int = 0) -> list[str]:
+    """The sentences (``text_a`` then ``text_b`` of each row) of the rows :func:`load_split` would load, read
+    without building a ``datasets`` table (for preflight checks on texts)."""
+    spec = task if isinstance(task, TaskSpec) else load_task(task)
+    columns = _read_columns(spec, split, data_dir)
+    keep = subset_indices(len(columns["id"]), max_examples, seed)
+    rows = range(len(columns["id"])) if keep is None else keep
+    second = columns.get("text_b")
+    return [text for i in rows for text in (columns["text_a"][i], second[i] if second else None) if text]
 
 
 def check_split(task: TaskSpec | str, split: str, *, data_dir: str | Path | None = None) -> int:

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from distilkit.core.sections import Section
 
@@ -61,12 +61,44 @@ class VocabConfig(Section):
     """Fewest transfer-set occurrences for a token to be kept."""
 
 
+class SentencePieceConfig(Section):
+    """A student vocabulary of its own (``distilkit.models.sentencepiece_vocab``): a SentencePiece model trained on
+    the transfer set's texts (train split plus augmented texts), deterministic given ``train.seed``, cached."""
+
+    train: Literal["sentencepiece"]
+    vocab_size: int = Field(default=8000, gt=0)
+    """Most pieces (``<pad>`` and ``<unk>`` included); at least one per distinct character of the texts. A
+    unigram model of a small corpus may stop below it."""
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    """Unigram language model (Kudo 2018) or byte-pair encoding (Sennrich et al. 2016)."""
+
+
+#: The tags of the ``student.tokenizer`` union (a model name or a trained vocabulary), which pydantic puts in
+#: error locations and :mod:`distilkit.run.recipe_io` leaves out (users never wrote them).
+TOKENIZER_TAGS = ("name", "trained")
+
+StudentTokenizer = Annotated[
+    Annotated[str, Tag("name")] | Annotated[SentencePieceConfig, Tag("trained")],
+    # A mapping is a trained vocabulary, so its errors are about its keys, not "input should be a string".
+    Discriminator(lambda value: "name" if isinstance(value, str) else "trained"),
+]
+
+
+def _no_trained_tokenizer(value):
+    """A ``{train: ...}`` tokenizer on a student that reads the teacher's vocabulary is a named error."""
+    if isinstance(value, dict):
+        raise ValueError("a trained vocabulary ({train: sentencepiece}) is built for BiLSTM students only (a "
+                         "transformer student inherits the teacher's embedding table); name a tokenizer instead")
+    return value
+
+
 class BiLSTMStudentConfig(Section):
     """Tang et al. 2019 BiLSTM student (siamese for sentence pairs)."""
 
     kind: Literal["bilstm"]
-    tokenizer: str | None = None
-    """Defaults to the teacher's tokenizer."""
+    tokenizer: StudentTokenizer | None = None
+    """Defaults to the teacher's tokenizer; a model name, or ``{train: sentencepiece, vocab_size, model_type}``
+    for a vocabulary trained on the transfer set (whose embedding rows still start from the teacher's)."""
     max_length: int = Field(default=128, gt=0)
     embedding_dim: int = Field(default=300, gt=0)
     hidden_size: int = Field(default=300, gt=0)
@@ -93,6 +125,7 @@ class TransformerStudentConfig(Section):
 
     kind: Literal["transformer"]
     tokenizer: str | None = None
+    _trained_tokenizer = field_validator("tokenizer", mode="before")(_no_trained_tokenizer)
     max_length: int = Field(default=128, gt=0)
     num_layers: int | float = Field(default=4, gt=0)
     """Student layers, or a fraction of the teacher's below 1 (``0.25``: 6 of BERT-large's 24, 2 of MiniLM-L6's 6)."""
@@ -112,6 +145,7 @@ class CopyStudentConfig(Section):
 
     kind: Literal["copy"]
     tokenizer: str | None = None
+    _trained_tokenizer = field_validator("tokenizer", mode="before")(_no_trained_tokenizer)
     max_length: int = Field(default=128, gt=0)
     vocab: VocabConfig | None = None
     """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""

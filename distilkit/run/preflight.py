@@ -10,8 +10,12 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
   :data:`distilkit.models.model_names.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
   exist, a Hub id must be in the local cache when ``HF_HUB_OFFLINE=1``;
 * the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
+* that a pruned or linear-attention student's teacher has an architecture the method handles (its
+  ``config.json`` ``model_type``);
 * that a block-pruning ``student.blocks.size`` divides every weight it tiles (read from the model's
   ``config.json``);
+* that a trained student vocabulary (``student.tokenizer: {train: sentencepiece}``) has texts to learn from
+  and room for one piece per distinct character;
 * that ``output_dir`` and ``cache.dir`` can be written, and that ``train.resume_from`` exists.
 
 Every problem is listed, one line each, naming the recipe file and the key.
@@ -27,9 +31,11 @@ from pathlib import Path
 from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.config import SPACY_MODELS
-from distilkit.data.tasks import TaskSpec, check_split, load_task
-from distilkit.methods.pruning.config import block_problems
+from distilkit.data.tasks import TaskSpec, check_split, load_task, split_texts
+from distilkit.methods.linear_attention.config import LINEAR_ATTENTION_MODEL_TYPES
+from distilkit.methods.pruning.config import PRUNABLE_MODEL_TYPES, block_problems
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
+from distilkit.models.sentencepiece_checks import check_texts
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).
@@ -50,8 +56,10 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
         teacher_exists: ``False`` for a pipeline stage whose teacher a previous stage has yet to write.
     """
     task = load_task(recipe.task)
-    problems = [*data_problems(recipe, task), *model_problems(recipe, teacher_exists),
-                *block_pruning_problems(recipe, teacher_exists), *dependency_problems(recipe),
+    problems = [*data_problems(recipe, task), *student_vocab_problems(recipe, task),
+                *model_problems(recipe, teacher_exists),
+                *block_pruning_problems(recipe, teacher_exists), *architecture_problems(recipe, teacher_exists),
+                *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
@@ -71,11 +79,30 @@ def data_problems(recipe: Recipe, task: TaskSpec) -> list[str]:
     return problems
 
 
+def student_vocab_problems(recipe: Recipe, task: TaskSpec) -> list[str]:
+    """``student.tokenizer: {train: sentencepiece}`` against the train split's texts: they must not be empty and
+    ``vocab_size`` must hold one piece per distinct character (counted without training anything). Augmented
+    texts, made later from these, are checked again when the vocabulary is trained."""
+    spec = recipe.student.tokenizer if recipe.student.kind == "bilstm" else None
+    if spec is None or isinstance(spec, str) or (recipe.data.dir is None and task.files is None):
+        return []
+    split = recipe.data.train_split or task.train_split
+    try:
+        texts = split_texts(task, split, data_dir=recipe.data.dir, max_examples=recipe.data.max_train_examples,
+                            seed=recipe.train.seed)
+        check_texts(texts, spec, where=f"task {task.name}, split {split}")
+    except DistilkitError as exc:  # an unreadable split is already reported by data_problems
+        return [str(exc)] if isinstance(exc, RecipeError) else []
+    return []
+
+
 def model_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
     """Every model reference of the recipe, resolved without loading weights."""
     teacher, student = recipe.teacher, recipe.student
     refs = [("teacher.tokenizer", teacher.tokenizer, _TOKENIZER_FILES),
-            ("student.tokenizer", student.tokenizer, _TOKENIZER_FILES),
+            # A trained vocabulary ({train: sentencepiece}) names no model: student_vocab_problems checks it.
+            ("student.tokenizer", student.tokenizer if isinstance(student.tokenizer, str) else None,
+             _TOKENIZER_FILES),
             ("student.config_from", getattr(student, "config_from", None), _MODEL_FILES),
             ("student.start_from", getattr(student, "start_from", None), _MODEL_FILES)]
     if teacher_exists:
@@ -95,6 +122,39 @@ def block_pruning_problems(recipe: Recipe, teacher_exists: bool = True) -> list[
         return []
     source = getattr(recipe.student, "start_from", None) or (recipe.teacher.model if teacher_exists else None)
     return block_problems(blocks, recipe.train.epochs, _model_config(source))
+
+
+#: Why a method cannot work on a model type a teacher commonly has (the message adds the supported types).
+UNSUPPORTED_WHY = {
+    "albert": "ALBERT shares one set of layer weights across all its layers (Lan et al. 2020), so a head or "
+              "neuron cannot be removed from one layer alone",
+    "deberta-v2": "DeBERTa-v2/v3's disentangled attention (He et al. 2021) adds relative-position projections "
+                  "and scores that the head masks and the attention swap do not handle",
+}
+
+
+def architecture_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """Student kinds that rebuild the teacher's own network (``pruned``, block pruning, ``linear_attention``)
+    against the ``model_type`` in its ``config.json``: an unsupported architecture is named here rather than
+    after the teacher has labelled the transfer set."""
+    kind = recipe.student.kind
+    supported = {"pruned": PRUNABLE_MODEL_TYPES, "linear_attention": LINEAR_ATTENTION_MODEL_TYPES}.get(kind)
+    if supported is None:
+        return []
+    start = getattr(recipe.student, "start_from", None)
+    key, source = ("student.start_from", start) if start else ("teacher.model", recipe.teacher.model)
+    config = _model_config(source if start or teacher_exists else None)
+    model_type = str((config or {}).get("model_type", ""))
+    own = model_type.removeprefix("distilkit-pruned-").removeprefix("distilkit-linear-")
+    if config is None or own in supported:
+        return []
+    method = "pruning" if kind == "pruned" else "linear attention"
+    if kind == "pruned" and recipe.student.blocks is not None:
+        method = "block pruning"
+    why = UNSUPPORTED_WHY.get(own)
+    return [f"student.kind: {kind} ({method}) supports model types {', '.join(supported)}; {key} '{source}' is "
+            f"model type '{model_type}'" + (f": {why}" if why else "")
+            + "; distil it into a transformer or BiLSTM student, or use quantize or factorize, which handle it"]
 
 
 def _model_config(name: str | None) -> dict | None:

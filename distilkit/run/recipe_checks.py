@@ -60,7 +60,7 @@ MEANINGLESS: tuple[Rule, ...] = (
          "embedding_dim, or drop embedding_dim"),
     Rule("student.init_embeddings_from_teacher", "student.tokenizer",
          lambda r, t: _student(r, "bilstm") and bool(r.student.init_embeddings_from_teacher)
-         and written(r.student, "init_embeddings_from_teacher") and r.student.tokenizer is not None,
+         and written(r.student, "init_embeddings_from_teacher") and isinstance(r.student.tokenizer, str),
          "the teacher's word vectors index the teacher's vocabulary, not student.tokenizer's; drop "
          "student.tokenizer (the student then reads the teacher's) or set init_embeddings_from_teacher: false"),
     Rule("student.init_embeddings_from_teacher", "teacher.model",
@@ -141,6 +141,11 @@ MEANINGLESS: tuple[Rule, ...] = (
 _TEACHER_NETWORK_KINDS = ("copy", "pruned", "linear_attention")
 
 CONFLICTS: tuple[Rule, ...] = (
+    Rule("student.vocab", "student.tokenizer",
+         lambda r, t: _student(r, "bilstm") and r.student.vocab is not None
+         and r.student.tokenizer is not None and not isinstance(r.student.tokenizer, str),
+         "a trained SentencePiece vocabulary is already made for the transfer set; trimming keeps WordPiece "
+         "tokens of the teacher's vocabulary; choose one (vocab_size sets the trained vocabulary's size)"),
     Rule("loss.attention_weight", "student.kind",
          lambda r, t: bool(r.loss.attention_weight) and not _student(r, "linear_attention"),
          "attention transfer trains linear_attention students only"),

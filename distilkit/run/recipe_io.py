@@ -7,6 +7,7 @@ The schema itself lives in :mod:`distilkit.run.schema`; this module turns text i
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,16 @@ from pydantic import BaseModel, ValidationError
 from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.yaml_files import read_yaml
 from distilkit.data.tasks import TaskSpec, load_task
-from distilkit.models.config import FinetuneConfig
+from distilkit.models.config import TOKENIZER_TAGS, FinetuneConfig
 from distilkit.run.recipe_checks import meaningless_keys, recipe_problems
 from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, Recipe
+
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation, through unions and ``Annotated`` tags."""
+    if isinstance(annotation, type):
+        return [annotation] if issubclass(annotation, BaseModel) else []
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
 def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
@@ -28,9 +36,7 @@ def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
-        annotation = fields[part].annotation
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
-        models = [a for a in candidates if issubclass(a, BaseModel)]
+        models = _models_in(fields[part].annotation)
         if not models:
             return []
         current = models[0]
@@ -44,7 +50,8 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
     for item in err.errors():
         # Discriminated unions insert the tag ("bilstm") into the location; users never wrote it.
         kind = next((p for p in item["loc"] if p in STUDENT_KINDS), None)
-        loc = [str(p) for p in item["loc"] if p not in STUDENT_KINDS]
+        loc = [str(p) for i, p in enumerate(item["loc"]) if p not in STUDENT_KINDS
+               and not (p in TOKENIZER_TAGS and i and item["loc"][i - 1] == "tokenizer")]
         key = ".".join(loc) or "<root>"
         where = f"--set {key}={overrides[key]}" if overrides and key in overrides else source
         msg = item["msg"]

@@ -19,9 +19,11 @@ from distilkit.data.tasks import TaskSpec, load_split
 from distilkit.methods.linear_attention.swap import build_linear_attention_student
 from distilkit.methods.pruning.student import build_pruned_student
 from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
-from distilkit.models.config import TeacherConfig
+from distilkit.models.config import SentencePieceConfig, TeacherConfig
 from distilkit.models.finetune import finetune_teacher
 from distilkit.models.model_names import resolve_model_name
+from distilkit.models.sentencepiece_checks import transfer_texts
+from distilkit.models.sentencepiece_vocab import piece_embeddings, student_vocabulary
 from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher
 from distilkit.models.transformer import build_copy_student, build_transformer_student, encode_transformer
 from distilkit.models.vocab import apply_vocab
@@ -94,11 +96,20 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     """Build the student and its tokenizer from ``recipe.student`` (teacher's tokenizer by default).
 
     ``train_rows`` (the labelled transfer set) is where a pruned student's importance scores come from, and
-    whose tokens a ``student.vocab`` trimming keeps (the returned tokenizer is then the trimmed one).
+    whose tokens a ``student.vocab`` trimming keeps (the returned tokenizer is then the trimmed one), and whose
+    texts a trained vocabulary (``student.tokenizer: {train: sentencepiece}``) is learnt from (the returned
+    tokenizer is then the SentencePiece one, cached under ``cache.dir/sentencepiece``).
     """
     spec = recipe.student
     hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
-    if spec.tokenizer:  # short names (minilm) resolve through the same alias table as teacher.model
+    trained = spec.tokenizer if isinstance(spec.tokenizer, SentencePieceConfig) else None
+    if trained is not None:  # a vocabulary of the student's own, learnt from the transfer set's texts
+        if not train_rows:
+            raise RecipeError("student.tokenizer: a trained vocabulary needs the transfer set's texts")
+        cache_dir = recipe.cache.dir if recipe.cache.enabled else None
+        tokenizer = student_vocabulary(transfer_texts(train_rows), trained, seed=recipe.train.seed,
+                                       cache_dir=cache_dir, model_max_length=spec.max_length)
+    elif spec.tokenizer:  # short names (minilm) resolve through the same alias table as teacher.model
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(spec.tokenizer))
     elif hf_teacher is not None:
         tokenizer = hf_teacher.tokenizer
@@ -107,8 +118,11 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     common = {"num_labels": task.num_labels, "problem_type": task.problem_type}
     if spec.kind == "bilstm":
         embeddings = None
-        if spec.init_embeddings_from_teacher and hf_teacher is not None and not spec.tokenizer:
+        if spec.init_embeddings_from_teacher and hf_teacher is not None and (trained or not spec.tokenizer):
             embeddings = hf_teacher.model.get_input_embeddings().weight.detach().float().cpu().clone()
+            if trained is not None:  # each piece: the mean teacher vector of the teacher tokens it spells
+                embeddings, counts = piece_embeddings(tokenizer, hf_teacher.tokenizer, embeddings,
+                                                      seed=recipe.train.seed)
         model = STUDENTS["bilstm"].build(
             tokenizer=tokenizer, is_pair=task.is_pair, embedding_dim=spec.embedding_dim,
             hidden_size=spec.hidden_size, mlp_hidden_size=spec.mlp_hidden_size, dropout=spec.dropout,
@@ -132,6 +146,11 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
             teacher_config=teacher_config, num_layers=spec.num_layers, hidden_size=spec.hidden_size,
             num_attention_heads=spec.num_attention_heads, intermediate_size=spec.intermediate_size,
             init_from_teacher_layers=init, teacher_model=teacher_model, **common)
+    if trained is not None:  # recorded in config.json and metrics.json, as vocabulary trimming is
+        model.config.distilkit_vocab = {"trained": trained.train, "model_type": trained.model_type,
+                                        "pieces": len(tokenizer), "vocab_size": trained.vocab_size}
+        if spec.init_embeddings_from_teacher and hf_teacher is not None:
+            model.config.distilkit_vocab["from_teacher"] = counts["from_teacher"]
     if task.label_names:
         model.config.id2label = dict(enumerate(task.label_names))
         model.config.label2id = {name: i for i, name in enumerate(task.label_names)}

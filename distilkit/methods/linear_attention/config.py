@@ -9,6 +9,11 @@ from pydantic import Field
 
 from distilkit.core.sections import Section
 
+#: ``model_type`` values whose attention can be swapped (checked in preflight from ``config.json``); a twin is
+#: another family's network under another name (XLM-R is RoBERTa with a SentencePiece vocabulary).
+MODEL_TYPE_TWINS = {"xlm-roberta": "roberta"}
+LINEAR_ATTENTION_MODEL_TYPES = ("bert", "roberta", *MODEL_TYPE_TWINS)
+
 
 class LinearAttentionStudentConfig(Section):
     """The teacher with its softmax attention swapped for a linear variant (``distilkit.methods.linear_attention``)."""

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from distilkit.core.errors import RecipeError
+from distilkit.methods.linear_attention.config import LINEAR_ATTENTION_MODEL_TYPES, MODEL_TYPE_TWINS
 from distilkit.methods.linear_attention.linear import LINEAR_CLASSES, VARIANTS, attach, self_attentions
 from distilkit.models.transformer import build_copy_student
 
@@ -36,12 +37,15 @@ def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_le
     if variant not in VARIANTS:
         raise RecipeError(f"student.variant: unknown linear-attention variant '{variant}'; valid: {', '.join(VARIANTS)}")
     model_type = getattr(model.config, "model_type", None)
+    twin = MODEL_TYPE_TWINS.get(model_type, model_type)  # XLM-R's network is RoBERTa's (Conneau et al. 2020)
     family = next((f for f, (config_class, _) in LINEAR_CLASSES.items()
-                   if model_type in (f, config_class.model_type)), None)
+                   if twin in (f, config_class.model_type)), None)
     if family is None:
-        raise RecipeError(f"linear attention supports bert and roberta encoders; got {model_type}")
+        raise RecipeError(f"linear attention supports {', '.join(LINEAR_ATTENTION_MODEL_TYPES)} encoders; got "
+                          f"{model_type}")
     config_class, model_class = LINEAR_CLASSES[family]
-    if type(model) is not model_class and type(model) is not model_class.__bases__[0]:
+    stock = model_class.__bases__[0]
+    if type(model) not in (model_class, stock) and type(model).__name__ != f"XLM{stock.__name__}":
         raise RecipeError(f"linear attention swaps sequence classifiers; got {type(model).__name__}")
     model.config.__class__ = config_class  # same config object, now serialised with our model_type
     model.__class__ = model_class

@@ -55,6 +55,12 @@ class BlockPruningConfig(Section):
         return self
 
 
+#: ``model_type`` values structural and block pruning handle (checked in preflight from ``config.json``); a
+#: twin is another family's network under another name (XLM-R is RoBERTa with a SentencePiece vocabulary).
+#: ``pruned.py`` keeps its own copies (it is remote code); a test holds them equal.
+MODEL_TYPE_TWINS = {"xlm-roberta": "roberta"}
+PRUNABLE_MODEL_TYPES = ("bert", "roberta", "distilbert", *MODEL_TYPE_TWINS)
+
 # family -> (prefix of the encoder layers, {role: module path inside a layer}); the names ``named_parameters``
 # gives a stock or pruned sequence classifier, so preflight names the same weight the run would.
 _LAYOUT = {
@@ -71,6 +77,7 @@ _LAYOUT = {
 def _layer_shapes(config: dict) -> tuple[str, list[tuple[int, int, int]]] | None:
     """``(family, [(hidden, attention width, intermediate width) per layer])`` from a ``config.json``."""
     family = str(config.get("model_type", "")).removeprefix("distilkit-pruned-")
+    family = MODEL_TYPE_TWINS.get(family, family)
     if family not in _LAYOUT:
         return None
     if family == "distilbert":

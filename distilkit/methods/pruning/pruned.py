@@ -32,10 +32,19 @@ from transformers import (
 
 FAMILIES = ("bert", "roberta", "distilbert")
 
+#: Model types whose network is another family's, module for module, and their classifier classes. XLM-R is
+#: RoBERTa trained on 100 languages with a SentencePiece vocabulary (Conneau et al. 2020, "Unsupervised
+#: Cross-lingual Representation Learning at Scale"); transformers generates its classes from RoBERTa's, so a
+#: pruned XLM-R is saved and reloaded as a pruned RoBERTa (its tokenizer stays XLM-R's).
+TWINS = {"xlm-roberta": "roberta"}
+TWIN_CLASSES = {"XLMRobertaForSequenceClassification": "RobertaForSequenceClassification"}
+
 
 def model_family(config) -> str | None:
-    """``"bert"``, ``"roberta"`` or ``"distilbert"`` for stock and pruned configs of those models, else None."""
+    """``"bert"``, ``"roberta"`` or ``"distilbert"`` for stock and pruned configs of those models (and their
+    :data:`TWINS`), else None."""
     family = getattr(type(config), "distilkit_family", None) or getattr(config, "model_type", None)
+    family = TWINS.get(family, family)
     return family if family in FAMILIES else None
 
 

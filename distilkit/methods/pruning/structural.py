@@ -33,6 +33,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from distilkit.core.errors import RecipeError
 from distilkit.methods.pruning.pruned import (
     PRUNED_CLASSES,
+    TWIN_CLASSES,
     attention_parts,
     encoder_layers,
     ffn_parts,
@@ -298,7 +299,8 @@ def _record(model: nn.Module, family: str) -> None:
         model.config.__class__ = config_class
     model.config.distilkit_pruning = layer_shapes(model)
     if not isinstance(model, model_class):
-        if type(model) is model_class.__bases__[0]:
+        stock = model_class.__bases__[0]
+        if type(model) is stock or TWIN_CLASSES.get(type(model).__name__) == stock.__name__:
             model.__class__ = model_class  # same modules, extra __init__ step used only by from_pretrained
         else:
             logger.warning("%s was pruned; only %s reloads pruned shapes with from_pretrained",
