@@ -92,13 +92,14 @@ def sinkhorn_attention(sort_net: SortNet, block_size: int, iters: int, temperatu
     kbar = k.sum(-2) / denominator
     log_s = sinkhorn(sort_net(qbar, kbar) * (scale / temperature), count > 0, iters)
     s = log_s.exp().to(q.dtype)  # [b, h, N_B, N_B]
-    k_sorted = torch.einsum("bhij,bhjtd->bhitd", s, k)  # psi_S(K): sorted block i mixes the blocks j
-    v_sorted = torch.einsum("bhij,bhjtd->bhitd", s, v)
-    share = torch.einsum("bhij,bhjt->bhit", s, real.expand(-1, heads, -1, -1).to(q.dtype))  # real share per slot
+    # psi_S(K): sorted block i mixes the blocks j, token by token (one batched matmul over flattened blocks)
+    k_sorted = (s @ k.flatten(3)).view(q.shape)
+    v_sorted = (s @ v.flatten(3)).view(q.shape)
+    share = s @ real.to(q.dtype)  # [b, h, N_B, B]: share of real tokens mixed into each sorted slot
     low = torch.finfo(q.dtype).min / 2  # finite: a block with no real token gives finite (ignored) outputs
     bias = torch.cat([torch.where(real, 0.0, low).to(q.dtype).expand(-1, heads, -1, -1),
                       torch.where(share > 0, share.clamp_min(torch.finfo(q.dtype).tiny).log(), low)], dim=-1)
     keys, values = torch.cat([k, k_sorted], dim=3), torch.cat([v, v_sorted], dim=3)  # [b, h, N_B, 2B, d]
-    scores = torch.einsum("bhitd,bhiud->bhitu", q, keys) * scale + bias[:, :, :, None, :]
-    out = torch.einsum("bhitu,bhiud->bhitd", torch.softmax(scores, dim=-1), values)
+    scores = (q * scale) @ keys.transpose(-1, -2) + bias[:, :, :, None, :]  # [b, h, N_B, B, 2B]
+    out = torch.softmax(scores, dim=-1) @ values
     return out.reshape(batch, heads, blocks * block_size, dim)[:, :, :n]
