@@ -189,3 +189,24 @@ def test_recipe_swaps_and_recovers_with_attention_transfer(tmp_path, tiny_teache
     assert model.config.distilkit_linear_attention["block_size"] == 4
     w = self_attentions(model)[0].distilkit_feature.sort.weight
     assert not torch.allclose(w, torch.eye(w.shape[-1]).expand_as(w)), "the SortNet was not trained"
+
+
+def test_training_memory_grows_far_slower_than_softmax():
+    from .test_linear_attention import _saved_bytes
+
+    module = self_attentions(sinkhorn_model(block_size=32))[0]
+
+    def memory(n, fn):
+        q, k, v = (torch.randn(1, 4, n, 8, requires_grad=True) for _ in range(3))
+        return _saved_bytes(lambda: fn(q, k, v))
+
+    def sink(q, k, v):
+        return linear_attention(module, q, k, v, None)
+
+    def softmax(q, k, v):
+        return torch.softmax(q @ k.transpose(-1, -2), -1) @ v
+    # The attention is linear in n; the Sinkhorn rounds keep iters x N_B^2 for the backward pass, which grows
+    # quadratically but is 1 / B^2 of softmax's n^2 -- so somewhat above 4x per 4x length, far below 16x.
+    growth, quadratic = memory(2048, sink) / memory(512, sink), memory(2048, softmax) / memory(512, softmax)
+    assert growth < 6 and quadratic > 12, (growth, quadratic)
+    assert memory(2048, sink) < memory(2048, softmax) / 8
