@@ -57,7 +57,8 @@ def sinkhorn(logits: torch.Tensor, valid: torch.Tensor, iters: int) -> torch.Ten
     so the balancing of the real blocks is the one an unpadded sequence would get.
     """
     nb = logits.shape[-1]
-    eye = torch.eye(nb, dtype=torch.bool, device=logits.device)
+    index = torch.arange(nb, device=logits.device)
+    eye = index[:, None] == index[None, :]  # not torch.eye(dtype=bool): ONNX Runtime has no boolean EyeLike
     both = valid[..., :, None] & valid[..., None, :]
     several = valid.sum(-1)[..., None, None] >= 2
     allowed = both & ~(eye & several)
@@ -75,14 +76,14 @@ def sinkhorn_attention(sort_net: SortNet, block_size: int, iters: int, temperatu
     """Sparse Sinkhorn attention: ``[b, h, n, d]`` q, k, v and ``keep`` (``[b, 1, n, 1]``, 1 = real token)
     -> ``[b, h, n, d]``."""
     batch, heads, n, dim = query.shape
-    blocks = -(-n // block_size)
-    pad = blocks * block_size - n
+    # Internal padding to whole blocks, masked like the batch's own padding and cut off at the end. Always
+    # padded (maybe by 0), the block count read back from a shape, never behind an `if` or a Python
+    # ceil-division: a traced ONNX graph must not freeze the sample's length.
+    pad = (block_size - n % block_size) % block_size
     real = keep[:, 0, :, 0] > 0  # [b, n]
-    if pad:  # internal padding to whole blocks; masked like the batch's own padding, cut off at the end
-        query, key, value = (nn.functional.pad(x, (0, 0, 0, pad)) for x in (query, key, value))
-        real = nn.functional.pad(real, (0, pad), value=False)
-    real = real.reshape(batch, 1, blocks, block_size)
-    q = query.reshape(batch, heads, blocks, block_size, dim)
+    query, key, value = (nn.functional.pad(x, (0, 0, 0, pad)) for x in (query, key, value))
+    real = nn.functional.pad(real, (0, pad), value=False).reshape(batch, 1, -1, block_size)
+    q = query.reshape(batch, heads, -1, block_size, dim)
     # torch.where, not a product: a padded position may hold inf/nan from an earlier layer, and 0 * nan = nan.
     k = torch.where(real[..., None], key.reshape(q.shape), torch.zeros((), dtype=key.dtype, device=key.device))
     v = torch.where(real[..., None], value.reshape(q.shape), torch.zeros((), dtype=value.dtype, device=value.device))
@@ -102,4 +103,4 @@ def sinkhorn_attention(sort_net: SortNet, block_size: int, iters: int, temperatu
     keys, values = torch.cat([k, k_sorted], dim=3), torch.cat([v, v_sorted], dim=3)  # [b, h, N_B, 2B, d]
     scores = (q * scale) @ keys.transpose(-1, -2) + bias[:, :, :, None, :]  # [b, h, N_B, B, 2B]
     out = torch.softmax(scores, dim=-1) @ values
-    return out.reshape(batch, heads, blocks * block_size, dim)[:, :, :n]
+    return out.flatten(2, 3)[:, :, :n]
