@@ -228,7 +228,8 @@ def measure(args) -> tuple[dict, dict, dict]:
             accuracy[method] = cached(acc_path, accuracy_cell, args, teacher, method)
         elif method in old["accuracy"]:
             accuracy[method] = old["accuracy"][method]
-    first = next(m for m in METHODS[1:] if m in latency)  # the softmax row: timed beside the first variant shown
+    # The softmax row: timed in this run, beside the first variant measured (else beside the first one shown).
+    first = next((m for m in args.variants if m in latency), None) or next(m for m in METHODS[1:] if m in latency)
     latency = {"softmax": {"ms": latency[first]["softmax_ms"], "softmax_ms": latency[first]["softmax_ms"]},
                **latency}
     return latency, memory, accuracy
@@ -287,7 +288,9 @@ def main() -> None:
             "" if m == "softmax" or ("softmax", n) not in memory
             else f" ({memory[('softmax', n)] / max(memory[(m, n)], 0.1):.1f}×)") for n in args.lengths]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    teacher = next(iter(accuracy.values()))["teacher"] if accuracy else float("nan")
+    # Each row's Δ is against the teacher accuracy of its own run (the same cached teacher, unless it changed).
+    now = [accuracy[m] for m in args.variants if m in accuracy] or list(accuracy.values())
+    teacher = now[0]["teacher"] if now else float("nan")
     lines += ["", f"SST-2 dev accuracy of the MiniLM teacher (softmax: {teacher:.4f}) with each variant swapped in "
               f"(max_length 64; sinkhorn with blocks of {args.block_size}), before and after 1 epoch of recovery on "
               f"{args.recovery_examples:,} train sentences: KL (T = 2) to the softmax model's logits plus "
@@ -297,10 +300,11 @@ def main() -> None:
               "the new feature maps and SortNets:", "",
               "| variant | swapped, no recovery | recovered | Δ vs softmax (pts) |", "| --- | ---: | ---: | ---: |"]
     for m, r in accuracy.items():
-        lines.append(f"| {m} | {r['swapped']:.4f} | {r['recovered']:.4f} | {100 * (r['recovered'] - teacher):+.2f} |")
+        lines.append(f"| {m} | {r['swapped']:.4f} | {r['recovered']:.4f} | "
+                     f"{100 * (r['recovered'] - r['teacher']):+.2f} |")
     longest = max(args.lengths)
     fast = [m for m in VARIANTS if ms(m, longest) and speedup(m, longest) >= 4]
-    close = [m for m, r in accuracy.items() if teacher - r["recovered"] <= 0.02]
+    close = [m for m, r in accuracy.items() if r["teacher"] - r["recovered"] <= 0.02]
     both = [m for m in fast if m in close]
     lines += ["", f"Target (≥ 4× faster than softmax at {longest} tokens and within 2 points after recovery): "
               f"**{'met by ' + ', '.join(both) if both else 'NOT met'}** (≥ 4× at {longest}: {', '.join(fast) or 'none'}; "
