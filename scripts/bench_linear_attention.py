@@ -13,7 +13,9 @@ reading, one variant's accuracies) is written to ``<cache>/linear_attention/<set
 next run. ``--variants`` measures only those variants; the table rows of the others come from their cached
 cells, else from the previous docs/results/linear_attention.json, else from the published docs/benchmarks.md
 section, so a sinkhorn-only run keeps the other rows. Writes docs/figures/linear_attention_latency.png,
-docs/results/linear_attention.json and a docs/benchmarks.md section.
+docs/results/linear_attention.json and a docs/benchmarks.md section. ``--quick`` (lengths 128 and 1024, 2
+rounds, 96 train and 64 dev sentences, the base MiniLM with an untrained head as teacher: no fine-tune) checks
+that the script runs end to end; its accuracies mean nothing and it never writes docs/results.
 
     python scripts/bench_linear_attention.py --data-dir ../shared/glue
     python scripts/bench_linear_attention.py --data-dir ../shared/glue --variants sinkhorn
@@ -112,7 +114,8 @@ def recovery_tree(args, teacher: str, variant: str, epochs: int, out: Path) -> d
                **({"feature_lr": args.feature_lr} if variant in ("hedgehog", "linformer", "sinkhorn") else {}),
                **({"block_size": args.block_size} if variant == "sinkhorn" else {})}
     return {"task": "sst2", "output_dir": str(out),
-            "data": {"dir": args.data_dir, "max_train_examples": args.recovery_examples},
+            "data": {"dir": args.data_dir, "max_train_examples": args.recovery_examples,
+                     **({"max_eval_examples": 64} if args.quick else {})},  # quick: 64 dev sentences
             "teacher": {"model": teacher, "max_length": 64, "batch_size": 128}, "student": student,
             "loss": {"kind": "kl", "temperature": 2.0, "alpha": 0.0, "attention_weight": args.attention_weight},
             "train": {"epochs": epochs, "batch_size": 32, "lr": args.lr, "warmup_ratio": 0.1, "keep_checkpoints": 1},
