@@ -210,3 +210,24 @@ def test_training_memory_grows_far_slower_than_softmax():
     growth, quadratic = memory(2048, sink) / memory(512, sink), memory(2048, softmax) / memory(512, softmax)
     assert growth < 6 and quadratic > 12, (growth, quadratic)
     assert memory(2048, sink) < memory(2048, softmax) / 8
+
+
+def test_real_minilm_one_block_is_softmax_and_padding_is_exact(minilm):
+    import copy
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    torch.manual_seed(0)
+    softmax = AutoModelForSequenceClassification.from_pretrained(minilm, num_labels=2).eval()
+    texts = ["a gripping , beautifully acted film", "dull , overlong and far too pleased with its own cleverness"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    one_block = swap_attention(copy.deepcopy(softmax), "sinkhorn", max_length=64, block_size=64).eval()
+    small = swap_attention(copy.deepcopy(softmax), "sinkhorn", max_length=64, block_size=4).eval()
+    with torch.no_grad():
+        expected = softmax(**batch).logits
+        torch.testing.assert_close(one_block(**batch).logits, expected, rtol=1e-4, atol=1e-4)
+        padded = small(**batch).logits
+        alone = small(**tokenizer(texts[:1], return_tensors="pt")).logits
+        torch.testing.assert_close(padded[:1], alone, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(padded, expected, atol=1e-3)  # blocks of 4 do change the attention

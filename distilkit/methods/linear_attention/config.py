@@ -19,7 +19,7 @@ class LinearAttentionStudentConfig(Section):
     """Also the sequence length Linformer's projections cover."""
     variant: Literal["elu", "performer", "hedgehog", "linformer", "sinkhorn"] = "elu"
     features: int = Field(default=64, gt=0)
-    """Random features (performer) or projected length k (linformer); unused by elu and hedgehog."""
+    """Random features (performer) or projected length k (linformer); unused by elu, hedgehog and sinkhorn."""
     seed: int = 0
     feature_lr: float | None = Field(default=None, gt=0)
     """Learning rate of the new feature-map parameters (hedgehog W, linformer E/F, sinkhorn's SortNet);
