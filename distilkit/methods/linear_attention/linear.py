@@ -2,7 +2,7 @@
 
 Self-contained (torch + transformers only): ``save_pretrained`` copies this file next to the weights so
 ``trust_remote_code=True`` users need no distilkit. Softmax attention ``softmax(QK^T/sqrt(d)) V`` costs
-O(n^2) in sequence length n; every variant here costs O(n):
+O(n^2) in sequence length n; every variant here costs O(n), except sinkhorn (O(n^2 / B), see below):
 
 * ``elu``: kernelized attention with phi(x) = elu(x) + 1 (Katharopoulos et al. 2020, "Transformers are RNNs",
   eq. 4-6): ``out_i = phi(q_i)^T sum_j phi(k_j) v_j^T / (phi(q_i)^T sum_j phi(k_j))``.

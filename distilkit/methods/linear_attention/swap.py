@@ -40,6 +40,9 @@ def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_le
     """
     if variant not in VARIANTS:
         raise RecipeError(f"student.variant: unknown linear-attention variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    if block_size <= 0 or sinkhorn_iters < 0 or temperature <= 0:
+        raise RecipeError(f"student: sinkhorn needs block_size > 0, sinkhorn_iters >= 0 and temperature > 0; got "
+                          f"{block_size}, {sinkhorn_iters}, {temperature}")
     model_type = getattr(model.config, "model_type", None)
     family = next((f for f, (config_class, _) in LINEAR_CLASSES.items()
                    if model_type in (f, config_class.model_type)), None)
@@ -50,9 +53,6 @@ def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_le
         raise RecipeError(f"linear attention swaps sequence classifiers; got {type(model).__name__}")
     model.config.__class__ = config_class  # same config object, now serialised with our model_type
     model.__class__ = model_class
-    if block_size <= 0 or sinkhorn_iters < 0 or temperature <= 0:
-        raise RecipeError(f"student: sinkhorn needs block_size > 0, sinkhorn_iters >= 0 and temperature > 0; got "
-                          f"{block_size}, {sinkhorn_iters}, {temperature}")
     spec = {"variant": variant, "features": features, "max_length": max_length, "seed": seed}
     if variant == "sinkhorn":  # other variants keep the config they always had
         spec.update(block_size=block_size, sinkhorn_iters=sinkhorn_iters, temperature=temperature)
