@@ -25,11 +25,18 @@ def tiny_bert(seed=0) -> BertForSequenceClassification:
 
 
 def swapped(variant: str, seed=0):
+    if variant == "sinkhorn":  # blocks of 3: several blocks, a short last one, and empty ones in padded batches
+        return swap_attention(tiny_bert(seed), variant, max_length=64, block_size=3)
     return swap_attention(tiny_bert(seed), variant, features=16, max_length=64, seed=3)
 
 
 def naive(feature, q, k, v, keep):
-    """Quadratic reference: an explicit n x n weight matrix (or Linformer's explicit projections)."""
+    """Quadratic reference: an explicit n x n weight matrix (or Linformer's explicit projections, or
+    Sinkhorn's loops over blocks and tokens)."""
+    if feature.variant == "sinkhorn":
+        from .test_sinkhorn_attention import naive_sinkhorn
+
+        return naive_sinkhorn(feature, q, k, v, keep)
     if feature.variant == "linformer":
         n = k.shape[2]
         kp = feature.e[:, :n] @ (k * keep)
@@ -52,12 +59,17 @@ def test_variant_matches_naive_reference_with_padding(variant):
     with torch.no_grad():
         out, _ = linear_attention(module, q, k, v, mask)
         expected = naive(module.distilkit_feature, q, k, v, keep).transpose(1, 2)
+    if variant == "sinkhorn":  # the loop reference leaves padded queries at zero; compare the real ones
+        out, expected = out * keep.transpose(1, 2), expected * keep.transpose(1, 2)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     # A masked key contributes nothing: changing it changes no output.
     k2, v2 = k.clone(), v.clone()
     k2[1, :, 7:], v2[1, :, 7:] = 100.0, -100.0
     with torch.no_grad():
-        torch.testing.assert_close(linear_attention(module, q, k2, v2, mask)[0], out, rtol=1e-4, atol=1e-5)
+        again = linear_attention(module, q, k2, v2, mask)[0]
+    if variant == "sinkhorn":
+        again = again * keep.transpose(1, 2)
+    torch.testing.assert_close(again, out, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -74,9 +86,10 @@ def test_padding_does_not_change_a_sentence(variant):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_save_reload_identical_logits(variant, tmp_path):
     model = swapped(variant)
-    if variant == "hedgehog":  # trained feature maps must round-trip too
+    if variant in ("hedgehog", "sinkhorn"):  # trained feature maps (and SortNets) must round-trip too
+        feature = self_attentions(model)[1].distilkit_feature
         with torch.no_grad():
-            self_attentions(model)[1].distilkit_feature.weight.add_(0.3)
+            (feature.sort.weight if variant == "sinkhorn" else feature.weight).add_(0.3)
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     assert type(reloaded).__name__ == "LinearAttentionBertForSequenceClassification"
@@ -85,7 +98,10 @@ def test_save_reload_identical_logits(variant, tmp_path):
     ids = torch.randint(4, 200, (3, 12))
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
-    assert (tmp_path / "linear.py").is_file()
+    assert (tmp_path / "linear.py").is_file() and (tmp_path / "sinkhorn.py").is_file()  # remote code imports both
+    if variant == "sinkhorn":
+        assert reloaded.config.distilkit_linear_attention["block_size"] == 3
+        assert self_attentions(reloaded)[1].distilkit_feature.block_size == 3
 
 
 def _saved_bytes(fn) -> int:
@@ -148,7 +164,12 @@ def naive_transfer(feature, q, k, v, keep):
         for h in range(q.shape[1]):
             qq, kk, vv = q[b, h, :n], k[b, h, :n], v[b, h, :n]
             target = torch.softmax(qq @ kk.T / qq.shape[-1] ** 0.5, dim=-1)
-            if feature.variant == "linformer":
+            if feature.variant == "sinkhorn":
+                from .test_sinkhorn_attention import naive_sinkhorn
+
+                out = naive_sinkhorn(feature, q, k, v, keep)[b, h, :n]
+                per_query = (out - target @ vv).pow(2).mean(-1)
+            elif feature.variant == "linformer":
                 e, f = feature.e[:, :n], feature.f[:, :n]
                 out = torch.softmax(qq @ (e @ kk).T / qq.shape[-1] ** 0.5, dim=-1) @ (f @ vv)
                 per_query = (out - target @ vv).pow(2).mean(-1)
@@ -231,11 +252,13 @@ def test_feature_maps_get_their_own_learning_rate(tmp_path, tiny_teacher_dir):
 
     tree = tiny_recipe(tmp_path, tiny_teacher_dir)
     for variant, feature_lr, sizes in (("hedgehog", 0.01, [None, 0.01]), ("elu", None, [None]),
-                                       ("hedgehog", None, [None])):
+                                       ("hedgehog", None, [None]), ("sinkhorn", 0.01, [None, 0.01])):
         tree["student"] = {"kind": "linear_attention", "variant": variant, "feature_lr": feature_lr}
         model = swapped(variant)
         groups = parameter_groups(model, active_methods(validate_recipe(tree)))
         assert [g.get("lr") for g in groups] == sizes
         assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
         if len(groups) == 2:
-            assert all(p.shape[-1] == p.shape[-2] for p in groups[1]["params"])  # hedgehog's square W
+            # hedgehog's W and sinkhorn's SortNet: square, one per head and layer
+            assert all(p.shape[-1] == p.shape[-2] for p in groups[1]["params"])
+            assert len(groups[1]["params"]) == len(self_attentions(model))

@@ -34,6 +34,12 @@ BREAKS = {
     ("student.features", "student.variant"): {"student": {**LINEAR, "variant": "elu", "features": 32}},
     ("student.feature_lr", "student.variant"): {"student": {**LINEAR, "variant": "performer", "feature_lr": 0.1}},
     ("student.seed", "student.variant"): {"student": {**LINEAR, "variant": "hedgehog", "seed": 3}},
+    ("student.block_size", "student.variant"): {"student": {**LINEAR, "variant": "elu", "block_size": 8}},
+    ("student.sinkhorn_iters", "student.variant"): {"student": {**LINEAR, "variant": "hedgehog",
+                                                                "sinkhorn_iters": 4}},
+    ("student.temperature", "student.variant"): {"student": {**LINEAR, "variant": "linformer", "temperature": 0.5}},
+    ("student.block_size", "student.max_length"): {"student": {**LINEAR, "variant": "sinkhorn", "max_length": 32,
+                                                               "block_size": 64}},
     ("loss.temperature", "loss.kind"): {"loss": {"kind": "mse", "temperature": 2.0}},
     ("quantize.activation_bits", "quantize.qat"): {"quantize": {"linear": "int8", "activation_bits": 8}},
     ("quantize.backend", "quantize.linear"): {"quantize": {"linear": "bnb8", "backend": "int_mm"}},
@@ -101,6 +107,8 @@ def test_defaults_that_do_not_apply_are_not_errors():
     validate_recipe(recipe(student={"kind": "bilstm", "tokenizer": "other/tok"}))
     validate_recipe(recipe(student={"kind": "bilstm", "embedding_dim": 128, "init_embeddings_from_teacher": "pca"}))
     validate_recipe(recipe(student={**LINEAR, "variant": "linformer", "features": 16, "seed": 1, "feature_lr": 0.1}))
+    validate_recipe(recipe(student={**LINEAR, "variant": "sinkhorn", "max_length": 32, "block_size": 32,
+                                    "sinkhorn_iters": 4, "temperature": 0.5, "feature_lr": 0.1}))
     validate_recipe(recipe(loss={"kind": "kl", "temperature": 2.0}, quantize={"linear": "int4", "backend": "int_mm"}))
 
 

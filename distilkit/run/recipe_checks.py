@@ -76,7 +76,7 @@ MEANINGLESS: tuple[Rule, ...] = (
          "a student built from config_from has no teacher layers to copy; drop one of them"),
     Rule("student.features", "student.variant",
          lambda r, t: _student(r, "linear_attention") and written(r.student, "features")
-         and r.student.variant in ("elu", "hedgehog"),
+         and r.student.variant in ("elu", "hedgehog", "sinkhorn"),
          "only performer (random features) and linformer (projected length) have a feature count"),
     Rule("student.feature_lr", "student.variant",
          lambda r, t: _student(r, "linear_attention") and r.student.feature_lr is not None
@@ -84,8 +84,13 @@ MEANINGLESS: tuple[Rule, ...] = (
          "elu has no feature map and performer's random features are fixed: nothing trains at feature_lr"),
     Rule("student.seed", "student.variant",
          lambda r, t: _student(r, "linear_attention") and written(r.student, "seed")
-         and r.student.variant in ("elu", "hedgehog"),
+         and r.student.variant in ("elu", "hedgehog", "sinkhorn"),
          "only performer's random features and linformer's projections are drawn from the seed"),
+    *(Rule(f"student.{name}", "student.variant",
+           lambda r, t, name=name: _student(r, "linear_attention") and written(r.student, name)
+           and r.student.variant != "sinkhorn",
+           "only sinkhorn sorts blocks")
+      for name in ("block_size", "sinkhorn_iters", "temperature")),
     Rule("loss.temperature", "loss.kind",
          lambda r, t: r.loss.kind == "mse" and written(r.loss, "temperature"),
          "the logit MSE of Tang et al. compares raw logits; temperature softens only kind: kl"),
@@ -149,6 +154,11 @@ CONFLICTS: tuple[Rule, ...] = (
     Rule("loss.attention_weight", "student.kind",
          lambda r, t: bool(r.loss.attention_weight) and not _student(r, "linear_attention"),
          "attention transfer trains linear_attention students only"),
+    Rule("student.block_size", "student.max_length",
+         lambda r, t: _student(r, "linear_attention") and r.student.variant == "sinkhorn"
+         and r.student.block_size > r.student.max_length,
+         "a block longer than the longest input would make Sinkhorn attention one block of plain softmax "
+         "attention; use a block_size of at most max_length (e.g. max_length / 8)"),
     Rule("loss.alpha", "data.labels",
          lambda r, t: r.data.labels == "none" and r.loss.alpha > 0,
          "alpha mixes in gold labels but data.labels is 'none'; set loss.alpha: 0 or data.labels: gold"),

@@ -22,10 +22,17 @@ class LinearAttentionStudentConfig(Section):
     tokenizer: str | None = None
     max_length: int = Field(default=128, gt=0)
     """Also the sequence length Linformer's projections cover."""
-    variant: Literal["elu", "performer", "hedgehog", "linformer"] = "elu"
+    variant: Literal["elu", "performer", "hedgehog", "linformer", "sinkhorn"] = "elu"
     features: int = Field(default=64, gt=0)
-    """Random features (performer) or projected length k (linformer); unused by elu and hedgehog."""
+    """Random features (performer) or projected length k (linformer); unused by elu, hedgehog and sinkhorn."""
     seed: int = 0
     feature_lr: float | None = Field(default=None, gt=0)
-    """Learning rate of the new feature-map parameters (hedgehog W, linformer E/F); ``train.lr`` if unset.
+    """Learning rate of the new feature-map parameters (hedgehog W, linformer E/F, sinkhorn's SortNet);
+    ``train.lr`` if unset.
     They start from scratch (or the identity), so they want a far larger step than the pretrained weights."""
+    block_size: int = Field(default=16, gt=0)
+    """sinkhorn: tokens per block (Tay et al. 2020's B); at most ``max_length`` (recipe check)."""
+    sinkhorn_iters: int = Field(default=8, ge=0)
+    """sinkhorn: rounds of row and column normalisation balancing the sorting matrix."""
+    temperature: float = Field(default=1.0, gt=0)
+    """sinkhorn: divides the sorting logits; lower gives a harder (closer to 0/1) block permutation."""

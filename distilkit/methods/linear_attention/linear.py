@@ -2,7 +2,7 @@
 
 Self-contained (torch + transformers only): ``save_pretrained`` copies this file next to the weights so
 ``trust_remote_code=True`` users need no distilkit. Softmax attention ``softmax(QK^T/sqrt(d)) V`` costs
-O(n^2) in sequence length n; every variant here costs O(n):
+O(n^2) in sequence length n; every variant here costs O(n), except sinkhorn (O(n^2 / B), see below):
 
 * ``elu``: kernelized attention with phi(x) = elu(x) + 1 (Katharopoulos et al. 2020, "Transformers are RNNs",
   eq. 4-6): ``out_i = phi(q_i)^T sum_j phi(k_j) v_j^T / (phi(q_i)^T sum_j phi(k_j))``.
@@ -12,6 +12,9 @@ O(n^2) in sequence length n; every variant here costs O(n):
   identity and trained by distillation (Zhang et al. 2024, "The Hedgehog & the Porcupine", eq. 4).
 * ``linformer``: softmax attention over keys/values projected along the sequence to ``k`` rows by learned
   E, F (Wang et al. 2020, eq. 7); padded positions are zeroed before projecting.
+* ``sinkhorn``: sparse Sinkhorn attention (Tay et al. 2020, section 3): blocks of ``block_size`` tokens, a
+  per-head SortNet and Sinkhorn balancing give a soft block permutation; each query block attends to its own
+  block and its sorted block (:mod:`.sinkhorn`). O(n B) attention plus an O(n^2 / B) block mixing.
 
 A masked (padding) key contributes nothing: its features (or its projected row) are multiplied by zero.
 The variant and its sizes live in ``config.distilkit_linear_attention``; the ``LinearAttention*`` classes
@@ -21,7 +24,10 @@ Attention transfer (recovery): while ``FeatureMap.transfer`` is on and the model
 stores how far it is from the softmax attention it replaces, computed from the *same* q, k, v (no teacher
 forward needed): kernel variants (elu, performer, hedgehog) the soft cross-entropy between the softmax
 weights and their normalised kernel weights (Zhang et al. 2024, Hedgehog's "attention weight distillation"),
-linformer (whose weights live over projected rows) the mean squared error of its output to softmax's.
+linformer (whose weights live over projected rows) and sinkhorn the mean squared error of its output to
+softmax's. Sinkhorn's weights are block-sparse (zero outside the own and the sorted block), so a cross-entropy
+to softmax's dense weights would be dominated by the log of those zeros; the output error is defined whatever
+the sparsity and reaches the SortNet through the sorted keys and values.
 """
 
 from __future__ import annotations
@@ -39,16 +45,23 @@ from transformers import (
 )
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from .sinkhorn import SortNet, sinkhorn_attention
+
 ATTENTION_NAME = "distilkit_linear"
-VARIANTS = ("elu", "performer", "hedgehog", "linformer")
+VARIANTS = ("elu", "performer", "hedgehog", "linformer", "sinkhorn")
+#: Sinkhorn keys and their defaults (also for configs saved before they existed).
+SINKHORN_DEFAULTS = {"block_size": 16, "sinkhorn_iters": 8, "temperature": 1.0}
 
 
 class FeatureMap(nn.Module):
-    """Per-layer state of a variant: random features (performer), W (hedgehog) or E/F (linformer)."""
+    """Per-layer state of a variant: random features (performer), W (hedgehog), E/F (linformer) or the
+    SortNet and block settings (sinkhorn)."""
 
-    def __init__(self, variant: str, heads: int, head_dim: int, features: int, max_length: int, seed: int):
+    def __init__(self, variant: str, heads: int, head_dim: int, features: int, max_length: int, seed: int,
+                 block_size: int = 16, sinkhorn_iters: int = 8, temperature: float = 1.0):
         super().__init__()
         self.variant, self.features = variant, features
+        self.block_size, self.sinkhorn_iters, self.temperature = block_size, sinkhorn_iters, temperature
         self.transfer, self.transfer_loss = False, None  # training-only attention transfer, see module doc
         if variant == "performer":
             generator = torch.Generator().manual_seed(seed)
@@ -66,6 +79,8 @@ class FeatureMap(nn.Module):
             generator = torch.Generator().manual_seed(seed)
             self.e = nn.Parameter(torch.randn(features, max_length, generator=generator) / math.sqrt(features))
             self.f = nn.Parameter(torch.randn(features, max_length, generator=generator) / math.sqrt(features))
+        elif variant == "sinkhorn":
+            self.sort = SortNet(heads, head_dim)
 
     def phi(self, x: torch.Tensor, is_query: bool) -> torch.Tensor:
         """Features of queries or keys ``[batch, heads, n, d]`` -> ``[batch, heads, n, m]`` (all positive)."""
@@ -104,6 +119,9 @@ def linear_attention(module: nn.Module, query, key, value, attention_mask, scali
         k, v = torch.einsum("kn,bhnd->bhkd", e, key * mask), torch.einsum("kn,bhnd->bhkd", f, value * mask)
         scores = (query @ k.transpose(-1, -2)) * (scaling or query.shape[-1] ** -0.5)
         out = torch.softmax(scores, dim=-1) @ v
+    elif feature.variant == "sinkhorn":
+        out = sinkhorn_attention(feature.sort, feature.block_size, feature.sinkhorn_iters, feature.temperature,
+                                 query, key, value, mask, scaling or query.shape[-1] ** -0.5)
     else:
         q, k = feature.phi(query, True), feature.phi(key, False) * mask
         kv = torch.einsum("bhnm,bhnd->bhmd", k, value)  # sum_j phi(k_j) v_j^T: O(n m d), no n x n matrix
@@ -128,7 +146,7 @@ def transfer_loss(feature: FeatureMap, query, key, value, mask, out, scaling=Non
         scores = (query @ key.transpose(-1, -2) * scale).float().masked_fill(~keys, float("-inf"))
         target = torch.softmax(scores, dim=-1)
     weight = queries.expand(-1, query.shape[1], -1).float()  # [b, h, n]
-    if feature.variant == "linformer":
+    if feature.variant in ("linformer", "sinkhorn"):  # block-sparse or projected weights: compare outputs
         soft_out = (target.to(value.dtype) @ value).float()
         per_query = (out.float() - soft_out).pow(2).mean(dim=-1)
     else:
@@ -155,8 +173,9 @@ def attach(model: nn.Module, spec: dict) -> None:
     for i, attention in enumerate(self_attentions(model)):
         head_dim = attention.attention_head_size
         heads = attention.query.out_features // head_dim
+        sinkhorn = {key: spec.get(key, default) for key, default in SINKHORN_DEFAULTS.items()}
         attention.distilkit_feature = FeatureMap(spec["variant"], heads, head_dim, spec["features"],
-                                                 spec["max_length"], spec.get("seed", 0) + i)
+                                                 spec["max_length"], spec.get("seed", 0) + i, **sinkhorn)
     model.config.distilkit_linear_attention = dict(spec)
     model.set_attn_implementation(ATTENTION_NAME)
 

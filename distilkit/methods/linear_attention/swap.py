@@ -21,21 +21,29 @@ from distilkit.models.transformer import build_copy_student
 
 
 def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_length: int = 512,
-                   seed: int = 0) -> nn.Module:
+                   seed: int = 0, block_size: int = 16, sinkhorn_iters: int = 8,
+                   temperature: float = 1.0) -> nn.Module:
     """Replace the softmax attention of a BERT/RoBERTa sequence classifier by ``variant`` (in place).
 
     Args:
         model: A ``BertForSequenceClassification`` or ``RobertaForSequenceClassification``.
-        variant: ``elu``, ``performer``, ``hedgehog`` or ``linformer`` (see :mod:`distilkit.methods.linear_attention.linear`).
+        variant: ``elu``, ``performer``, ``hedgehog``, ``linformer`` or ``sinkhorn`` (see
+            :mod:`distilkit.methods.linear_attention.linear`).
         features: Random features (performer) or projected sequence length (linformer).
         max_length: Longest sequence Linformer's projections cover.
         seed: Seed of the performer's random features (per layer: seed + layer index).
+        block_size: Tokens per block (sinkhorn).
+        sinkhorn_iters: Row/column normalisation rounds of the Sinkhorn balancing (sinkhorn).
+        temperature: Divides the sorting logits; lower is closer to a hard permutation (sinkhorn).
 
     Raises:
         RecipeError: Unknown variant or unsupported architecture.
     """
     if variant not in VARIANTS:
         raise RecipeError(f"student.variant: unknown linear-attention variant '{variant}'; valid: {', '.join(VARIANTS)}")
+    if block_size <= 0 or sinkhorn_iters < 0 or temperature <= 0:
+        raise RecipeError(f"student: sinkhorn needs block_size > 0, sinkhorn_iters >= 0 and temperature > 0; got "
+                          f"{block_size}, {sinkhorn_iters}, {temperature}")
     model_type = getattr(model.config, "model_type", None)
     twin = MODEL_TYPE_TWINS.get(model_type, model_type)  # XLM-R's network is RoBERTa's (Conneau et al. 2020)
     family = next((f for f, (config_class, _) in LINEAR_CLASSES.items()
@@ -49,7 +57,10 @@ def swap_attention(model: nn.Module, variant: str, *, features: int = 64, max_le
         raise RecipeError(f"linear attention swaps sequence classifiers; got {type(model).__name__}")
     model.config.__class__ = config_class  # same config object, now serialised with our model_type
     model.__class__ = model_class
-    attach(model, {"variant": variant, "features": features, "max_length": max_length, "seed": seed})
+    spec = {"variant": variant, "features": features, "max_length": max_length, "seed": seed}
+    if variant == "sinkhorn":  # other variants keep the config they always had
+        spec.update(block_size=block_size, sinkhorn_iters=sinkhorn_iters, temperature=temperature)
+    attach(model, spec)
     return model
 
 
@@ -58,7 +69,9 @@ def build_linear_attention_student(spec, hf_teacher, task) -> nn.Module:
     if hf_teacher is None:
         raise RecipeError("student.kind 'linear_attention' swaps a Hugging Face teacher; the teacher is a plug-in")
     return swap_attention(build_copy_student(teacher_model=hf_teacher.model), spec.variant,
-                          features=spec.features, max_length=spec.max_length, seed=spec.seed)
+                          features=spec.features, max_length=spec.max_length, seed=spec.seed,
+                          block_size=spec.block_size, sinkhorn_iters=spec.sinkhorn_iters,
+                          temperature=spec.temperature)
 
 
 def enable_attention_transfer(model: nn.Module, on: bool = True) -> None:
@@ -75,7 +88,8 @@ def attention_transfer_loss(model: nn.Module) -> torch.Tensor:
     """Mean over layers of the attention-transfer losses recorded by the last training forward.
 
     Kernel variants: soft cross-entropy of their attention weights to softmax's (Zhang et al. 2024, "The
-    Hedgehog & the Porcupine", attention-weight distillation); linformer: MSE of its attention output to softmax's. Both are
+    Hedgehog & the Porcupine", attention-weight distillation); linformer and sinkhorn: MSE of the attention
+    output to softmax's. Both are
     computed from each layer's own q, k, v, so recovery needs no extra teacher forward.
     """
     losses = [a.distilkit_feature.transfer_loss for a in self_attentions(model)]
@@ -88,7 +102,7 @@ def parameter_groups(model: nn.Module, feature_lr: float | None) -> list[dict] |
     """Optimizer groups: the new feature maps at ``feature_lr``, the rest at the optimizer's learning rate.
 
     ``None`` (one default group) when ``feature_lr`` is unset or the variant has no trainable feature maps
-    (elu, performer).
+    (elu, performer). Sinkhorn's SortNet weights are feature-map parameters here.
     """
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     features = [p for n, p in trainable if ".distilkit_feature." in n]
