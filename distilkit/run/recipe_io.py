@@ -126,8 +126,9 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
     problems = recipe_problems(recipe, task, overrides or {})
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
-    if recipe.teacher.finetune is not None:
-        recipe.teacher.finetune = with_task_finetune(recipe.teacher.finetune, task)
+    for teacher in recipe.teachers:  # the list's members are the recipe's own sections: updated in place
+        if teacher.finetune is not None:
+            teacher.finetune = with_task_finetune(teacher.finetune, task)
     return recipe
 
 

@@ -23,6 +23,7 @@ from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.models.config import (
     BiLSTMStudentConfig,
     CopyStudentConfig,
+    EnsembleTeacherConfig,
     TeacherConfig,
     TransformerStudentConfig,
 )
@@ -107,7 +108,8 @@ class Recipe(Section):
     """A built-in task name (``sst2``) or a path to a task YAML file."""
     output_dir: str
     data: DataConfig = Field(default_factory=DataConfig)
-    teacher: TeacherConfig
+    teacher: TeacherConfig | list[EnsembleTeacherConfig]
+    """One teacher section, or a list of them (an ensemble, combined as ``loss.ensemble`` says)."""
     student: StudentConfig
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -117,3 +119,41 @@ class Recipe(Section):
     deep_compression: DeepCompressionConfig | None = None
     factorize: FactorizeConfig | None = None
     hub: HubConfig | None = None
+
+    @model_validator(mode="after")
+    def _teacher_list(self):
+        # A one-element list is today's single teacher: stored as one section so every reader of
+        # ``recipe.teacher`` (and every cache key) sees exactly what the single form gives.
+        if isinstance(self.teacher, list):
+            if not self.teacher:
+                raise ValueError("teacher: the teacher list is empty; name at least one teacher")
+            if len(self.teacher) == 1:
+                only = self.teacher[0]
+                if "temperature" in only.model_fields_set:
+                    raise ValueError("teacher[0].temperature: a single teacher distils at loss.temperature; "
+                                     "set that instead")
+                fields = only.model_dump(exclude_unset=True, exclude={"weight", "temperature"})
+                object.__setattr__(self, "teacher", TeacherConfig.model_validate(fields))
+        return self
+
+    @property
+    def teachers(self) -> list[TeacherConfig]:
+        """Every teacher section (one for a single teacher); each keeps its ``weight``/``temperature`` when
+        the recipe lists several."""
+        return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
+
+    @property
+    def teacher_weights(self) -> list[float]:
+        """The teachers' weights, normalised to sum to 1 (equal unless written)."""
+        raw = [getattr(t, "weight", None) or 1.0 for t in self.teachers]
+        return [w / sum(raw) for w in raw]
+
+    @property
+    def teacher_temperatures(self) -> list[float]:
+        """Each teacher's softening temperature (``loss.temperature`` unless written)."""
+        return [getattr(t, "temperature", None) or self.loss.temperature for t in self.teachers]
+
+    @property
+    def primary_teacher(self) -> TeacherConfig:
+        """The first teacher: its tokenizer and word vectors are the student's defaults."""
+        return self.teachers[0]
