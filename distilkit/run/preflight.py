@@ -30,8 +30,8 @@ from distilkit.core.plugins import is_plugin_path
 from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task
 from distilkit.methods.pruning.config import block_problems
+from distilkit.models.label_names import label_mismatch, teacher_label_names
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
-from distilkit.models.teachers import label_mismatch, teacher_label_names
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).

@@ -35,7 +35,7 @@ import torch
 from distilkit.core.errors import TeacherError
 from distilkit.data.logit_cache import CachedLogits, label_with_teacher
 from distilkit.methods.distillation.losses import REGRESSION, distillation_loss, hard_label_loss
-from distilkit.models.teachers import label_mismatch, teacher_label_names
+from distilkit.models.label_names import label_mismatch, teacher_label_names
 
 
 def combine_average(logits: torch.Tensor, weights, temperatures, temperature: float = 1.0,
