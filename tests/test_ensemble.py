@@ -187,3 +187,14 @@ def test_two_teacher_distillation_run(tmp_path, named_teachers, mode):
         rec = per_teacher[0]
         assert rec["train/soft_kl"] == pytest.approx(0.75 * rec["train/soft_kl_t0"] + 0.25 * rec["train/soft_kl_t1"],
                                                      rel=1e-4)
+
+
+def test_mistakes_in_a_teacher_list_name_the_teacher(tmp_path, tiny_teacher_dir):
+    teachers = [member(tiny_teacher_dir), member(tiny_teacher_dir, weigth=2.0)]
+    with pytest.raises(RecipeError, match=r"teacher\[1\]\.weigth: unknown key 'weigth' \(did you mean 'weight'\?\)"):
+        validate_recipe(ensemble_recipe(tmp_path, teachers), "ensemble.yaml")
+    teachers = [member(tiny_teacher_dir), member(tiny_teacher_dir, weight=-1)]
+    with pytest.raises(RecipeError, match=r"teacher\[1\]\.weight: Input should be greater than 0"):
+        validate_recipe(ensemble_recipe(tmp_path, teachers), "ensemble.yaml")
+    with pytest.raises(RecipeError, match=r"teacher\.unexpected: unknown key"):
+        validate_recipe(ensemble_recipe(tmp_path, member(tiny_teacher_dir, unexpected=1)), "ensemble.yaml")

@@ -18,22 +18,31 @@ from distilkit.core.yaml_files import read_yaml
 from distilkit.data.tasks import TaskSpec, load_task
 from distilkit.models.config import FinetuneConfig
 from distilkit.run.recipe_checks import meaningless_keys, recipe_problems
-from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, Recipe
+from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, TEACHER_FORMS, Recipe
 
 
 def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
-    """Field names valid at ``path`` inside ``model`` (for "did you mean" hints)."""
+    """Field names valid at ``path`` inside ``model`` (for "did you mean" hints); a list index in ``path``
+    (``teacher.1``, ``stages.0``) picks the list form of a field that also takes a single section."""
     current: Any = model
-    for part in path:
+    for i, part in enumerate(path):
+        if part.isdigit():
+            continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
         annotation = fields[part].annotation
-        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
-        models = [a for a in candidates if issubclass(a, BaseModel)]
+        listed = i + 1 < len(path) and path[i + 1].isdigit()
+        forms = []  # (type, is a list of it), tagged union members unwrapped
+        for arg in getattr(annotation, "__args__", (annotation,)):
+            arg = arg.__origin__ if hasattr(arg, "__metadata__") else arg
+            is_list = getattr(arg, "__origin__", None) is list
+            forms.append((arg.__args__[0] if is_list else arg, is_list))
+        models = [a for a, _ in forms if isinstance(a, type) and issubclass(a, BaseModel)]
+        preferred = [a for a, is_list in forms if a in models and is_list == listed]
         if not models:
             return []
-        current = models[0]
+        current = (preferred or models)[0]
     return list(getattr(current, "model_fields", {}))
 
 
@@ -44,8 +53,10 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
     for item in err.errors():
         # Discriminated unions insert the tag ("bilstm") into the location; users never wrote it.
         kind = next((p for p in item["loc"] if p in STUDENT_KINDS), None)
-        loc = [str(p) for p in item["loc"] if p not in STUDENT_KINDS]
+        loc = [str(p) for p in item["loc"] if p not in STUDENT_KINDS and p not in TEACHER_FORMS]
         key = ".".join(loc) or "<root>"
+        if _teacher_item(loc):  # teacher.1.model -> teacher[1].model, as preflight names it
+            key = f"teacher[{loc[1]}]" + "".join(f".{p}" for p in loc[2:])
         where = f"--set {key}={overrides[key]}" if overrides and key in overrides else source
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
@@ -63,6 +74,10 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
             msg += f" (got {item['input']!r})"
         lines.append(f"{where}: {key}: {msg}")
     return "\n".join(lines)
+
+
+def _teacher_item(loc: list[str]) -> bool:
+    return len(loc) > 1 and loc[0] == "teacher" and loc[1].isdigit()
 
 
 def apply_override(tree: dict, assignment: str) -> tuple[str, str]:
