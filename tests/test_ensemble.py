@@ -198,3 +198,25 @@ def test_mistakes_in_a_teacher_list_name_the_teacher(tmp_path, tiny_teacher_dir)
         validate_recipe(ensemble_recipe(tmp_path, teachers), "ensemble.yaml")
     with pytest.raises(RecipeError, match=r"teacher\.unexpected: unknown key"):
         validate_recipe(ensemble_recipe(tmp_path, member(tiny_teacher_dir, unexpected=1)), "ensemble.yaml")
+
+
+def test_augmented_transfer_set_is_labelled_by_the_ensemble(tmp_path, named_teachers):
+    import yaml
+    from datasets import load_from_disk
+
+    from distilkit.cli import main as cli_main
+
+    teachers = [member(named_teachers["a"], weight=1.0), member(named_teachers["b"], weight=3.0)]
+    tree = ensemble_recipe(tmp_path, teachers)
+    tree["data"] = {**tree["data"], "max_train_examples": 16,
+                    "augment": {"n_iter": 2, "tagger": "tests.test_augment:ToyTagger"}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    assert cli_main(["augment", str(path), "--out", str(tmp_path / "ts")]) == 0
+    saved = load_from_disk(str(tmp_path / "ts"))
+    assert len(saved) > 16  # generated rows too, all labelled
+    a, b = (load_hf_teacher(str(named_teachers[n]), num_labels=2, problem_type="single_label_classification",
+                            max_length=32) for n in ("a", "b"))
+    texts = list(saved["text_a"])
+    expected = combine_average(torch.stack([a(texts), b(texts)], 1), [1.0, 3.0], [1.0, 1.0])
+    torch.testing.assert_close(torch.tensor(saved["teacher_logits"]), expected, atol=1e-4, rtol=1e-4)
