@@ -220,3 +220,18 @@ def test_augmented_transfer_set_is_labelled_by_the_ensemble(tmp_path, named_teac
     texts = list(saved["text_a"])
     expected = combine_average(torch.stack([a(texts), b(texts)], 1), [1.0, 3.0], [1.0, 1.0])
     torch.testing.assert_close(torch.tensor(saved["teacher_logits"]), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("loss", [{"kind": "kl", "ensemble": "each"}, {"kind": "mse", "ensemble": "each"},
+                                  {"kind": "mse", "ensemble": "average", "temperature": 2.0}])
+def test_ensemble_recipe_dump_validates_again(tmp_path, tiny_teacher_dir, loss):
+    teachers = [member(tiny_teacher_dir, weight=2.0), member(tiny_teacher_dir)]
+    if loss["kind"] == "kl" or loss["ensemble"] == "average":
+        teachers[1]["temperature"] = 3.0
+    recipe = validate_recipe(ensemble_recipe(tmp_path, teachers, loss=loss))
+    import yaml
+
+    again = validate_recipe(yaml.safe_load(dump_recipe(recipe)))
+    assert again.teacher_weights == recipe.teacher_weights == [2 / 3, 1 / 3]
+    assert again.teacher_temperatures == recipe.teacher_temperatures
+    assert again.loss == recipe.loss

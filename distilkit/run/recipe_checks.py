@@ -105,7 +105,7 @@ MEANINGLESS: tuple[Rule, ...] = (
          lambda r, t: not _ensemble(r) and written(r.loss, "ensemble"),
          "there is one teacher: nothing to combine; list several teachers under teacher"),
     Rule("teacher.temperature", "loss.ensemble",
-         lambda r, t: _ensemble(r) and any(written(c, "temperature") for c in r.teacher)
+         lambda r, t: _ensemble(r) and any(c.temperature is not None for c in r.teacher)
          and r.loss.kind == "mse" and (r.loss.ensemble == "each" or t.problem_type == "regression"),
          "with loss.kind: mse each teacher's raw logits (or predictions) are matched; a teacher's temperature "
          "softens only kind: kl or the probabilities ensemble: average combines"),

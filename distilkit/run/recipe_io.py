@@ -174,8 +174,9 @@ def dump_recipe(recipe: Recipe) -> str:
     while keys := meaningless_keys(Recipe.model_validate(tree), task):
         for key in keys:
             *parents, last = key.split(".")
-            node = tree
-            for part in parents:
-                node = node[part]
-            node.pop(last, None)
+            nodes = [tree]
+            for part in parents:  # a list of teachers: the key in every teacher section
+                nodes = [n for node in nodes for n in (node[part] if isinstance(node[part], list) else [node[part]])]
+            for node in nodes:
+                node.pop(last, None)
     return yaml.safe_dump(tree, sort_keys=False)
