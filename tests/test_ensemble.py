@@ -177,6 +177,16 @@ def test_two_teacher_distillation_run(tmp_path, named_teachers, mode):
     assert metrics["teacher"]["name"].startswith("ensemble(")
     assert [t["name"] for t in metrics["teachers"]] == [str(named_teachers["a"]), str(named_teachers["b"])]
     assert [t["weight"] for t in metrics["teachers"]] == [0.75, 0.25]
+    assert all(0 <= t["validation"]["accuracy"] <= 1 for t in metrics["teachers"])
+    # The ensemble's own score is its averaged prediction, recomputed here from the two teachers' own logits.
+    task = load_task("sst2")
+    dev = load_split(task, "validation", data_dir=FIXTURES / "glue", max_examples=48, seed=42)
+    a, b = (load_hf_teacher(str(named_teachers[n]), num_labels=2, problem_type="single_label_classification",
+                            max_length=32) for n in ("a", "b"))
+    texts = list(dev["text_a"])
+    combined = combine_average(torch.stack([a(texts), b(texts)], 1), [3.0, 1.0], [1.0, 2.0], 1.0)
+    by_hand = (combined.argmax(-1) == torch.tensor(dev["label"])).float().mean().item()
+    assert metrics["teacher"]["metrics"]["accuracy"] == pytest.approx(by_hand)
     # Per teacher: one train and one validation entry each, nothing for the ensemble itself.
     entries = [p for p in (Path(tree["cache"]["dir"]) / "teacher_logits").iterdir() if not p.name.startswith(".")]
     assert len(entries) == 4

@@ -176,16 +176,16 @@ def run(recipe: Recipe) -> dict:
     if data.labels == "none":
         for row in train_rows:
             row["label"] = None
-    teacher_metrics, member_metrics = {}, []
+    teacher_metrics = {}
+    member_metrics = [{"name": cfg.model, "weight": weight} for cfg, weight in
+                      zip(recipe.teachers, recipe.teacher_weights)] if isinstance(teacher, TeacherEnsemble) else []
     for split, ds in eval_sets.items():
         logits = label_with_ensemble(teacher, ds, cache_dir=cache_dir, batch_size=batch_size,
                                      accelerator=accelerator, desc=f"teacher logits ({split})")
         if isinstance(logits, EnsembleLogits):  # the ensemble's own prediction, and each teacher's
             teacher_metrics[split] = compute_metrics(task, logits.predictions(ds["id"]), ds["label"])
-            if not member_metrics:
-                member_metrics = [{"name": cfg.model, "weight": w, split: compute_metrics(
-                    task, m.aligned(ds["id"]), ds["label"])} for cfg, w, m in
-                    zip(recipe.teachers, recipe.teacher_weights, logits.members)]
+            for entry, member in zip(member_metrics, logits.members):
+                entry[split] = compute_metrics(task, member.aligned(ds["id"]), ds["label"])
         else:
             teacher_metrics[split] = compute_metrics(task, logits.aligned(ds["id"]), ds["label"])
     accelerator.print(f"Teacher: {teacher_metrics}")
