@@ -245,3 +245,17 @@ def test_ensemble_recipe_dump_validates_again(tmp_path, tiny_teacher_dir, loss):
     assert again.teacher_weights == recipe.teacher_weights == [2 / 3, 1 / 3]
     assert again.teacher_temperatures == recipe.teacher_temperatures
     assert again.loss == recipe.loss
+
+
+def test_ensemble_without_the_cache_runs_every_teacher_on_each_batch(tmp_path, named_teachers):
+    teachers = [member(named_teachers["a"]), member(named_teachers["b"], weight=3.0)]
+    tree = ensemble_recipe(tmp_path, teachers, loss={"kind": "mse", "ensemble": "each"},
+                           cache={"dir": str(tmp_path / "cache"), "enabled": False})
+    metrics = run(validate_recipe(tree))
+    assert not (tmp_path / "cache" / "teacher_logits").exists()
+    logged = [json.loads(line) for line in (Path(tree["output_dir"]) / "logs" / "train_log.jsonl").read_text()
+              .splitlines()]
+    rec = next(rec for rec in logged if "train/soft_mse_t1" in rec)
+    assert rec["train/soft_mse"] == pytest.approx(0.25 * rec["train/soft_mse_t0"] + 0.75 * rec["train/soft_mse_t1"],
+                                                  rel=1e-4)
+    assert len(metrics["teachers"]) == 2
