@@ -91,7 +91,7 @@ def test_each_is_the_weighted_sum_of_per_teacher_losses(kind):
     loss, parts = each_teacher_loss(student, torch.stack([z1, z2], 1), labels, weights=[1.0, 2.0],
                                     temperatures=[1.0, 3.0], kind=kind, alpha=0.25)
 
-    def soft(z, t):  # Hinton et al. eq. 2 times T^2, or Tang et al. eq. 3, written out
+    def soft(z, t):  # Hinton et al.'s soft-target KL times T^2 (§2), or Tang et al. eq. 3, written out
         if kind == "mse":
             return ((student - z) ** 2).sum(-1).mean()
         q, log_p = torch.softmax(z / t, -1), torch.log_softmax(student / t, -1)

@@ -1,9 +1,9 @@
 """Distilling from several teachers at once (``teacher:`` written as a list, ``loss.ensemble``).
 
 Two ways to combine them, as in TextBrewer's multi-teacher distillation (Yang et al. 2020, "TextBrewer: An
-Open-Source Knowledge Distillation Toolkit for Natural Language Processing", §3.3, ``MultiTeacherDistiller``)
-and the ensemble distillation of Hinton et al. 2015 ("Distilling the Knowledge in a Neural Network", §1 and §5,
-where a single model learns the soft targets of an ensemble):
+Open-Source Knowledge Distillation Toolkit for Natural Language Processing", its ``MultiTeacherDistiller``)
+and the ensemble distillation of Hinton et al. 2015 ("Distilling the Knowledge in a Neural Network": soft
+targets at a temperature, §2; an ensemble of ten speech models distilled into one, §4):
 
 * ``average`` (:func:`combine_average`): one target per example. For classification the teachers'
   temperature-softened class *probabilities* are averaged with the weights,
@@ -12,8 +12,8 @@ where a single model learns the soft targets of an ensemble):
   logits is a normalised *geometric* mean of the distributions, which lets one over-confident teacher with
   large logits outvote the others, while the arithmetic mean is the ensemble's actual predictive distribution
   and stays calibrated where the teachers disagree. The result is turned back into logits
-  ``z = T log p + c`` (``T`` = ``loss.temperature``, so ``softmax(z / T) = p`` and the KL loss of Hinton et al.
-  eq. 2 sees exactly ``p``), with ``c`` per example setting the mean of ``z`` to the weighted mean of the teachers'
+  ``z = T log p + c`` (``T`` = ``loss.temperature``, so ``softmax(z / T) = p`` and the soft-target KL loss of
+  Hinton et al. §2 sees exactly ``p``), with ``c`` per example setting the mean of ``z`` to the weighted mean of the teachers'
   logits, so the logit MSE of Tang et al. (eq. 3) compares on the teachers' scale; one teacher at ``T_k = T``
   gives back its own logits exactly. For regression it is the weighted mean of the predictions.
 * ``each`` (:func:`each_teacher_loss`): the student matches every teacher, ``sum_k w_k L(z_S, z_k; T_k)``
