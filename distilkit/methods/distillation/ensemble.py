@@ -13,9 +13,9 @@ targets at a temperature, §2; an ensemble of ten speech models distilled into o
   large logits outvote the others, while the arithmetic mean is the ensemble's actual predictive distribution
   and stays calibrated where the teachers disagree. The result is turned back into logits
   ``z = T log p + c`` (``T`` = ``loss.temperature``, so ``softmax(z / T) = p`` and the soft-target KL loss of
-  Hinton et al. §2 sees exactly ``p``), with ``c`` per example setting the mean of ``z`` to the weighted mean of the teachers'
-  logits, so the logit MSE of Tang et al. (eq. 3) compares on the teachers' scale; one teacher at ``T_k = T``
-  gives back its own logits exactly. For regression it is the weighted mean of the predictions.
+  Hinton et al. §2 sees exactly ``p``), with ``c`` per example setting the mean of ``z`` to the weighted mean of
+  the teachers' logits, so the logit MSE of Tang et al. (eq. 3) compares on the teachers' scale; one teacher at
+  ``T_k = T`` gives back its own logits exactly. For regression it is the weighted mean of the predictions.
 * ``each`` (:func:`each_teacher_loss`): the student matches every teacher, ``sum_k w_k L(z_S, z_k; T_k)``
   (the sum of per-teacher distillation losses, each at its own temperature).
 
