@@ -30,11 +30,22 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import ROOT, bench_parser, command_line, publish, require_sst2, sst2_minilm_teacher
+# The checkout's distilkit (teacher lists are new), not whichever copy is installed: the script is run from
+# any worktree as ``python scripts/bench_ensemble.py``, which puts only scripts/ on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from distilkit.core.atomic import write_text_atomic
-from distilkit.run.distill import run
-from distilkit.run.recipe_io import validate_recipe
+from bench_common import (  # noqa: E402
+    ROOT,
+    bench_parser,
+    command_line,
+    publish,
+    require_sst2,
+    sst2_minilm_teacher,
+)
+
+from distilkit.core.atomic import write_text_atomic  # noqa: E402
+from distilkit.run.distill import run  # noqa: E402
+from distilkit.run.recipe_io import validate_recipe  # noqa: E402
 
 BEGIN, END = "<!-- bench_ensemble:begin -->", "<!-- bench_ensemble:end -->"
 RESULTS = ROOT / "docs" / "results" / "ensemble.json"
@@ -72,11 +83,67 @@ def cell(name: str, tree: dict, cells: Path) -> dict:
               "teacher": metrics["teacher"]["name"], "teacher_accuracy": metrics["teacher"]["metrics"]["accuracy"],
               "teachers": [{"name": t["name"], "accuracy": t["validation"]["accuracy"]}
                            for t in metrics.get("teachers", [])],
-              "best_epoch": metrics.get("best_epoch"), "params": metrics["student"]["params"],
+              "best_epoch": metrics["student"].get("best_epoch"), "params": metrics["student"]["params"],
               "examples": metrics["train"]["examples"], "seconds": round(time.time() - start, 1)}
     write_text_atomic(path, json.dumps(result, indent=1))
     shutil.rmtree(tree["output_dir"], ignore_errors=True)
     return result
+
+
+def report(args, order: list[int], best: int, dirs: dict, dev_acc: dict, single: dict, ensembles: dict,
+           total: float) -> tuple[list[str], list[dict]]:
+    """The docs section (lines) and docs/results/ensemble.json rows from the cells' results."""
+    measured = next(iter(ensembles.values()))  # per-teacher and ensemble accuracy as the run measured them
+    teacher_acc = {t["name"]: t["accuracy"] for t in measured["teachers"]}
+    lines = ["## Multiple teachers: BiLSTM from a 3-MiniLM ensemble vs from the best single MiniLM on SST-2 "
+             "(issue 14, part 3)", "",
+             command_line(total, note=" (teachers and finished cells are reused from the benchmark cache)"), "",
+             f"Budget of every student (same in each row): {args.examples:,} SST-2 train sentences (the teachers' "
+             f"logits, no gold labels), {args.epochs} epochs, batch 50, lr 1e-3, seed {args.seed}; BiLSTM with "
+             f"{args.embedding_dim}-d word vectors PCA-projected from the first teacher's, {args.hidden_size} hidden "
+             f"per direction, {args.mlp_hidden_size}-unit ReLU layer, vocabulary trimmed to {args.max_tokens:,} "
+             f"tokens; loss T² · KL at T = {args.temperature:g} (Hinton et al. 2015). Teachers: all-MiniLM-L6-v2 "
+             "fine-tuned on SST-2 with `bench_common.sst2_minilm_teacher` ("
+             + ("--quick: 1 epoch on 200 train sentences" if args.quick else "2 epochs on 8,000 train sentences")
+             + ", max_length 64), seeds " + ", ".join(map(str, args.seeds)) + " (each seed its own train subset, head "
+             "initialisation and example order). Accuracies on the full SST-2 dev set (872 sentences).", "",
+             "| teacher | teacher dev acc | student dev acc | Δ vs single (points) | student params | cell s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for seed in order:
+        lines.append(f"| MiniLM seed {seed}{' (best: the single teacher)' if seed == best else ''} | "
+                     f"{teacher_acc.get(str(dirs[seed]), dev_acc[seed]):.4f} | "
+                     + (f"{single['accuracy']:.4f} | 0.00 | {single['params']:,} | {single['seconds']:.0f} |"
+                        if seed == best else "— | — | — | — |"))
+    for mode, result in ensembles.items():
+        gain = result["accuracy"] - single["accuracy"]
+        lines.append(f"| ensemble of {len(order)}, `loss.ensemble: {mode}` | {result['teacher_accuracy']:.4f} | "
+                     f"{result['accuracy']:.4f} | {100 * gain:+.2f} | {result['params']:,} | "
+                     f"{result['seconds']:.0f} |")
+    results = [{"task": "sst2", "model": f"MiniLM seed {seed} (teacher)", "metric": "dev accuracy",
+                "value": teacher_acc.get(str(dirs[seed]), dev_acc[seed]), "target": None, "met": None}
+               for seed in order]
+    results.append({"task": "sst2", "model": "3-MiniLM ensemble (teacher, average of probabilities)",
+                    "metric": "dev accuracy", "value": measured["teacher_accuracy"], "target": None, "met": None})
+    results.append({"task": "sst2", "model": f"BiLSTM from best single teacher (seed {best})",
+                    "metric": "dev accuracy", "value": single["accuracy"], "target": None, "met": None})
+    verdicts = []
+    for mode, result in ensembles.items():
+        gain = result["accuracy"] - single["accuracy"]
+        met = gain >= TARGET_GAIN if mode == "average" else None  # the target is declared on average only
+        results.append({"task": "sst2", "model": f"BiLSTM from 3-teacher ensemble ({mode})",
+                        "metric": "dev accuracy gain over single-teacher BiLSTM (points)",
+                        "value": round(100 * gain, 2), "target": 100 * TARGET_GAIN if mode == "average" else None,
+                        "met": met})
+        if mode == "average":
+            verdicts.append(f"**{'met' if met else 'missed'}**: the `average` ensemble's BiLSTM scores "
+                            f"{result['accuracy']:.4f} against {single['accuracy']:.4f} from the best single "
+                            f"teacher ({100 * gain:+.2f} points; target ≥ +{100 * TARGET_GAIN:.1f})")
+    lines += ["", "Target (ensemble-taught BiLSTM, `average`, ≥ +0.5 points over the single-teacher BiLSTM): "
+              + ("; ".join(verdicts) or "not measured (`--modes` left out `average`)") + ". The ensemble's own "
+              f"dev accuracy (its averaged probabilities): {measured['teacher_accuracy']:.4f}; the teachers': "
+              + ", ".join(f"seed {seed} {teacher_acc.get(str(dirs[seed]), dev_acc[seed]):.4f}" for seed in order)
+              + ". One student seed per row: differences of a few tenths of a point are within seed noise."]
+    return lines, results
 
 
 def main() -> None:
@@ -121,55 +188,7 @@ def main() -> None:
     total = time.time() - start
 
     # 3. The table, the verdict, the results file.
-    measured = next(iter(ensembles.values()))  # per-teacher and ensemble accuracy as the run measured them
-    teacher_acc = {t["name"]: t["accuracy"] for t in measured["teachers"]}
-    lines = ["## Multiple teachers: BiLSTM from a 3-MiniLM ensemble vs from the best single MiniLM on SST-2 "
-             "(issue 14, part 3)", "",
-             command_line(total, note=" (teachers and finished cells are reused from the benchmark cache)"), "",
-             f"Budget of every student (same in each row): {args.examples:,} SST-2 train sentences (the teachers' "
-             f"logits, no gold labels), {args.epochs} epochs, batch 50, lr 1e-3, seed {args.seed}; BiLSTM with "
-             f"{args.embedding_dim}-d word vectors PCA-projected from the first teacher's, {args.hidden_size} hidden "
-             f"per direction, {args.mlp_hidden_size}-unit ReLU layer, vocabulary trimmed to {args.max_tokens:,} "
-             f"tokens; loss T² · KL at T = {args.temperature:g} (Hinton et al. 2015). Teachers: all-MiniLM-L6-v2 "
-             "fine-tuned on SST-2 with `bench_common.sst2_minilm_teacher` (2 epochs on 8,000 train sentences, "
-             "max_length 64), seeds " + ", ".join(map(str, args.seeds)) + " (each seed its own train subset, head "
-             "initialisation and example order). Accuracies on the full SST-2 dev set (872 sentences).", "",
-             "| teacher | teacher dev acc | student dev acc | Δ vs single (points) | student params | cell s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for seed in order:
-        lines.append(f"| MiniLM seed {seed}{' (best: the single teacher)' if seed == best else ''} | "
-                     f"{teacher_acc.get(str(dirs[seed]), dev_acc[seed]):.4f} | "
-                     + (f"{single['accuracy']:.4f} | 0.00 | {single['params']:,} | {single['seconds']:.0f} |"
-                        if seed == best else "— | — | — | — |"))
-    for mode, result in ensembles.items():
-        gain = result["accuracy"] - single["accuracy"]
-        lines.append(f"| ensemble of {len(order)}, `loss.ensemble: {mode}` | {result['teacher_accuracy']:.4f} | "
-                     f"{result['accuracy']:.4f} | {100 * gain:+.2f} | {result['params']:,} | "
-                     f"{result['seconds']:.0f} |")
-    results = [{"task": "sst2", "model": f"MiniLM seed {seed} (teacher)", "metric": "dev accuracy",
-                "value": teacher_acc.get(str(dirs[seed]), dev_acc[seed]), "target": None, "met": None}
-               for seed in order]
-    results.append({"task": "sst2", "model": "3-MiniLM ensemble (teacher, average of probabilities)",
-                    "metric": "dev accuracy", "value": measured["teacher_accuracy"], "target": None, "met": None})
-    results.append({"task": "sst2", "model": f"BiLSTM from best single teacher (seed {best})",
-                    "metric": "dev accuracy", "value": single["accuracy"], "target": None, "met": None})
-    verdicts = []
-    for mode, result in ensembles.items():
-        gain = result["accuracy"] - single["accuracy"]
-        met = gain >= TARGET_GAIN if mode == "average" else None  # the target is declared on average only
-        results.append({"task": "sst2", "model": f"BiLSTM from 3-teacher ensemble ({mode})",
-                        "metric": "dev accuracy gain over single-teacher BiLSTM (points)",
-                        "value": round(100 * gain, 2), "target": 100 * TARGET_GAIN if mode == "average" else None,
-                        "met": met})
-        if mode == "average":
-            verdicts.append(f"**{'met' if met else 'missed'}**: the `average` ensemble's BiLSTM scores "
-                            f"{result['accuracy']:.4f} against {single['accuracy']:.4f} from the best single "
-                            f"teacher ({100 * gain:+.2f} points; target ≥ +{100 * TARGET_GAIN:.1f})")
-    lines += ["", "Target (ensemble-taught BiLSTM, `average`, ≥ +0.5 points over the single-teacher BiLSTM): "
-              + ("; ".join(verdicts) or "not measured (`--modes` left out `average`)") + ". The ensemble's own "
-              f"dev accuracy (its averaged probabilities): {measured['teacher_accuracy']:.4f}; the teachers': "
-              + ", ".join(f"seed {seed} {teacher_acc.get(str(dirs[seed]), dev_acc[seed]):.4f}" for seed in order)
-              + ". One student seed per row: differences of a few tenths of a point are within seed noise."]
+    lines, results = report(args, order, best, dirs, dev_acc, single, ensembles, total)
     publish(BEGIN, END, lines, args)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
