@@ -47,12 +47,21 @@ def sst2_splits(data_dir: str | Path = DEFAULT_DATA_DIR, *, train_examples: int 
     return train, dev
 
 
-def sst2_minilm_teacher(data_dir: str | Path = DEFAULT_DATA_DIR, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> Path:
-    """Directory of all-MiniLM-L6-v2 fine-tuned on SST-2 (fine-tuned on first use, cached afterwards)."""
+def sst2_minilm_teacher(data_dir: str | Path = DEFAULT_DATA_DIR, cache_dir: str | Path = DEFAULT_CACHE_DIR,
+                        seed: int = 42, overrides: dict | None = None) -> Path:
+    """Directory of all-MiniLM-L6-v2 fine-tuned on SST-2 (fine-tuned on first use, cached afterwards).
+
+    ``seed`` (``finetune.seed``: the train subset, the new head's initialisation and the example order) gives
+    another teacher of the same recipe (``bench_ensemble.py``'s ensemble); ``overrides`` replace
+    :data:`FINETUNE` keys (``--quick`` budgets). The default, seed 42 without overrides, is the exact settings,
+    data and cache key every benchmark has always used."""
     task = load_task("sst2")
-    train, dev = sst2_splits(data_dir, train_examples=TEACHER_EXAMPLES, seed=FINETUNE.get("seed", 42))
+    finetune = {**FINETUNE, **(overrides or {})}
+    if seed != 42:
+        finetune["seed"] = seed
+    train, dev = sst2_splits(data_dir, train_examples=finetune["max_examples"], seed=finetune.get("seed", 42))
     cfg = TeacherConfig(model="minilm", max_length=TEACHER_MAX_LENGTH, batch_size=128,
-                        finetune=FinetuneConfig(**FINETUNE))
+                        finetune=FinetuneConfig(**finetune))
     return finetune_teacher(cfg, task, train, dev, cache_dir=cache_dir)
 
 

@@ -41,6 +41,10 @@ BREAKS = {
     ("student.block_size", "student.max_length"): {"student": {**LINEAR, "variant": "sinkhorn", "max_length": 32,
                                                                "block_size": 64}},
     ("loss.temperature", "loss.kind"): {"loss": {"kind": "mse", "temperature": 2.0}},
+    ("loss.ensemble", "teacher"): {"loss": {"ensemble": "each"}},
+    ("teacher.temperature", "loss.ensemble"):
+        {"teacher": [{"model": "some/teacher"}, {"model": "other/teacher", "temperature": 2.0}],
+         "loss": {"ensemble": "each"}},
     ("quantize.activation_bits", "quantize.qat"): {"quantize": {"linear": "int8", "activation_bits": 8}},
     ("quantize.backend", "quantize.linear"): {"quantize": {"linear": "bnb8", "backend": "int_mm"}},
     ("quantize.per_channel", "quantize.linear"): {"quantize": {"linear": None, "embedding": "int8",

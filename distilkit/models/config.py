@@ -49,6 +49,17 @@ class TeacherConfig(Section):
     finetune: FinetuneConfig | None = None
 
 
+class EnsembleTeacherConfig(TeacherConfig):
+    """One teacher of an ensemble (``teacher:`` written as a list): today's teacher section plus its share.
+
+    Combined as ``loss.ensemble`` says (:mod:`distilkit.methods.distillation.ensemble`)."""
+
+    weight: float | None = Field(default=None, gt=0)
+    """Relative weight of this teacher; weights are normalised to sum to 1 (default: equal)."""
+    temperature: float | None = Field(default=None, gt=0)
+    """This teacher's softening temperature (default: ``loss.temperature``)."""
+
+
 class VocabConfig(Section):
     """Vocabulary trimming (``distilkit.models.vocab``): keep only the word-embedding rows and WordPiece tokens the
     transfer set uses, plus special tokens and printable-ASCII characters (so ASCII words never become

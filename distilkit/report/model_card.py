@@ -9,6 +9,7 @@ quantization and pipeline stages, how to load the model, and the recipe.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,9 @@ def card_data(metrics: dict, original_teacher: str, model_name: str) -> ModelCar
     if "quantization" in student:
         tags.append("quantized")
     # A local teacher directory is not a Hub id: naming it as base_model would link to nothing.
-    hub_teacher = "/" in original_teacher and not Path(original_teacher).exists()
+    # Nor is an ensemble's "ensemble(a, b)" name: only a plain user/name is.
+    hub_teacher = (re.fullmatch(r"[\w.-]+/[\w.-]+", original_teacher) is not None
+                   and not Path(original_teacher).exists())
     return ModelCardData(
         library_name="transformers", pipeline_tag="text-classification", language=["en"], tags=tags,
         base_model=original_teacher if hub_teacher else None,

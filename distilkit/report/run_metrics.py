@@ -64,8 +64,11 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
                                             "max_distinct_values": max(int(p.unique().numel()) for p in weights.values())}
     teacher_info = {"name": getattr(teacher, "name", type(teacher).__name__),
                     "metrics": teacher_metrics[main_split]}
+    members = getattr(teacher, "members", None)  # an ensemble: its size is every teacher's parameters
     if isinstance(teacher, HFTeacher):
         teacher_info["params"] = count_parameters(teacher.model)
+    elif members and all(isinstance(member, HFTeacher) for member in members):
+        teacher_info["params"] = sum(count_parameters(member.model) for member in members)
     if measure.latency:
         candidates = {"student": (student, repeated_inputs(encode, tokenizer, texts, pairs,
                                                            recipe.student.max_length))}

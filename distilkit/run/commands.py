@@ -12,8 +12,8 @@ from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
 from distilkit.core.measure import count_parameters, size_on_disk
 from distilkit.data.augment import augment_for_run
-from distilkit.data.logit_cache import label_with_teacher
 from distilkit.data.tasks import load_split, load_task
+from distilkit.methods.distillation.ensemble import label_with_ensemble
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.convert import quantize_directory
 from distilkit.models.inference import encoder_for, evaluate_model, load_saved
@@ -39,8 +39,10 @@ def augment_command(recipe, out: str | None = None) -> Path:
     cache_dir = recipe.cache.dir if recipe.cache.enabled else None
     table, counts = augment_for_run(train_ds, data.augment, teacher, cache_dir, accelerator)
     start = time.perf_counter()
-    logits = label_with_teacher(teacher, table, cache_dir=cache_dir, batch_size=recipe.teacher.batch_size,
-                                accelerator=accelerator, desc="teacher logits (transfer set)")
+    # An ensemble labels the transfer set with its combined targets (each teacher cached under its own key).
+    logits = label_with_ensemble(teacher, table, cache_dir=cache_dir,
+                                 batch_size=[cfg.batch_size for cfg in recipe.teachers],
+                                 accelerator=accelerator, desc="teacher logits (transfer set)")
     labelling = time.perf_counter() - start
     target = Path(out or Path(recipe.output_dir) / "transfer_set")
     if accelerator.is_main_process:

@@ -44,9 +44,14 @@ from distilkit.data.batches import (
     predict,
     train_loader,
 )
-from distilkit.data.logit_cache import label_with_teacher
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import TaskSpec, load_split, load_task
+from distilkit.methods.distillation.ensemble import (
+    EnsembleLogits,
+    TeacherEnsemble,
+    each_teacher_loss,
+    label_with_ensemble,
+)
 from distilkit.methods.distillation.losses import distillation_loss
 from distilkit.models.inference import encoder_for
 from distilkit.models.teachers import fingerprint_module
@@ -150,18 +155,21 @@ def run(recipe: Recipe) -> dict:
     if recipe.loss.kind == "kl" and task.problem_type == "regression":
         raise RecipeError(f"loss.kind: 'kl' needs class probabilities but task {task.name} is a regression; use mse")
 
-    # 2. Teacher and its logits, computed once and cached (keyed by teacher and data fingerprints).
+    # 2. Teacher(s) and their logits, computed once and cached (keyed by teacher and data fingerprints; an
+    #    ensemble caches each teacher under its own key and combines the cached logits, methods/distillation).
     first_eval = next(iter(eval_sets.values()))
     teacher = load_teacher(recipe, task, train_ds, first_eval, accelerator)
     cache_dir = recipe.cache.dir if recipe.cache.enabled else None
+    batch_sizes = [cfg.batch_size for cfg in recipe.teachers]
+    batch_size = batch_sizes if isinstance(teacher, TeacherEnsemble) else recipe.teacher.batch_size
     augment_counts = None
-    if data.augment is not None:  # Tang et al. transfer set, labelled below by the teacher like any other
+    if data.augment is not None:  # Tang et al. transfer set, labelled below by the teacher(s) like any other
         train_ds, augment_counts = augment_for_run(train_ds, data.augment, teacher, cache_dir, accelerator)
     start = time.perf_counter()
     train_rows = list(train_ds)
     if recipe.cache.enabled:
-        cached = label_with_teacher(teacher, train_ds, cache_dir=cache_dir, batch_size=recipe.teacher.batch_size,
-                                    accelerator=accelerator, desc="teacher logits (train)")
+        cached = label_with_ensemble(teacher, train_ds, cache_dir=cache_dir, batch_size=batch_size,
+                                     accelerator=accelerator, desc="teacher logits (train)")
         for row, logits in zip(train_rows, cached.aligned(train_ds["id"]).tolist()):
             row["teacher_logits"] = logits
     labelling_seconds = time.perf_counter() - start
@@ -169,10 +177,17 @@ def run(recipe: Recipe) -> dict:
         for row in train_rows:
             row["label"] = None
     teacher_metrics = {}
+    member_metrics = [{"name": cfg.model, "weight": weight} for cfg, weight in
+                      zip(recipe.teachers, recipe.teacher_weights)] if isinstance(teacher, TeacherEnsemble) else []
     for split, ds in eval_sets.items():
-        logits = label_with_teacher(teacher, ds, cache_dir=cache_dir, batch_size=recipe.teacher.batch_size,
-                                    accelerator=accelerator, desc=f"teacher logits ({split})")
-        teacher_metrics[split] = compute_metrics(task, logits.aligned(ds["id"]), ds["label"])
+        logits = label_with_ensemble(teacher, ds, cache_dir=cache_dir, batch_size=batch_size,
+                                     accelerator=accelerator, desc=f"teacher logits ({split})")
+        if isinstance(logits, EnsembleLogits):  # the ensemble's own prediction, and each teacher's
+            teacher_metrics[split] = compute_metrics(task, logits.predictions(ds["id"]), ds["label"])
+            for entry, member in zip(member_metrics, logits.members):
+                entry[split] = compute_metrics(task, member.aligned(ds["id"]), ds["label"])
+        else:
+            teacher_metrics[split] = compute_metrics(task, logits.aligned(ds["id"]), ds["label"])
     accelerator.print(f"Teacher: {teacher_metrics}")
 
     # 3. Student, loaders, optimizer and schedule.
@@ -230,9 +245,15 @@ def run(recipe: Recipe) -> dict:
                 teacher_logits = batch.get("teacher_logits")
                 if teacher_logits is None:  # cache disabled: run the teacher on this very batch
                     teacher_logits = teacher(batch["texts"], batch["text_pairs"]).to(student_logits.device)
-                loss, parts = distillation_loss(
-                    student_logits, teacher_logits, batch["labels"], kind=recipe.loss.kind,
-                    temperature=recipe.loss.temperature, alpha=recipe.loss.alpha, problem_type=task.problem_type)
+                if teacher_logits.ndim == 3:  # loss.ensemble: each -- one weighted soft loss per teacher
+                    loss, parts = each_teacher_loss(
+                        student_logits, teacher_logits, batch["labels"], weights=recipe.teacher_weights,
+                        temperatures=recipe.teacher_temperatures, kind=recipe.loss.kind, alpha=recipe.loss.alpha,
+                        problem_type=task.problem_type)
+                else:
+                    loss, parts = distillation_loss(
+                        student_logits, teacher_logits, batch["labels"], kind=recipe.loss.kind,
+                        temperature=recipe.loss.temperature, alpha=recipe.loss.alpha, problem_type=task.problem_type)
                 for method in methods:  # e.g. attention transfer of linear-attention layers
                     for name, term in method.extra_losses(accelerator.unwrap_model(student)).items():
                         loss, parts[name] = loss + term, term.item()
@@ -299,6 +320,8 @@ def run(recipe: Recipe) -> dict:
                                "examples_per_second": round(examples / max(train_seconds, 1e-9), 1),
                                "teacher_labelling_seconds": round(labelling_seconds, 2), "augment": augment_counts,
                                "num_processes": accelerator.num_processes})
+        if member_metrics:  # an ensemble: metrics["teacher"] is the ensemble's own; here each teacher's
+            metrics["teachers"] = member_metrics
         write_json_atomic(out / "model" / "metrics.json", metrics)
         write_json_atomic(out / "metrics.json", metrics)
         if recipe.hub is not None and recipe.hub.push:

@@ -5,7 +5,7 @@ A run that fails after the teacher has been fine-tuned and has labelled every ex
 without spaCy only after fine-tuning). :func:`preflight` reads no model weights and trains nothing: it checks
 
 * every data file and column a split needs, and that no split is empty (by reading the rows, as the run will);
-* every model reference -- ``teacher.model``, ``teacher.tokenizer``, ``student.tokenizer``,
+* every model reference -- ``teacher.model`` (each ``teacher[i].model`` of a list), ``teacher.tokenizer``, ``student.tokenizer``,
   ``student.config_from``, ``student.start_from`` -- through the one alias table
   :data:`distilkit.models.model_names.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
   exist, a Hub id must be in the local cache when ``HF_HUB_OFFLINE=1``;
@@ -16,6 +16,7 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
   ``config.json``);
 * that a trained student vocabulary (``student.tokenizer: {train: sentencepiece}``) has texts to learn from
   and room for one piece per distinct character;
+* that the teachers of a list predict the task's labels in the same named order (their ``config.json``);
 * that ``output_dir`` and ``cache.dir`` can be written, and that ``train.resume_from`` exists.
 
 Every problem is listed, one line each, naming the recipe file and the key.
@@ -34,6 +35,7 @@ from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task, split_texts
 from distilkit.methods.linear_attention.config import LINEAR_ATTENTION_MODEL_TYPES
 from distilkit.methods.pruning.config import PRUNABLE_MODEL_TYPES, block_problems
+from distilkit.models.label_names import label_mismatch, teacher_label_names
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
 from distilkit.models.sentencepiece_checks import check_texts
 from distilkit.run.schema import Recipe
@@ -57,7 +59,7 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
     """
     task = load_task(recipe.task)
     problems = [*data_problems(recipe, task), *student_vocab_problems(recipe, task),
-                *model_problems(recipe, teacher_exists),
+                *model_problems(recipe, teacher_exists), *teacher_label_problems(recipe, task, teacher_exists),
                 *block_pruning_problems(recipe, teacher_exists), *architecture_problems(recipe, teacher_exists),
                 *dependency_problems(recipe),
                 *output_problems(recipe)]
@@ -98,19 +100,59 @@ def student_vocab_problems(recipe: Recipe, task: TaskSpec) -> list[str]:
 
 def model_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
     """Every model reference of the recipe, resolved without loading weights."""
-    teacher, student = recipe.teacher, recipe.student
-    refs = [("teacher.tokenizer", teacher.tokenizer, _TOKENIZER_FILES),
-            # A trained vocabulary ({train: sentencepiece}) names no model: student_vocab_problems checks it.
-            ("student.tokenizer", student.tokenizer if isinstance(student.tokenizer, str) else None,
-             _TOKENIZER_FILES),
-            ("student.config_from", getattr(student, "config_from", None), _MODEL_FILES),
-            ("student.start_from", getattr(student, "start_from", None), _MODEL_FILES)]
-    if teacher_exists:
-        refs.insert(0, ("teacher.model", teacher.model, _MODEL_FILES))
+    student = recipe.student
+    refs = []
+    for key, teacher in _teacher_keys(recipe):
+        if teacher_exists:
+            refs.append((f"{key}.model", teacher.model, _MODEL_FILES))
+        refs.append((f"{key}.tokenizer", teacher.tokenizer, _TOKENIZER_FILES))
+    # A trained vocabulary ({train: sentencepiece}) names no model: student_vocab_problems checks it.
+    refs += [("student.tokenizer", student.tokenizer if isinstance(student.tokenizer, str) else None,
+              _TOKENIZER_FILES),
+             ("student.config_from", getattr(student, "config_from", None), _MODEL_FILES),
+             ("student.start_from", getattr(student, "start_from", None), _MODEL_FILES)]
     problems = []
     for key, name, files in refs:
-        if name is not None and (problem := reference_problem(name, files, plugin_ok=key == "teacher.model")):
+        plugin_ok = key.endswith(".model") and key.startswith("teacher")
+        if name is not None and (problem := reference_problem(name, files, plugin_ok=plugin_ok)):
             problems.append(f"{key}: {problem}")
+    return problems
+
+
+def _teacher_keys(recipe: Recipe) -> list[tuple[str, object]]:
+    """``(key, section)`` per teacher: ``teacher`` alone, ``teacher[i]`` in a list."""
+    if not isinstance(recipe.teacher, list):
+        return [("teacher", recipe.teacher)]
+    return [(f"teacher[{i}]", teacher) for i, teacher in enumerate(recipe.teacher)]
+
+
+def teacher_label_problems(recipe: Recipe, task: TaskSpec, teacher_exists: bool = True) -> list[str]:
+    """An ensemble's teachers must predict the task's number of labels, in the same named order
+    (``config.json``'s ``num_labels``/``id2label``, read without loading weights); a teacher that will be
+    fine-tuned gets the task's head, and a plug-in is checked when it is built."""
+    if not isinstance(recipe.teacher, list) or not teacher_exists:
+        return []
+    problems, first = [], None
+    for key, teacher in _teacher_keys(recipe):
+        if teacher.finetune is not None:
+            continue
+        config = _model_config(teacher.model)
+        if config is None:
+            continue  # a plug-in, or a reference model_problems already names
+        count = len(config.get("id2label") or {}) or config.get("num_labels")
+        names = teacher_label_names(config)
+        if count is not None and count != task.num_labels:
+            problems.append(f"{key}.model: '{teacher.model}' predicts {count} labels but task {task.name} has "
+                            f"{task.num_labels}; every teacher of the list must be fine-tuned on this task")
+        if first is None:
+            first = (key, teacher.model, count, names)
+            continue
+        if count is not None and first[2] is not None and count != first[2]:
+            problems.append(f"{key}.model: '{teacher.model}' predicts {count} labels but {first[0]}.model "
+                            f"'{first[1]}' predicts {first[2]}; the ensemble cannot combine them")
+        elif problem := label_mismatch(first[3], names):
+            problems.append(f"{key}.model: '{teacher.model}' {problem} {first[0]}.model '{first[1]}'; the "
+                            "ensemble would combine different classes column by column")
     return problems
 
 
@@ -120,7 +162,7 @@ def block_pruning_problems(recipe: Recipe, teacher_exists: bool = True) -> list[
     blocks = getattr(recipe.student, "blocks", None)
     if blocks is None:
         return []
-    source = getattr(recipe.student, "start_from", None) or (recipe.teacher.model if teacher_exists else None)
+    source = getattr(recipe.student, "start_from", None) or (recipe.primary_teacher.model if teacher_exists else None)
     return block_problems(blocks, recipe.train.epochs, _model_config(source))
 
 
@@ -142,7 +184,7 @@ def architecture_problems(recipe: Recipe, teacher_exists: bool = True) -> list[s
     if supported is None:
         return []
     start = getattr(recipe.student, "start_from", None)
-    key, source = ("student.start_from", start) if start else ("teacher.model", recipe.teacher.model)
+    key, source = ("student.start_from", start) if start else ("teacher.model", recipe.primary_teacher.model)
     config = _model_config(source if start or teacher_exists else None)
     model_type = str((config or {}).get("model_type", ""))
     own = model_type.removeprefix("distilkit-pruned-").removeprefix("distilkit-linear-")

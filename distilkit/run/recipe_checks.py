@@ -44,7 +44,17 @@ def _student(recipe: Recipe, kind: str | tuple[str, ...]) -> bool:
 
 
 def _plugin(recipe: Recipe) -> bool:
-    return is_plugin_path(recipe.teacher.model)
+    """Whether the (first) teacher, whose word vectors a student copies, is a plug-in."""
+    return is_plugin_path(recipe.primary_teacher.model)
+
+
+def _teachers(recipe: Recipe, broken: Callable[[bool, object], bool]) -> bool:
+    """Whether ``broken(is_plugin, teacher_section)`` holds for any teacher of the recipe."""
+    return any(broken(is_plugin_path(t.model), t) for t in recipe.teachers)
+
+
+def _ensemble(recipe: Recipe) -> bool:
+    return isinstance(recipe.teacher, list)
 
 
 def _distilkit_linear_grid(recipe: Recipe) -> bool:
@@ -92,8 +102,18 @@ MEANINGLESS: tuple[Rule, ...] = (
            "only sinkhorn sorts blocks")
       for name in ("block_size", "sinkhorn_iters", "temperature")),
     Rule("loss.temperature", "loss.kind",
-         lambda r, t: r.loss.kind == "mse" and written(r.loss, "temperature"),
-         "the logit MSE of Tang et al. compares raw logits; temperature softens only kind: kl"),
+         lambda r, t: r.loss.kind == "mse" and written(r.loss, "temperature")
+         and not (_ensemble(r) and r.loss.ensemble == "average" and t.problem_type != "regression"),
+         "the logit MSE of Tang et al. compares raw logits; temperature softens only kind: kl (or the "
+         "probabilities an ensemble of teachers averages)"),
+    Rule("loss.ensemble", "teacher",
+         lambda r, t: not _ensemble(r) and written(r.loss, "ensemble"),
+         "there is one teacher: nothing to combine; list several teachers under teacher"),
+    Rule("teacher.temperature", "loss.ensemble",
+         lambda r, t: _ensemble(r) and any(c.temperature is not None for c in r.teacher)
+         and r.loss.kind == "mse" and (r.loss.ensemble == "each" or t.problem_type == "regression"),
+         "with loss.kind: mse each teacher's raw logits (or predictions) are matched; a teacher's temperature "
+         "softens only kind: kl or the probabilities ensemble: average combines"),
     Rule("quantize.activation_bits", "quantize.qat",
          lambda r, t: r.quantize is not None and not r.quantize.qat and written(r.quantize, "activation_bits"),
          "activation fake-quantization is part of quantization-aware training only"),
@@ -123,16 +143,16 @@ MEANINGLESS: tuple[Rule, ...] = (
            "it sets up the latency measurement that latency: false turns off")
       for name in ("batch_sizes", "repeats", "num_threads")),
     Rule("teacher.revision", "teacher.model",
-         lambda r, t: _plugin(r) and r.teacher.revision is not None,
+         lambda r, t: _teachers(r, lambda plugin, c: plugin and c.revision is not None),
          "a plug-in teacher is imported, not downloaded: there is no Hub revision to pick"),
     Rule("teacher.kwargs", "teacher.model",
-         lambda r, t: not _plugin(r) and bool(r.teacher.kwargs),
+         lambda r, t: _teachers(r, lambda plugin, c: not plugin and bool(c.kwargs)),
          "kwargs are passed to a plug-in callable (package.module:Callable) only"),
     Rule("teacher.dtype", "teacher.model",
-         lambda r, t: _plugin(r) and written(r.teacher, "dtype"),
+         lambda r, t: _teachers(r, lambda plugin, c: plugin and written(c, "dtype")),
          "a plug-in teacher runs in whatever precision it was built in"),
     Rule("teacher.finetune", "teacher.model",
-         lambda r, t: _plugin(r) and r.teacher.finetune is not None,
+         lambda r, t: _teachers(r, lambda plugin, c: plugin and c.finetune is not None),
          "distilkit fine-tunes Hugging Face teachers; fine-tune a plug-in teacher yourself"),
     *(Rule(f"hub.{name}", "hub.push",
            lambda r, t, name=name: r.hub is not None and not r.hub.push and written(r.hub, name),
@@ -222,7 +242,10 @@ def meaningless_keys(recipe: Recipe, task: TaskSpec) -> list[str]:
 def _value(recipe: Recipe, dotted: str) -> str:
     node = recipe
     for part in dotted.split("."):
-        node = getattr(node, part)
+        # a list of teachers: the key's value in every teacher section
+        node = [getattr(n, part) for n in node] if isinstance(node, list) else getattr(node, part)
+    if isinstance(node, list):
+        node = [n.model_dump(exclude_unset=True) if hasattr(n, "model_dump") else n for n in node]
     if hasattr(node, "model_dump"):
         node = node.model_dump(exclude_unset=True)
     return json.dumps(node)

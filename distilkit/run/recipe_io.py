@@ -19,27 +19,35 @@ from distilkit.core.yaml_files import read_yaml
 from distilkit.data.tasks import TaskSpec, load_task
 from distilkit.models.config import TOKENIZER_TAGS, FinetuneConfig
 from distilkit.run.recipe_checks import meaningless_keys, recipe_problems
-from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, Recipe
+from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, TEACHER_FORMS, Recipe
 
 
-def _models_in(annotation) -> list[type[BaseModel]]:
-    """The pydantic models inside an annotation, through unions and ``Annotated`` tags."""
-    if isinstance(annotation, type):
-        return [annotation] if issubclass(annotation, BaseModel) else []
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+def _model_forms(annotation, listed: bool = False) -> list[tuple[type[BaseModel], bool]]:
+    """The pydantic models inside an annotation, through unions, lists and ``Annotated`` tags, each with
+    whether it sits inside a list (``teacher`` takes one section or a list of them)."""
+    origin = typing.get_origin(annotation)
+    if origin is None and isinstance(annotation, type):
+        return [(annotation, listed)] if issubclass(annotation, BaseModel) else []
+    return [form for arg in typing.get_args(annotation) for form in _model_forms(arg, listed or origin is list)]
 
 
 def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
-    """Field names valid at ``path`` inside ``model`` (for "did you mean" hints)."""
+    """Field names valid at ``path`` inside ``model`` (for "did you mean" hints); a list index in ``path``
+    (``teacher.1``, ``stages.0``) picks the list form of a field that also takes a single section."""
     current: Any = model
-    for part in path:
+    for i, part in enumerate(path):
+        if part.isdigit():
+            continue
         fields = getattr(current, "model_fields", None)
         if not fields or part not in fields:
             return []
-        models = _models_in(fields[part].annotation)
+        forms = _model_forms(fields[part].annotation)
+        listed = i + 1 < len(path) and path[i + 1].isdigit()
+        models = [m for m, _ in forms]
+        preferred = [m for m, is_list in forms if is_list == listed]
         if not models:
             return []
-        current = models[0]
+        current = (preferred or models)[0]
     return list(getattr(current, "model_fields", {}))
 
 
@@ -50,9 +58,11 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
     for item in err.errors():
         # Discriminated unions insert the tag ("bilstm") into the location; users never wrote it.
         kind = next((p for p in item["loc"] if p in STUDENT_KINDS), None)
-        loc = [str(p) for i, p in enumerate(item["loc"]) if p not in STUDENT_KINDS
+        loc = [str(p) for i, p in enumerate(item["loc"]) if p not in STUDENT_KINDS and p not in TEACHER_FORMS
                and not (p in TOKENIZER_TAGS and i and item["loc"][i - 1] == "tokenizer")]
         key = ".".join(loc) or "<root>"
+        if _teacher_item(loc):  # teacher.1.model -> teacher[1].model, as preflight names it
+            key = f"teacher[{loc[1]}]" + "".join(f".{p}" for p in loc[2:])
         where = f"--set {key}={overrides[key]}" if overrides and key in overrides else source
         msg = item["msg"]
         if item["type"] == "extra_forbidden":
@@ -70,6 +80,10 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
             msg += f" (got {item['input']!r})"
         lines.append(f"{where}: {key}: {msg}")
     return "\n".join(lines)
+
+
+def _teacher_item(loc: list[str]) -> bool:
+    return len(loc) > 1 and loc[0] == "teacher" and loc[1].isdigit()
 
 
 def apply_override(tree: dict, assignment: str) -> tuple[str, str]:
@@ -133,8 +147,9 @@ def validate_recipe(tree: dict, source: str = "<recipe>", overrides: dict[str, s
     problems = recipe_problems(recipe, task, overrides or {})
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
-    if recipe.teacher.finetune is not None:
-        recipe.teacher.finetune = with_task_finetune(recipe.teacher.finetune, task)
+    for teacher in recipe.teachers:  # the list's members are the recipe's own sections: updated in place
+        if teacher.finetune is not None:
+            teacher.finetune = with_task_finetune(teacher.finetune, task)
     return recipe
 
 
@@ -165,8 +180,9 @@ def dump_recipe(recipe: Recipe) -> str:
     while keys := meaningless_keys(Recipe.model_validate(tree), task):
         for key in keys:
             *parents, last = key.split(".")
-            node = tree
-            for part in parents:
-                node = node[part]
-            node.pop(last, None)
+            nodes = [tree]
+            for part in parents:  # a list of teachers: the key in every teacher section
+                nodes = [n for node in nodes for n in (node[part] if isinstance(node[part], list) else [node[part]])]
+            for node in nodes:
+                node.pop(last, None)
     return yaml.safe_dump(tree, sort_keys=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from distilkit.core.sections import Section
 from distilkit.data.config import CacheConfig, DataConfig
@@ -23,6 +23,7 @@ from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.models.config import (
     BiLSTMStudentConfig,
     CopyStudentConfig,
+    EnsembleTeacherConfig,
     TeacherConfig,
     TransformerStudentConfig,
 )
@@ -36,6 +37,22 @@ StudentConfig = Annotated[
     BiLSTMStudentConfig | TransformerStudentConfig | PrunedStudentConfig | LinearAttentionStudentConfig
     | CopyStudentConfig,
     Field(discriminator="kind"),
+]
+
+
+#: Tags of the two forms ``teacher:`` takes (pydantic puts them in error locations; messages drop them).
+TEACHER_FORMS = ("teacher-section", "teacher-list")
+
+
+def _teacher_form(value) -> str:
+    return TEACHER_FORMS[1] if isinstance(value, list) else TEACHER_FORMS[0]
+
+
+# A callable discriminator, not a plain union: a mistake in one teacher section is reported once, against the
+# form the recipe wrote, instead of once per form pydantic tried.
+TeacherSpec = Annotated[
+    Annotated[TeacherConfig, Tag(TEACHER_FORMS[0])] | Annotated[list[EnsembleTeacherConfig], Tag(TEACHER_FORMS[1])],
+    Discriminator(_teacher_form),
 ]
 
 
@@ -107,7 +124,8 @@ class Recipe(Section):
     """A built-in task name (``sst2``) or a path to a task YAML file."""
     output_dir: str
     data: DataConfig = Field(default_factory=DataConfig)
-    teacher: TeacherConfig
+    teacher: TeacherSpec
+    """One teacher section, or a list of them (an ensemble, combined as ``loss.ensemble`` says)."""
     student: StudentConfig
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -117,3 +135,40 @@ class Recipe(Section):
     deep_compression: DeepCompressionConfig | None = None
     factorize: FactorizeConfig | None = None
     hub: HubConfig | None = None
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_list(cls, teacher):
+        # A one-element list is today's single teacher: stored as one section so every reader of
+        # ``recipe.teacher`` (and every cache key) sees exactly what the single form gives.
+        if not isinstance(teacher, list):
+            return teacher
+        if not teacher:
+            raise ValueError("the teacher list is empty; name at least one teacher")
+        if len(teacher) > 1:
+            return teacher
+        if "temperature" in teacher[0].model_fields_set:
+            raise ValueError("teacher[0].temperature: a single teacher distils at loss.temperature; set that instead")
+        return TeacherConfig.model_validate(teacher[0].model_dump(exclude_unset=True, exclude={"weight", "temperature"}))
+
+    @property
+    def teachers(self) -> list[TeacherConfig]:
+        """Every teacher section (one for a single teacher); each keeps its ``weight``/``temperature`` when
+        the recipe lists several."""
+        return list(self.teacher) if isinstance(self.teacher, list) else [self.teacher]
+
+    @property
+    def teacher_weights(self) -> list[float]:
+        """The teachers' weights, normalised to sum to 1 (equal unless written)."""
+        raw = [getattr(t, "weight", None) or 1.0 for t in self.teachers]
+        return [w / sum(raw) for w in raw]
+
+    @property
+    def teacher_temperatures(self) -> list[float]:
+        """Each teacher's softening temperature (``loss.temperature`` unless written)."""
+        return [getattr(t, "temperature", None) or self.loss.temperature for t in self.teachers]
+
+    @property
+    def primary_teacher(self) -> TeacherConfig:
+        """The first teacher: its tokenizer and word vectors are the student's defaults."""
+        return self.teachers[0]

@@ -16,6 +16,7 @@ from transformers import AutoConfig, AutoTokenizer
 from distilkit.core.errors import RecipeError
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.tasks import TaskSpec, load_split
+from distilkit.methods.distillation.ensemble import TeacherEnsemble
 from distilkit.methods.linear_attention.swap import build_linear_attention_student
 from distilkit.methods.pruning.student import build_pruned_student
 from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
@@ -70,8 +71,19 @@ def encode_for_student(kind: str, tokenizer, texts_a: list[str], texts_b: list[s
 
 
 def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator: Accelerator):
-    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set."""
-    cfg: TeacherConfig = recipe.teacher
+    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set; for a list of teachers a
+    :class:`~distilkit.methods.distillation.ensemble.TeacherEnsemble` combining them as ``loss.ensemble`` says."""
+    if not isinstance(recipe.teacher, list):
+        return load_one_teacher(recipe, recipe.teacher, task, train_ds, eval_ds, accelerator)
+    members = [load_one_teacher(recipe, cfg, task, train_ds, eval_ds, accelerator) for cfg in recipe.teachers]
+    return TeacherEnsemble(members, weights=recipe.teacher_weights, temperatures=recipe.teacher_temperatures,
+                           mode=recipe.loss.ensemble, temperature=recipe.loss.temperature,
+                           problem_type=task.problem_type, names=[cfg.model for cfg in recipe.teachers])
+
+
+def load_one_teacher(recipe: Recipe, cfg: TeacherConfig, task: TaskSpec, train_ds, eval_ds,
+                     accelerator: Accelerator):
+    """One teacher section (``recipe.teacher`` or one member of its list), fine-tuned first when asked."""
     if is_plugin_path(cfg.model):
         return load_plugin_teacher(cfg.model, cfg.kwargs, num_labels=task.num_labels, tokenizer=cfg.tokenizer,
                                    max_length=cfg.max_length, device=accelerator.device,
@@ -101,6 +113,8 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     tokenizer is then the SentencePiece one, cached under ``cache.dir/sentencepiece``).
     """
     spec = recipe.student
+    if isinstance(teacher, TeacherEnsemble):  # the first teacher's tokenizer, vocabulary and network
+        teacher = teacher.members[0]
     hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
     trained = spec.tokenizer if isinstance(spec.tokenizer, SentencePieceConfig) else None
     if trained is not None:  # a vocabulary of the student's own, learnt from the transfer set's texts

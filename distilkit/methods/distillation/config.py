@@ -16,5 +16,9 @@ class LossConfig(Section):
     kind: Literal["mse", "kl"] = "mse"
     temperature: float = Field(default=1.0, gt=0)
     alpha: float = Field(default=0.0, ge=0, le=1)
+    ensemble: Literal["average", "each"] = "average"
+    """With several teachers: ``average`` distils from one combined target (their weighted softened class
+    probabilities, or mean prediction for regression); ``each`` sums one weighted distillation loss per teacher
+    (:mod:`distilkit.methods.distillation.ensemble`)."""
     attention_weight: float = Field(default=0.0, ge=0)
     """linear_attention students: weight of per-layer attention transfer to softmax attention (added)."""
