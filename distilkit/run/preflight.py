@@ -10,6 +10,7 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
   :data:`distilkit.models.model_names.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
   exist, a Hub id must be in the local cache when ``HF_HUB_OFFLINE=1``;
 * the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
+* that ``teacher.adapter`` is a PEFT adapter folder made for the teacher (its ``adapter_config.json``);
 * that a block-pruning ``student.blocks.size`` divides every weight it tiles (read from the model's
   ``config.json``);
 * that ``output_dir`` and ``cache.dir`` can be written, and that ``train.resume_from`` exists.
@@ -30,6 +31,7 @@ from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task
 from distilkit.methods.pruning.config import block_problems
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
+from distilkit.models.teacher_adapters import adapter_problems
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).
@@ -51,7 +53,8 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
     """
     task = load_task(recipe.task)
     problems = [*data_problems(recipe, task), *model_problems(recipe, teacher_exists),
-                *block_pruning_problems(recipe, teacher_exists), *dependency_problems(recipe),
+                *block_pruning_problems(recipe, teacher_exists), *teacher_adapter_problems(recipe, teacher_exists),
+                *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
@@ -85,6 +88,15 @@ def model_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
         if name is not None and (problem := reference_problem(name, files, plugin_ok=key == "teacher.model")):
             problems.append(f"{key}: {problem}")
     return problems
+
+
+def teacher_adapter_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """``teacher.adapter`` from its ``adapter_config.json``: the folder exists, and it was made for this teacher
+    (:func:`distilkit.models.teacher_adapters.adapter_problems` explains the check)."""
+    adapter = recipe.teacher.adapter
+    if adapter is None or is_plugin_path(recipe.teacher.model):
+        return []
+    return adapter_problems(adapter, recipe.teacher.model if teacher_exists else "")
 
 
 def block_pruning_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:

@@ -68,7 +68,7 @@ def encode_for_student(kind: str, tokenizer, texts_a: list[str], texts_b: list[s
 
 
 def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator: Accelerator):
-    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set."""
+    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set, with ``teacher.adapter`` merged."""
     cfg: TeacherConfig = recipe.teacher
     if is_plugin_path(cfg.model):
         return load_plugin_teacher(cfg.model, cfg.kwargs, num_labels=task.num_labels, tokenizer=cfg.tokenizer,
@@ -87,7 +87,8 @@ def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator:
     return load_hf_teacher(model, num_labels=task.num_labels, problem_type=task.problem_type,
                            tokenizer=None if cfg.finetune else cfg.tokenizer,
                            revision=None if cfg.finetune else cfg.revision,
-                           max_length=cfg.max_length, device=accelerator.device, dtype=cfg.dtype)
+                           max_length=cfg.max_length, device=accelerator.device, dtype=cfg.dtype,
+                           adapter=cfg.adapter)
 
 
 def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict] | None = None):
