@@ -21,6 +21,9 @@ folder has no stable name at all. So the check is structural:
 
 What the config cannot show (a tensor of the right name but another shape) makes peft's load fail; that is
 caught and named as a :class:`TeacherError` before anything is labelled.
+
+torch, transformers and peft are imported inside the functions that need them: preflight imports this module
+and must answer before those heavy imports (issue 17).
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ import hashlib
 import json
 import re
 from pathlib import Path
-
-import torch
 
 from distilkit.core.errors import DistilkitError, TeacherError
 from distilkit.models.model_names import resolve_model_name
@@ -70,6 +71,7 @@ def _model_config(name: str) -> dict | None:
 def module_names(config: dict) -> list[str] | None:
     """Module names of the sequence classifier ``config`` describes, built on the meta device (no weights),
     or ``None`` when transformers cannot build it from the config alone (remote code)."""
+    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     try:
@@ -137,8 +139,9 @@ def adapter_digest(adapter: str) -> str:
     return digest.hexdigest()
 
 
-def merge_adapter(model: torch.nn.Module, adapter: str) -> torch.nn.Module:
-    """Load ``adapter`` onto ``model`` with peft and merge it: returns the plain merged model.
+def merge_adapter(model, adapter: str):
+    """Load ``adapter`` onto ``model`` (a ``PreTrainedModel``) with peft and merge it: returns the plain merged
+    model.
 
     Raises:
         TeacherError: peft cannot load it (missing files, or tensors whose shapes differ from the teacher's).
