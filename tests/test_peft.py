@@ -240,6 +240,15 @@ def test_quantized_student_keeps_integers_and_reloads_with_its_adapter(tmp_path,
     theirs = PeftModel.from_pretrained(float_base, str(tmp_path / "model" / ADAPTER_DIR))
     torch.testing.assert_close(_logits(theirs, inputs), _logits(ours, inputs), atol=1e-6, rtol=1e-6)
 
+    # ONNX export puts the adapter into the graph beside the dequantized weights (ORT re-quantizes to int8).
+    from distilkit.deploy.onnx_export import export_onnx
+    from distilkit.deploy.ort_runner import OnnxClassifier
+    export_onnx(tmp_path / "model", tmp_path / "onnx", task="sst2", data_dir=str(FIXTURES / "glue"),
+                max_examples=16, max_length=24)
+    onnx_logits = torch.from_numpy(OnnxClassifier(tmp_path / "onnx", max_length=24).logits(SENTENCES))
+    reloaded_logits, base_logits = _logits(reloaded, inputs), _logits(without, inputs)
+    assert (onnx_logits - reloaded_logits).abs().max() < 0.5 * (onnx_logits - base_logits).abs().max()
+
 
 def _lora_recipe(tmp_path: Path, teacher: Path, **extra) -> dict:
     tree = copy_student_recipe(tmp_path, teacher, "measure", {"latency": False}, lora={"r": 4, "alpha": 8})
