@@ -240,6 +240,9 @@ def test_quantized_student_keeps_integers_and_reloads_with_its_adapter(tmp_path,
     theirs = PeftModel.from_pretrained(float_base, str(tmp_path / "model" / ADAPTER_DIR))
     torch.testing.assert_close(_logits(theirs, inputs), _logits(ours, inputs), atol=1e-6, rtol=1e-6)
 
+    # A later pipeline stage that takes this student as its teacher gets the adapter too.
+    as_teacher = load_hf_teacher(str(tmp_path / "model"), num_labels=2, problem_type="single_label_classification")
+    torch.testing.assert_close(_logits(as_teacher.model, inputs), _logits(reloaded, inputs), atol=0, rtol=0)
     # ONNX export puts the adapter into the graph beside the dequantized weights (ORT re-quantizes to int8).
     from distilkit.deploy.onnx_export import export_onnx
     from distilkit.deploy.ort_runner import OnnxClassifier
@@ -269,6 +272,9 @@ def test_recipe_recovers_a_qat_int4_student_with_lora(tmp_path, tiny_teacher_dir
         if isinstance(module, QuantLinear):
             assert torch.equal(module.qweight, reference.get_submodule(name).qweight), name
     assert metrics["student"]["params"] > 0
+    from distilkit.report.hub import prepare_push_folder
+    pushed = prepare_push_folder(out, tmp_path / "push", "me/int4-lora")
+    assert (pushed / ADAPTER_DIR / "adapter_model.safetensors").is_file()  # the Hub copy keeps its adapter
 
 
 def test_recipe_recovers_a_pruned_student_and_saves_it_merged(tmp_path, tiny_teacher_dir):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -29,6 +30,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from distilkit.core.errors import TeacherError
 from distilkit.core.plugins import import_object
 from distilkit.models.bilstm import BiLSTMConfig, encode_bilstm
+from distilkit.models.lora_layers import ADAPTER_DIR, apply_saved_adapter
 from distilkit.models.model_names import resolve_model_name
 from distilkit.models.teacher_adapters import adapter_digest, adapter_folder, merge_adapter
 
@@ -160,6 +162,8 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
         )
     if adapter:
         model = merge_adapter(model, adapter)
+    if (Path(path) / ADAPTER_DIR / "adapter_config.json").is_file():  # a LoRA-recovered quantized student of an
+        apply_saved_adapter(model, Path(path) / ADAPTER_DIR)  # earlier stage: its adapter is part of the model
     source = resolve_model_name(tokenizer) if tokenizer else path
     try:
         tok = AutoTokenizer.from_pretrained(source, revision=revision)
