@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def adapter_folder(adapter: str) -> Path | None:
 
     cached = try_to_load_from_cache(adapter, "adapter_config.json")
     return Path(cached).parent if isinstance(cached, str) else None
+
+
+def _hub_id(name: str) -> bool:
+    return not name.startswith(("/", ".", "~")) and name.count("/") == 1 and not Path(name).expanduser().exists()
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
 def _read_config(path: Path) -> dict | None:
@@ -88,8 +97,11 @@ def adapter_problems(adapter: str, teacher_model: str) -> list[str]:
     """Why ``adapter`` cannot be applied to ``teacher_model`` (``teacher.adapter: ...`` lines), from the two
     configs only; ``[]`` when it fits or when the teacher's config cannot be read (another check names that)."""
     folder = adapter_folder(adapter)
+    if folder is None and _hub_id(adapter) and not _offline():
+        return []  # peft downloads it when the teacher loads; a missing repo is a TeacherError then
     if folder is None:
-        return [f"teacher.adapter: '{adapter}' does not exist (not a folder, and not a Hub id in the local cache)"]
+        return [f"teacher.adapter: '{adapter}' does not exist (not a folder, and not a Hub id in the local cache"
+                + (" with HF_HUB_OFFLINE set)" if _offline() else ")")]
     config = _read_config(folder / "adapter_config.json")
     if config is None or "peft_type" not in config:
         return [f"teacher.adapter: '{adapter}' has no readable adapter_config.json with a peft_type: not a PEFT "
@@ -149,10 +161,10 @@ def merge_adapter(model, adapter: str):
     from peft import PeftModel
 
     folder = adapter_folder(adapter)
-    if folder is None:
+    if folder is None and not _hub_id(adapter):
         raise TeacherError(f"teacher.adapter: '{adapter}' does not exist")
-    try:
-        peft_model = PeftModel.from_pretrained(model, str(folder), is_trainable=False)
+    try:  # a Hub id not cached yet: peft downloads it
+        peft_model = PeftModel.from_pretrained(model, str(folder) if folder else adapter, is_trainable=False)
         return peft_model.merge_and_unload()
     except Exception as exc:  # peft and torch raise ValueError, RuntimeError (size mismatch), KeyError...
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
