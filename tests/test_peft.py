@@ -24,7 +24,7 @@ from distilkit.methods.quantization.layers import QuantLinear
 from distilkit.models.config import FinetuneConfig, LoraSettings, TeacherConfig
 from distilkit.models.finetune import finetune_teacher
 from distilkit.models.inference import load_saved
-from distilkit.models.lora_layers import ADAPTER_DIR
+from distilkit.models.lora_layers import ADAPTER_DIR, apply_saved_adapter
 from distilkit.models.teachers import load_hf_teacher
 from distilkit.run.distill import run
 from distilkit.run.methods import METHODS
@@ -228,14 +228,19 @@ def test_quantized_student_keeps_integers_and_reloads_with_its_adapter(tmp_path,
     assert len(ints) == 13  # 12 encoder linears and the pooler (the head stays float)
     for name, module in ints.items():
         assert torch.equal(module.qweight, reference.get_submodule(name).qweight), name
-    # Reloaded (integer kernels + adapter) computes the in-memory trained student's logits.
+    # Reloaded (integer kernels + adapter) computes the in-memory trained student's logits (QAT's float
+    # simulation of the int4 grid vs torch._int_mm's integer products: equal up to float rounding) ...
     torch.testing.assert_close(_logits(reloaded, inputs), expected, atol=1e-4, rtol=1e-4)
+    # ... and exactly what the trained weights converted in memory compute with the adapter attached.
+    in_memory = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model-float")
+    quantize_in_place(in_memory, qcfg)
+    apply_saved_adapter(in_memory, tmp_path / "model" / ADAPTER_DIR)
+    torch.testing.assert_close(_logits(reloaded, inputs), _logits(in_memory, inputs), atol=0, rtol=0)
     without, _ = load_saved(tmp_path / "model", adapter=False)
     assert (_logits(without, inputs) - expected).abs().max() > 1e-4  # the adapter is what recovers
     # The folder is a real PEFT adapter: peft puts it on the float weights exactly as distilkit does.
     float_base = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model-float")
     ours, _ = load_saved(tmp_path / "model-float", tokenizer=False)
-    from distilkit.models.lora_layers import apply_saved_adapter
     apply_saved_adapter(ours, tmp_path / "model" / ADAPTER_DIR)
     theirs = PeftModel.from_pretrained(float_base, str(tmp_path / "model" / ADAPTER_DIR))
     torch.testing.assert_close(_logits(theirs, inputs), _logits(ours, inputs), atol=1e-6, rtol=1e-6)
