@@ -87,6 +87,8 @@ def cell_tree(args, teacher_dir: Path, student: str, mode: str, out: Path) -> di
             "cache": {"dir": args.cache_dir}, "measure": {"latency": False}, **STUDENTS[student]}
     if mode == "none" and "quantize" in tree:  # nothing trains: post-training int4 of the copy
         tree["quantize"] = {"linear": "int4"}
+    if args.quick and student == "pruned":
+        tree["student"] = {**tree["student"], "importance_examples": 64}
     if mode == "lora":
         tree["train"]["lora"] = {"r": args.rank, "alpha": 2.0 * args.rank, "dropout": 0.0}
     return tree
@@ -146,7 +148,7 @@ def main() -> None:
     parser.add_argument("--cell-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.examples, args.eval_examples = 160, 128
+        args.examples, args.eval_examples = 160, 64
     if args.cell:
         run_cell(args, args.cell, Path(args.cell_out))
         return

@@ -323,3 +323,16 @@ def test_target_modules_that_match_nothing_are_named(tiny_teacher_dir):
     student = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir)
     with pytest.raises(RecipeError, match=r"train.lora.target_modules: \['q_proj'\] match no module"):
         prepare_lora_student(student, LoraRecoveryConfig(target_modules=["q_proj"]))
+
+
+def test_minilm_adapter_configs_are_checked_against_the_real_model(tmp_path, minilm):
+    """The real MiniLM (config only, no weights read): its own LoRA targets pass, a Llama's do not."""
+    from distilkit.models.teacher_adapters import adapter_problems
+
+    def adapter(targets) -> str:
+        folder = tmp_path / "-".join(targets)
+        LoraConfig(r=8, lora_alpha=16, target_modules=targets).save_pretrained(str(folder))
+        return str(folder)
+
+    assert adapter_problems(adapter(["query", "value", "dense"]), str(minilm)) == []
+    assert adapter_problems(adapter(["q_proj", "v_proj"]), str(minilm))
