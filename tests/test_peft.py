@@ -203,6 +203,9 @@ def test_pruned_student_frozen_weights_merge_and_reload_identically(tmp_path, ti
     assert not any("lora" in name for name, _ in reloaded.named_modules())
     torch.testing.assert_close(_logits(reloaded, inputs), expected, atol=1e-5, rtol=1e-5)
     assert finish_lora_output(tmp_path, cfg, report) == "done"  # idempotent
+    (tmp_path / "model").rename(tmp_path / "model-merged")  # a crash between the two renames
+    assert finish_lora_output(tmp_path, cfg, report) == "done"
+    torch.testing.assert_close(_logits(load_saved(tmp_path / "model")[0], inputs), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_quantized_student_keeps_integers_and_reloads_with_its_adapter(tmp_path, tiny_teacher_dir):

@@ -96,9 +96,9 @@ def freeze_for_lora(model: nn.Module, modules_to_save: list[str]) -> dict[str, i
     """Freeze every parameter except the adapters and ``modules_to_save``; return the trainable and total
     parameter counts (adapters included)."""
     for name, param in model.named_parameters():
-        owner = name.rsplit(".", 1)[0]
+        owner = f".{name.rsplit('.', 1)[0]}."  # a module_to_save is any dotted run of the owner's name parts
         param.requires_grad = ".lora_A." in name or ".lora_B." in name or any(
-            owner == m or owner.startswith(m + ".") or ("." + m + ".") in ("." + owner + ".") for m in modules_to_save)
+            f".{m}." in owner for m in modules_to_save)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"trainable_parameters": trainable, "total_parameters": sum(p.numel() for p in model.parameters())}
 
