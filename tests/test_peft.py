@@ -162,6 +162,26 @@ def test_lora_finetune_trains_only_adapters_and_head(tmp_path, tiny_teacher_dir)
         assert changed == should, key  # targets and head moved, everything else frozen
 
 
+def test_finetune_key_is_unchanged_without_lora_and_differs_with_it():
+    """Teachers cached before finetune.lora existed keep their key; a LoRA fine-tune gets its own entry."""
+    from types import SimpleNamespace
+
+    from distilkit.data.logit_cache import data_fingerprint
+    from distilkit.models.finetune import finetune_key
+
+    task = load_task("sst2")
+    train = load_split(task, "train", data_dir=str(FIXTURES / "glue"), max_examples=8, seed=0)
+    teacher = SimpleNamespace(fingerprint=lambda: "base")
+    import hashlib
+    digest = hashlib.blake2b(digest_size=12)
+    old_settings = ('{"epochs":1.0,"batch_size":32,"lr":0.00005,"weight_decay":0.01,"warmup_ratio":0.1,'
+                    '"max_length":128,"max_examples":null,"seed":42,"group_by_length":false}')
+    for part in ("base", task.name, data_fingerprint(train), old_settings):
+        digest.update(part.encode())
+    assert finetune_key(teacher, task, train, FinetuneConfig()) == digest.hexdigest()
+    assert finetune_key(teacher, task, train, FinetuneConfig(lora=LoraSettings())) != digest.hexdigest()
+
+
 # --------------------------------------------------------------------------------------------- train.lora
 def test_lora_runs_last_so_it_wraps_the_compressed_student():
     assert list(METHODS)[-1] == "lora"

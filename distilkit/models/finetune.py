@@ -49,7 +49,9 @@ from distilkit.models.transformer import encode_transformer
 def finetune_key(teacher: HFTeacher, task: TaskSpec, train_ds: Dataset, cfg: FinetuneConfig) -> str:
     """Cache key of a fine-tuned teacher: base weights + tokenizer + data + hyper-parameters."""
     digest = hashlib.blake2b(digest_size=12)
-    for part in (teacher.fingerprint(), task.name, data_fingerprint(train_ds), cfg.model_dump_json()):
+    # Without finetune.lora the key is the one written before that key existed: cached teachers stay valid.
+    settings = cfg.model_dump_json(exclude={"lora"} if cfg.lora is None else None)
+    for part in (teacher.fingerprint(), task.name, data_fingerprint(train_ds), settings):
         digest.update(part.encode())
     return digest.hexdigest()
 
