@@ -359,3 +359,18 @@ def test_minilm_adapter_configs_are_checked_against_the_real_model(tmp_path, min
 
     assert adapter_problems(adapter(["query", "value", "dense"]), str(minilm)) == []
     assert adapter_problems(adapter(["q_proj", "v_proj"]), str(minilm))
+
+
+@pytest.mark.parametrize("where", ["train", "teacher"])
+def test_preflight_names_lora_targets_the_teacher_does_not_have(tmp_path, tiny_teacher_dir, where):
+    tree = _lora_recipe(tmp_path, tiny_teacher_dir)
+    if where == "train":
+        tree["train"]["lora"]["target_modules"] = ["q_proj", "v_proj"]
+        key = "train.lora.target_modules"
+    else:
+        del tree["train"]["lora"]
+        tree["teacher"]["finetune"] = {"lora": {"target_modules": ["q_lin"]}}
+        key = "teacher.finetune.lora.target_modules"
+    with pytest.raises(RecipeError, match=rf"r.yaml: {key}: .* match no module of teacher.model"):
+        preflight(validate_recipe(tree), "r.yaml")
+    preflight(validate_recipe(_lora_recipe(tmp_path, tiny_teacher_dir)), "r.yaml")  # the defaults match BERT

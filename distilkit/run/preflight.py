@@ -10,7 +10,8 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
   :data:`distilkit.models.model_names.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
   exist, a Hub id must be in the local cache when ``HF_HUB_OFFLINE=1``;
 * the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
-* that ``teacher.adapter`` is a PEFT adapter folder made for the teacher (its ``adapter_config.json``);
+* that ``teacher.adapter`` is a PEFT adapter folder made for the teacher (its ``adapter_config.json``), and
+  that LoRA ``target_modules`` name modules of the teacher's architecture;
 * that a block-pruning ``student.blocks.size`` divides every weight it tiles (read from the model's
   ``config.json``);
 * that ``output_dir`` and ``cache.dir`` can be written, and that ``train.resume_from`` exists.
@@ -31,7 +32,7 @@ from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task
 from distilkit.methods.pruning.config import block_problems
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
-from distilkit.models.teacher_adapters import adapter_problems
+from distilkit.models.teacher_adapters import adapter_problems, module_names
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).
@@ -54,7 +55,7 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
     task = load_task(recipe.task)
     problems = [*data_problems(recipe, task), *model_problems(recipe, teacher_exists),
                 *block_pruning_problems(recipe, teacher_exists), *teacher_adapter_problems(recipe, teacher_exists),
-                *dependency_problems(recipe),
+                *lora_target_problems(recipe, teacher_exists), *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
@@ -97,6 +98,26 @@ def teacher_adapter_problems(recipe: Recipe, teacher_exists: bool = True) -> lis
     if adapter is None or is_plugin_path(recipe.teacher.model):
         return []
     return adapter_problems(adapter, recipe.teacher.model if teacher_exists else "")
+
+
+def lora_target_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """``train.lora.target_modules`` and ``teacher.finetune.lora.target_modules`` against the module names of the
+    teacher's architecture (built from its ``config.json`` on the meta device): students of kind copy, pruned
+    and linear_attention are the teacher's network, a transformer student its architecture. As in peft, at
+    least one name must match (the run would otherwise stop after the teacher has labelled everything)."""
+    keys = []
+    if recipe.train.lora is not None and recipe.student.kind != "bilstm":
+        keys.append(("train.lora.target_modules", recipe.train.lora.target_modules))
+    finetune = recipe.teacher.finetune
+    if finetune is not None and finetune.lora is not None:
+        keys.append(("teacher.finetune.lora.target_modules", finetune.lora.target_modules))
+    config = _model_config(recipe.teacher.model) if keys and teacher_exists else None
+    names = module_names(config) if config is not None else None
+    if names is None:
+        return []
+    return [f"{key}: {targets} match no module of teacher.model '{recipe.teacher.model}' "
+            f"({config.get('model_type')}); e.g. {sorted({n.rsplit('.', 1)[-1] for n in names})[:12]}"
+            for key, targets in keys if not any(n == t or n.endswith("." + t) for n in names for t in targets)]
 
 
 def block_pruning_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
