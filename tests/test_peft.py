@@ -374,3 +374,19 @@ def test_preflight_names_lora_targets_the_teacher_does_not_have(tmp_path, tiny_t
     with pytest.raises(RecipeError, match=rf"r.yaml: {key}: .* match no module of teacher.model"):
         preflight(validate_recipe(tree), "r.yaml")
     preflight(validate_recipe(_lora_recipe(tmp_path, tiny_teacher_dir)), "r.yaml")  # the defaults match BERT
+
+
+def test_a_lora_run_resumes_from_its_checkpoint(tmp_path, tiny_teacher_dir):
+    """Checkpoints hold the adapters (their keys sit beside the frozen weights); a resumed run continues them."""
+    tree = _lora_recipe(tmp_path, tiny_teacher_dir, quantize={"linear": "int4", "qat": True, "backend": "int_mm"})
+    run(validate_recipe(tree))
+    out = Path(tree["output_dir"])
+    (checkpoint,) = sorted((out / "checkpoints").glob("step-*"))[-1:]
+    saved = load_file(str(next(checkpoint.glob("model*.safetensors"))))
+    assert any(k.endswith("lora_B.weight") for k in saved)
+    tree["train"].update(epochs=2, resume_from="latest")
+    metrics = run(validate_recipe(tree))
+    assert [r["epoch"] for r in metrics["history"]] == [0, 1]
+    assert (out / "model" / ADAPTER_DIR / "adapter_config.json").is_file()
+    reloaded, _ = load_saved(out / "model")
+    assert any(hasattr(m, "lora_A") for m in reloaded.modules())
