@@ -135,6 +135,58 @@ def cell(args, name: str, cells: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def report(args, table: dict, total: float) -> tuple[list[str], list[dict]]:
+    """The docs/benchmarks.md section (one table, then one verdict per student) and the results rows."""
+    import peft
+    import torch
+    import transformers
+
+    teacher = ("a quick MiniLM fine-tuned on 160 sentences (--quick)" if args.quick
+               else "all-MiniLM-L6-v2 fine-tuned on SST-2 (`bench_common`)")
+    lines = [
+        "## LoRA recovery vs full recovery of compressed MiniLM students, SST-2 (issue 15)", "",
+        command_line(total, details=(f"torch {torch.__version__}", f"transformers {transformers.__version__}",
+                                     f"peft {peft.__version__}")), "",
+        f"Teacher: {teacher}. Recovery: {args.epochs} epoch(s) of KL "
+        f"distillation (T = 2) from the fp32 teacher on {args.examples:,} SST-2 train sentences, batch 32, for "
+        f"full (lr {args.full_lr:g}, every weight) and LoRA (lr {args.lora_lr:g}; `train.lora` rank {args.rank}, "
+        f"alpha {2 * args.rank}, on every query/key/value/dense linear; the adapters and the classification head "
+        "train, the compressed weights are frozen). int4: QAT copy converted to int4 after training (LoRA's "
+        "adapters kept beside the integers in `model/adapter/`); pruned: 50% of heads and 50% of FFN neurons "
+        "removed structurally (LoRA merged into the weights). none: the compressed model as built. Accuracy: "
+        f"{'all 872' if args.eval_examples is None else args.eval_examples} SST-2 dev sentences, model reloaded "
+        "from disk. Peak memory: peak RSS (`ru_maxrss`) of a fresh process running only that cell (interpreter, "
+        "torch and the teacher included).", "",
+        "| student | recovery | dev acc | Δ vs full (pts) | trainable params | % of full | peak RSS MB | wall s | "
+        "train s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    verdicts, results = [""], []
+    for s in args.students:
+        full = table[(s, "full")]
+        for m in MODES:
+            r = table[(s, m)]
+            delta = 100 * (r["accuracy"] - full["accuracy"])
+            share = 100 * r["trainable_parameters"] / max(full["trainable_parameters"], 1)
+            lines.append(f"| {LABELS[s]} | {m} | {r['accuracy']:.4f} | {delta:+.2f} | {r['trainable_parameters']:,} | "
+                         f"{share:.1f}% | {r['peak_rss_mb']:,.0f} | {r['seconds']:.0f} | {r['train_seconds']:.0f} |")
+        lora = table[(s, "lora")]
+        gap = round(100 * (full["accuracy"] - lora["accuracy"]), 2)
+        fraction = lora["trainable_parameters"] / max(full["trainable_parameters"], 1)
+        met = gap <= TARGET_POINTS and fraction <= TARGET_FRACTION
+        model = f"{LABELS[s]}, LoRA recovery"
+        results += [
+            {"task": "sst2", "model": model, "metric": "accuracy points below full recovery",
+             "value": gap, "target": TARGET_POINTS, "met": gap <= TARGET_POINTS},
+            {"task": "sst2", "model": model, "metric": "trainable parameters / full",
+             "value": round(fraction, 4), "target": TARGET_FRACTION, "met": fraction <= TARGET_FRACTION},
+            {"task": "sst2", "model": model, "metric": "dev accuracy",
+             "value": lora["accuracy"], "target": round(full["accuracy"] - TARGET_POINTS / 100, 4), "met": met}]
+        verdicts.append(f"- {LABELS[s]}: LoRA {lora['accuracy']:.4f} vs full {full['accuracy']:.4f} ({-gap:+.2f} "
+                        f"pts) with {fraction:.1%} of the trainable parameters; target within {TARGET_POINTS} pts "
+                        f"with ≤ {TARGET_FRACTION:.0%}: **{'met' if met else 'missed'}**.")
+    return [*lines, *verdicts, ""], results
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--examples", type=int, default=8000, help="SST-2 train sentences per recovery cell")
@@ -162,51 +214,7 @@ def main() -> None:
     table = {(s, m): cell(args, f"{s}-{m}", cells) for s in args.students for m in MODES}
     total = time.perf_counter() - start
 
-    import peft
-    import torch
-    import transformers
-
-    results, lines = [], [
-        "## LoRA recovery vs full recovery of compressed MiniLM students, SST-2 (issue 15)", "",
-        command_line(total, details=(f"torch {torch.__version__}", f"transformers {transformers.__version__}",
-                                     f"peft {peft.__version__}")), "",
-        f"Teacher: all-MiniLM-L6-v2 fine-tuned on SST-2 (`bench_common`). Recovery: {args.epochs} epoch(s) of KL "
-        f"distillation (T = 2) from the fp32 teacher on {args.examples:,} SST-2 train sentences, batch 32, for "
-        f"full (lr {args.full_lr:g}, every weight) and LoRA (lr {args.lora_lr:g}; `train.lora` rank {args.rank}, "
-        f"alpha {2 * args.rank}, on every query/key/value/dense linear; the adapters and the classification head "
-        "train, the compressed weights are frozen). int4: QAT copy converted to int4 after training (LoRA's "
-        "adapters kept beside the integers in `model/adapter/`); pruned: 50% of heads and 50% of FFN neurons "
-        "removed structurally (LoRA merged into the weights). none: the compressed model as built. Accuracy: "
-        f"{'all 872' if args.eval_examples is None else args.eval_examples} SST-2 dev sentences, model reloaded "
-        "from disk. Peak memory: peak RSS (`ru_maxrss`) of a fresh process running only that cell (interpreter, "
-        "torch and the teacher included).", "",
-        "| student | recovery | dev acc | Δ vs full (pts) | trainable params | % of full | peak RSS MB | wall s | "
-        "train s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for s in args.students:
-        full = table[(s, "full")]
-        for m in MODES:
-            r = table[(s, m)]
-            delta = 100 * (r["accuracy"] - full["accuracy"])
-            share = 100 * r["trainable_parameters"] / max(full["trainable_parameters"], 1)
-            lines.append(f"| {LABELS[s]} | {m} | {r['accuracy']:.4f} | {delta:+.2f} | {r['trainable_parameters']:,} | "
-                         f"{share:.1f}% | {r['peak_rss_mb']:,.0f} | {r['seconds']:.0f} | {r['train_seconds']:.0f} |")
-        lora = table[(s, "lora")]
-        gap = round(100 * (full["accuracy"] - lora["accuracy"]), 2)
-        fraction = lora["trainable_parameters"] / max(full["trainable_parameters"], 1)
-        met = gap <= TARGET_POINTS and fraction <= TARGET_FRACTION
-        results += [
-            {"task": "sst2", "model": f"{LABELS[s]}, LoRA recovery", "metric": "accuracy points below full recovery",
-             "value": gap, "target": TARGET_POINTS, "met": gap <= TARGET_POINTS},
-            {"task": "sst2", "model": f"{LABELS[s]}, LoRA recovery", "metric": "trainable parameters / full",
-             "value": round(fraction, 4), "target": TARGET_FRACTION, "met": fraction <= TARGET_FRACTION},
-            {"task": "sst2", "model": f"{LABELS[s]}, LoRA recovery", "metric": "dev accuracy",
-             "value": lora["accuracy"], "target": round(full["accuracy"] - TARGET_POINTS / 100, 4), "met": met}]
-        lines.append("")
-        lines.append(f"{LABELS[s]}: LoRA {lora['accuracy']:.4f} vs full {full['accuracy']:.4f} ({-gap:+.2f} pts) "
-                     f"with {fraction:.1%} of the trainable parameters; target within {TARGET_POINTS} pts with "
-                     f"≤ {TARGET_FRACTION:.0%}: **{'met' if met else 'missed'}**.")
-    lines.append("")
+    lines, results = report(args, table, total)
     publish(BEGIN, END, lines, args)
     if not args.no_write:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
