@@ -83,6 +83,21 @@ BREAKS = {
                                         "deep_compression": {"prune": {"sparsity": 0.5}}},
     ("factorize", "student.kind"): {"student": {"kind": "pruned", "heads": 0.5, "rounds": 2},
                                     "factorize": {"energy": 0.9}},
+    ("teacher.adapter", "teacher.finetune"): {"teacher": {"model": "some/teacher", "adapter": "me/adapter",
+                                                          "finetune": {}}},
+    ("teacher.adapter", "teacher.model"): {"teacher": {**PLUGIN, "adapter": "me/adapter"}},
+    ("train.lora", "student.kind"): {"train": {"lora": {}}},
+    ("train.lora", "quantize.qat"): {"student": {"kind": "copy"}, "train": {"lora": {}},
+                                     "quantize": {"linear": "int4"}},
+    ("train.lora", "quantize.linear"): {"student": {"kind": "copy"}, "train": {"lora": {}},
+                                        "quantize": {"linear": "bnb8"}},
+    ("train.lora", "deep_compression"): {"student": {"kind": "copy"}, "train": {"lora": {}},
+                                         "deep_compression": {"prune": {"sparsity": 0.5}}},
+    ("train.lora", "student.blocks"): {"student": {"kind": "pruned", "blocks": {"granularity": "rows",
+                                                                               "sparsity": 0.5}},
+                                       "train": {"lora": {}}},
+    ("train.lora", "factorize"): {"student": {"kind": "copy"}, "train": {"lora": {}},
+                                  "factorize": {"energy": 0.9}},
 }
 
 

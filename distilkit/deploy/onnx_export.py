@@ -36,6 +36,7 @@ from distilkit.deploy.onnx_graphs import ExportableBiLSTM
 from distilkit.deploy.ort_runner import OnnxClassifier, encoder_for_type
 from distilkit.methods.quantization.convert import dequantize_model
 from distilkit.models.inference import load_saved
+from distilkit.models.lora_layers import ADAPTER_DIR, apply_saved_adapter
 
 ONNX_FILE = "model.onnx"
 REPORT_FILE = "export.json"
@@ -98,8 +99,10 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool = Fals
                           "it without --int8: it is re-quantized by ONNX Runtime from the weights it stores")
     spec, rows = dev_rows(model_dir, task, data_dir, max_examples)
     reference, tokenizer = load_saved(model_dir)
-    model, _ = load_saved(model_dir, tokenizer=False)
+    model, _ = load_saved(model_dir, tokenizer=False, adapter=False)
     dequantized = dequantize_model(model)
+    if (model_dir / ADAPTER_DIR / "adapter_config.json").is_file():  # train.lora beside integer weights: the
+        apply_saved_adapter(model, model_dir / ADAPTER_DIR)  # adapter goes on the dequantized layers, into the graph
     model_type = config.get("model_type", "")
     encode = encoder_for_type(model_type)
     graph, sample = _graph_and_sample(model, model_type, tokenizer, encode, max_length)

@@ -10,6 +10,24 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 from distilkit.core.sections import Section
 
 
+class LoraSettings(Section):
+    """LoRA adapters (Hu et al. 2021, eq. 3: ``h = W0 x + (alpha / r) B A x``, ``A`` ``r x in`` and ``B``
+    ``out x r``, ``B`` starting at zero so training starts from the unchanged model). Used by
+    ``teacher.finetune.lora`` (via peft) and ``train.lora`` (:mod:`distilkit.methods.lora`)."""
+
+    r: int = Field(default=8, gt=0)
+    """Rank of every adapter."""
+    alpha: float = Field(default=16.0, gt=0)
+    """Scale numerator: the update is ``alpha / r * B A``."""
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    """Dropout on the adapter's input (training only)."""
+    target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value", "dense"], min_length=1)
+    """Linear layers that get adapters: a full module name or its last parts (``query`` matches every
+    ``...attention.self.query``), as peft matches them. BERT's default here: every encoder linear and the pooler."""
+    modules_to_save: list[str] = Field(default_factory=lambda: ["classifier"])
+    """Modules trained in full beside the adapters (the freshly trained classification head)."""
+
+
 class FinetuneConfig(Section):
     """Fine-tune the teacher on the task before distilling (e.g. a bare pretrained encoder)."""
 
@@ -24,6 +42,11 @@ class FinetuneConfig(Section):
 
     Independent of the transfer set, so several students can share one fine-tuned teacher."""
     seed: int = 42
+    lora: LoraSettings | None = None
+    """Fine-tune LoRA adapters (and ``modules_to_save``) instead of every weight, through peft; the adapters are
+    merged (``merge_and_unload``) and the merged teacher is what is cached, labels and is fingerprinted. The
+    trainable and total parameter counts go to ``finetune.json``. ``lr`` applies to the adapters (LoRA usually
+    wants ~10x a full fine-tune's)."""
     group_by_length: bool = False
     """Batch examples of similar length together: 1.9x the examples/s on SST-2 (far less padding), but a short
     run can suffer (1 epoch on 4,000 SST-2 sentences: 0.7970 dev accuracy against 0.8268 without), so it is
@@ -47,6 +70,11 @@ class TeacherConfig(Section):
     (``scripts/bench_speed.py``), but its logits differ from float32's (max |difference| 0.036, 0.1% of
     argmaxes); the cache keeps the two apart."""
     finetune: FinetuneConfig | None = None
+    adapter: str | None = None
+    """A PEFT adapter (local folder or Hub id; LoRA or any PEFT type) loaded onto ``model`` with peft's own
+    ``PeftModel.from_pretrained`` and merged (``merge_and_unload``) before labelling. Preflight reads its
+    ``adapter_config.json`` (:func:`distilkit.models.teacher_adapters.adapter_problems`); the adapter's
+    weights are part of the teacher's fingerprint, so each adapter has its own logit-cache entry."""
 
 
 class EnsembleTeacherConfig(TeacherConfig):

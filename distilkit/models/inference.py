@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from distilkit.core.errors import DamagedFileError
 from distilkit.data.metrics import compute_metrics
 from distilkit.models.bilstm import encode_bilstm
+from distilkit.models.lora_layers import ADAPTER_DIR, apply_saved_adapter
 from distilkit.models.transformer import encode_transformer
 
 
@@ -33,14 +34,19 @@ def evaluate_model(model, encode, tokenizer, max_length: int, ds, task, batch_si
     return compute_metrics(task, np.concatenate(logits), np.asarray([r["label"] for r in rows]))
 
 
-def load_saved(path: str | Path, *, tokenizer: bool = True):
+def load_saved(path: str | Path, *, tokenizer: bool = True, adapter: bool = True):
     """``(model, tokenizer)`` from a folder distilkit saved, in eval mode; a missing or damaged folder (a
-    truncated ``model.safetensors``, a zeroed ``config.json``) is a :class:`DamagedFileError` naming it."""
+    truncated ``model.safetensors``, a zeroed ``config.json``) is a :class:`DamagedFileError` naming it.
+
+    A LoRA adapter kept beside integer weights (``path/adapter/``, written by ``train.lora`` on a quantized
+    student) is attached unless ``adapter=False`` (what the quantization conversion reads: the base alone)."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise DamagedFileError(f"{path}: not a saved model folder (no config.json)")
     try:
         model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        if adapter and (path / ADAPTER_DIR / "adapter_config.json").is_file():
+            apply_saved_adapter(model, path / ADAPTER_DIR)
         return model, (AutoTokenizer.from_pretrained(path) if tokenizer else None)
     except Exception as exc:  # safetensors, JSON, tokenizers and transformers each raise their own types
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -29,7 +30,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 from distilkit.core.errors import TeacherError
 from distilkit.core.plugins import import_object
 from distilkit.models.bilstm import BiLSTMConfig, encode_bilstm
+from distilkit.models.lora_layers import ADAPTER_DIR, apply_saved_adapter
 from distilkit.models.model_names import resolve_model_name
+from distilkit.models.teacher_adapters import adapter_digest, adapter_folder, merge_adapter
 
 
 @runtime_checkable
@@ -73,8 +76,10 @@ class HFTeacher:
         name: Where the model came from (for messages and model cards).
     """
 
-    def __init__(self, model: PreTrainedModel, tokenizer, max_length: int = 128, name: str = ""):
+    def __init__(self, model: PreTrainedModel, tokenizer, max_length: int = 128, name: str = "",
+                 adapter: str | None = None):
         self.model = model.eval()
+        self.adapter = adapter  # merged into ``model`` already; its files are hashed into the fingerprint
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.name = name or getattr(model.config, "_name_or_path", "")
@@ -96,6 +101,8 @@ class HFTeacher:
         # Hashing ~1.3 GB of BERT-large takes ~1 s; done once per process and memoised.
         if self._fingerprint is None:
             extra = f"{_tokenizer_fingerprint(self.tokenizer)}:{self.max_length}"
+            if self.adapter:  # merged weights already differ; the files make it explicit (a zero LoRA B too)
+                extra += f":adapter:{adapter_digest(self.adapter)}"
             self._fingerprint = fingerprint_module(self.model, extra)
         return self._fingerprint
 
@@ -108,7 +115,8 @@ def has_classification_head(name_or_path: str, revision: str | None = None) -> b
 
 def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, tokenizer: str | None = None,
                     revision: str | None = None, max_length: int = 128, allow_new_head: bool = False,
-                    device: torch.device | str = "cpu", dtype: str = "float32") -> HFTeacher:
+                    device: torch.device | str = "cpu", dtype: str = "float32",
+                    adapter: str | None = None) -> HFTeacher:
     """Load a Hugging Face teacher and check it predicts the task's number of labels.
 
     Args:
@@ -121,6 +129,9 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
         allow_new_head: Accept a bare encoder and create a fresh head (only sensible before fine-tuning).
         device: Where to run the teacher.
         dtype: ``float32`` or ``bfloat16`` weights (the logits are returned as float32 either way).
+        adapter: A PEFT adapter (folder or Hub id) loaded onto the model with peft and merged
+            (:func:`distilkit.models.teacher_adapters.merge_adapter`); when it trains the head itself
+            (``modules_to_save``), a base without a classification head is accepted.
 
     Raises:
         TeacherError: missing model, no trained head, or a num_labels mismatch.
@@ -130,6 +141,8 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
         trained_head = has_classification_head(path, revision)
     except OSError as exc:
         raise TeacherError(f"teacher.model: cannot load '{name_or_path}': {exc}") from None
+    if adapter and not trained_head:  # an adapter that saves its own head replaces the fresh one
+        allow_new_head = allow_new_head or _adapter_saves_head(adapter)
     if not trained_head and not allow_new_head:
         raise TeacherError(
             f"teacher.model: '{name_or_path}' has no sequence-classification head (its architectures are not "
@@ -147,6 +160,10 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
             f"teacher.model: '{name_or_path}' predicts {model.config.num_labels} labels but the task has "
             f"{num_labels}; pick the teacher fine-tuned on this task"
         )
+    if adapter:
+        model = merge_adapter(model, adapter)
+    if (Path(path) / ADAPTER_DIR / "adapter_config.json").is_file():  # a LoRA-recovered quantized student of an
+        apply_saved_adapter(model, Path(path) / ADAPTER_DIR)  # earlier stage: its adapter is part of the model
     source = resolve_model_name(tokenizer) if tokenizer else path
     try:
         tok = AutoTokenizer.from_pretrained(source, revision=revision)
@@ -155,7 +172,18 @@ def load_hf_teacher(name_or_path: str, *, num_labels: int, problem_type: str, to
         raise TeacherError(f"{key}: the tokenizer of '{tokenizer or name_or_path}' cannot be loaded "
                            f"({type(exc).__name__}: {str(exc).strip()[:200]})") from None
     return HFTeacher(model.to(device=device, dtype=getattr(torch, dtype)), tok, max_length=max_length,
-                     name=name_or_path)
+                     name=name_or_path, adapter=adapter)
+
+
+def _adapter_saves_head(adapter: str) -> bool:
+    """Whether the adapter's ``modules_to_save`` holds a trained classification head."""
+    folder = adapter_folder(adapter)
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8")) if folder else {}
+    except (OSError, ValueError):
+        return False
+    saved = config.get("modules_to_save") or []
+    return any(name in ("classifier", "score") for name in saved) or config.get("task_type") == "SEQ_CLS"
 
 
 def load_plugin_teacher(dotted: str, kwargs: dict, *, num_labels: int, tokenizer: str | None = None,

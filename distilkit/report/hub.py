@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from distilkit.core.atomic import atomic_directory
 from distilkit.core.errors import RecipeError
 from distilkit.core.saved_files import read_json
+from distilkit.models.lora_layers import ADAPTER_DIR
 from distilkit.report.model_card import build_model_card
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ def prepare_push_folder(run_dir: str | Path, dst: str | Path, repo: str) -> Path
         for path in run["model_dir"].iterdir():
             if path.is_file():
                 shutil.copy2(path, tmp / path.name)
+            elif path.name == ADAPTER_DIR:  # train.lora's adapter beside integer weights is part of the model
+                shutil.copytree(path, tmp / path.name)
         card.save(tmp / "README.md")
     return Path(dst)
 

@@ -16,6 +16,7 @@ from distilkit.core.errors import RecipeError
 from distilkit.core.method_hooks import MethodHooks
 from distilkit.methods.deep_compression import hooks as deep_compression
 from distilkit.methods.linear_attention import hooks as linear_attention
+from distilkit.methods.lora import hooks as lora
 from distilkit.methods.low_rank import hooks as low_rank
 from distilkit.methods.pruning import hooks as pruning
 from distilkit.methods.quantization import hooks as quantization
@@ -26,6 +27,11 @@ METHODS: dict[str, Callable[[object], MethodHooks | None]] = {
     "low_rank": low_rank.from_recipe,                  # a factorize section (SVD factors, ALBERT embedding)
     "quantization": quantization.from_recipe,          # a quantize section (PTQ or QAT)
     "deep_compression": deep_compression.from_recipe,  # a deep_compression section (prune, share, Huffman)
+    # LoRA last, on purpose: its prepare_student must wrap the student *after* pruning built it and QAT made its
+    # linears fake-quantized (adapters beside the compressed weights, never quantized themselves), and its
+    # after_training must run *after* the quantization converted model/ (it then keeps the adapters beside the
+    # integers instead of merging them). tests/test_peft.py holds this order.
+    "lora": lora.from_recipe,                          # train.lora (LoRA recovery of a compressed student)
 }
 
 

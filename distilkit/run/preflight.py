@@ -12,6 +12,8 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
 * the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
 * that a pruned or linear-attention student's teacher has an architecture the method handles (its
   ``config.json`` ``model_type``);
+* that ``teacher.adapter`` is a PEFT adapter folder made for the teacher (its ``adapter_config.json``), and
+  that LoRA ``target_modules`` name modules of the teacher's architecture;
 * that a block-pruning ``student.blocks.size`` divides every weight it tiles (read from the model's
   ``config.json``);
 * that a trained student vocabulary (``student.tokenizer: {train: sentencepiece}``) has texts to learn from
@@ -38,6 +40,7 @@ from distilkit.methods.pruning.config import PRUNABLE_MODEL_TYPES, block_problem
 from distilkit.models.label_names import label_mismatch, teacher_label_names
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
 from distilkit.models.sentencepiece_checks import check_texts
+from distilkit.models.teacher_adapters import adapter_problems, module_names
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).
@@ -61,6 +64,7 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
     problems = [*data_problems(recipe, task), *student_vocab_problems(recipe, task),
                 *model_problems(recipe, teacher_exists), *teacher_label_problems(recipe, task, teacher_exists),
                 *block_pruning_problems(recipe, teacher_exists), *architecture_problems(recipe, teacher_exists),
+                *teacher_adapter_problems(recipe, teacher_exists), *lora_target_problems(recipe, teacher_exists),
                 *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:
@@ -153,6 +157,40 @@ def teacher_label_problems(recipe: Recipe, task: TaskSpec, teacher_exists: bool 
         elif problem := label_mismatch(first[3], names):
             problems.append(f"{key}.model: '{teacher.model}' {problem} {first[0]}.model '{first[1]}'; the "
                             "ensemble would combine different classes column by column")
+    return problems
+
+
+def teacher_adapter_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """``teacher.adapter`` (of every teacher of a list) from its ``adapter_config.json``: the folder exists, and
+    it was made for this teacher (:func:`distilkit.models.teacher_adapters.adapter_problems` explains the check)."""
+    problems = []
+    for key, teacher in _teacher_keys(recipe):
+        if teacher.adapter is None or is_plugin_path(teacher.model):
+            continue
+        found = adapter_problems(teacher.adapter, teacher.model if teacher_exists else "")
+        problems += [p if p.startswith(key) else p.replace("teacher.", f"{key}.", 1) for p in found]
+    return problems
+
+
+def lora_target_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """``train.lora.target_modules`` and ``teacher.finetune.lora.target_modules`` against the module names of the
+    teacher's architecture (built from its ``config.json`` on the meta device): students of kind copy, pruned
+    and linear_attention are the (first) teacher's network, a transformer student its architecture. As in peft,
+    at least one name must match (the run would otherwise stop after the teacher has labelled everything)."""
+    checks = []  # (key, targets, teacher section whose architecture they must name)
+    if recipe.train.lora is not None and recipe.student.kind != "bilstm":
+        checks.append(("train.lora.target_modules", recipe.train.lora.target_modules, recipe.primary_teacher))
+    for key, teacher in _teacher_keys(recipe):
+        if teacher.finetune is not None and teacher.finetune.lora is not None:
+            checks.append((f"{key}.finetune.lora.target_modules", teacher.finetune.lora.target_modules, teacher))
+    problems = []
+    for key, targets, teacher in checks:
+        config = _model_config(teacher.model) if teacher_exists else None
+        names = module_names(config) if config is not None else None
+        if names is not None and not any(n == t or n.endswith("." + t) for n in names for t in targets):
+            problems.append(f"{key}: {targets} match no module of teacher.model '{teacher.model}' "
+                            f"({config.get('model_type')}); e.g. "
+                            f"{sorted({n.rsplit('.', 1)[-1] for n in names})[:12]}")
     return problems
 
 

@@ -209,6 +209,34 @@ CONFLICTS: tuple[Rule, ...] = (
          lambda r, t: r.factorize is not None and r.deep_compression is not None,
          "the encoding replaces config.json's record of the factors, so the saved model would not reload; "
          "factorisation and Deep Compression do not combine yet"),
+    Rule("teacher.adapter", "teacher.finetune",
+         lambda r, t: _teachers(r, lambda plugin, s: s.adapter is not None and s.finetune is not None),
+         "the adapter would be merged into a teacher the fine-tuning then changes (or is trained on a base it "
+         "never saw); fine-tune with teacher.finetune.lora, or load an adapter onto a fine-tuned teacher"),
+    Rule("teacher.adapter", "teacher.model",
+         lambda r, t: _teachers(r, lambda plugin, s: s.adapter is not None and plugin),
+         "a PEFT adapter loads onto a Hugging Face model; a plug-in teacher loads its own weights"),
+    Rule("train.lora", "student.kind",
+         lambda r, t: r.train.lora is not None and _student(r, "bilstm"),
+         "LoRA adapts the linear layers of a transformer student (query, key, value, dense); the BiLSTM has none"),
+    Rule("train.lora", "quantize.qat",
+         lambda r, t: r.train.lora is not None and r.quantize is not None and not r.quantize.qat
+         and not (r.quantize.linear or "").startswith("bnb"),
+         "adapters trained on float weights that are quantized afterwards never see the quantization error they "
+         "should recover; use qat: true (frozen weights trained through the integer grid)"),
+    Rule("train.lora", "quantize.linear",
+         lambda r, t: r.train.lora is not None and r.quantize is not None
+         and (r.quantize.linear or "").startswith("bnb"),
+         "LoRA recovery keeps adapters beside distilkit's integer layers; bitsandbytes layers are not supported"),
+    Rule("train.lora", "deep_compression",
+         lambda r, t: r.train.lora is not None and r.deep_compression is not None,
+         "merging adapters would refill pruned weights and break the shared codebooks; recover in a later stage"),
+    Rule("train.lora", "student.blocks",
+         lambda r, t: r.train.lora is not None and getattr(r.student, "blocks", None) is not None,
+         "block pruning prunes the weights while they train; LoRA freezes them; prune first, recover after"),
+    Rule("train.lora", "factorize",
+         lambda r, t: r.train.lora is not None and r.factorize is not None,
+         "the factors are what distillation recovers here; adapters beside LowRankLinear are not supported"),
     Rule("factorize", "student.kind",
          lambda r, t: r.factorize is not None and _student(r, "pruned")
          and (getattr(r.student, "blocks", None) is not None or getattr(r.student, "rounds", 1) > 1),

@@ -17,6 +17,7 @@ from distilkit.data.config import CacheConfig, DataConfig
 from distilkit.methods.deep_compression.config import DeepCompressionConfig
 from distilkit.methods.distillation.config import LossConfig
 from distilkit.methods.linear_attention.config import LinearAttentionStudentConfig
+from distilkit.methods.lora.config import LoraRecoveryConfig
 from distilkit.methods.low_rank.config import FactorizeConfig
 from distilkit.methods.pruning.config import PrunedStudentConfig
 from distilkit.methods.quantization.config import QuantizeConfig
@@ -90,6 +91,10 @@ class TrainConfig(Section):
     log_every: int = Field(default=10, gt=0)
     record_batch_ids: bool = False
     """Write the example ids each process trained on to ``logs/`` (for audits and tests)."""
+    lora: LoraRecoveryConfig | None = None
+    """LoRA recovery (:mod:`distilkit.methods.lora`): the (pruned or quantized) student's weights stay frozen;
+    LoRA adapters and ``modules_to_save`` train. Float students are saved merged; quantized ones keep the
+    adapters in ``model/adapter/`` beside the integer weights."""
 
 
 class MeasureConfig(Section):

@@ -71,7 +71,7 @@ def encode_for_student(kind: str, tokenizer, texts_a: list[str], texts_b: list[s
 
 
 def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator: Accelerator):
-    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set; for a list of teachers a
+    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set, with ``teacher.adapter`` merged; for a list of teachers a
     :class:`~distilkit.methods.distillation.ensemble.TeacherEnsemble` combining them as ``loss.ensemble`` says."""
     if not isinstance(recipe.teacher, list):
         return load_one_teacher(recipe, recipe.teacher, task, train_ds, eval_ds, accelerator)
@@ -101,7 +101,8 @@ def load_one_teacher(recipe: Recipe, cfg: TeacherConfig, task: TaskSpec, train_d
     return load_hf_teacher(model, num_labels=task.num_labels, problem_type=task.problem_type,
                            tokenizer=None if cfg.finetune else cfg.tokenizer,
                            revision=None if cfg.finetune else cfg.revision,
-                           max_length=cfg.max_length, device=accelerator.device, dtype=cfg.dtype)
+                           max_length=cfg.max_length, device=accelerator.device, dtype=cfg.dtype,
+                           adapter=cfg.adapter)
 
 
 def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict] | None = None):

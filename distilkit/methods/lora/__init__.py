@@ -1,0 +1,1 @@
+"""LoRA recovery of compressed students: frozen pruned or quantized weights, trained low-rank adapters."""
