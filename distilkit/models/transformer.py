@@ -47,6 +47,13 @@ def uniform_layers(teacher_layers: int, student_layers: int) -> list[int]:
     return [-(-teacher_layers * (i + 1) // student_layers) - 1 for i in range(student_layers)]
 
 
+def student_depth(teacher_config: PreTrainedConfig, num_layers: int | float) -> int:
+    """The student's layer count: ``num_layers`` itself, or that fraction of the teacher's depth (half up, >= 1)."""
+    if isinstance(num_layers, float):  # a fraction of the teacher's depth, so one recipe fits any teacher
+        return max(1, int(num_layers * _get(teacher_config, _LAYERS) + 0.5))
+    return num_layers
+
+
 def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: int, problem_type: str,
                               num_layers: int | float, hidden_size: int | None = None,
                               num_attention_heads: int | None = None, intermediate_size: int | None = None,
@@ -83,8 +90,7 @@ def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: i
     """
     config = copy.deepcopy(teacher_config)
     teacher_layers = _get(teacher_config, _LAYERS)
-    if isinstance(num_layers, float):  # a fraction of the teacher's depth, so one recipe fits any teacher
-        num_layers = max(1, int(num_layers * teacher_layers + 0.5))
+    num_layers = student_depth(teacher_config, num_layers)
     setattr(config, _find(config, _LAYERS), num_layers)
     for names, value in ((_WIDTH, hidden_size), (_HEADS, num_attention_heads), (_FFN, intermediate_size)):
         if value is not None:
