@@ -255,3 +255,28 @@ def test_kinds_that_cannot_share(tmp_path, student, why):
     with pytest.raises(RecipeError, match=rf"r.yaml: student.share_layers: cross-layer parameter sharing is for "
                                           rf"kind: transformer students, not {student['kind']}: {why}"):
         validate_recipe(tree, source="r.yaml")
+
+
+def test_minilm_two_layer_student_shares_one_block_on_disk(minilm, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    from distilkit.models.transformer import encode_transformer
+
+    encoder = AutoModel.from_pretrained(minilm)
+    stock = build_transformer_student(teacher_config=encoder.config, num_labels=2,
+                                      problem_type="single_label_classification", num_layers=2,
+                                      init_from_teacher_layers="uniform", teacher_model=encoder)
+    shared = share_layers(stock, "all")
+    name = "attention.self.query.weight"
+    torch.testing.assert_close(layer_params(shared, 1)[name],
+                               (encoder.encoder.layer[2].attention.self.query.weight
+                                + encoder.encoder.layer[5].attention.self.query.weight) / 2)
+    stock.save_pretrained(tmp_path / "stock")
+    shared.save_pretrained(tmp_path / "shared")
+    layer_bytes = sum(p.numel() * 4 for p in layer_params(stock, 0).values())  # float32
+    assert abs(size_on_disk(tmp_path / "stock") - size_on_disk(tmp_path / "shared") - layer_bytes) < 64 * 1024
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "shared").eval()
+    inputs = encode_transformer(AutoTokenizer.from_pretrained(minilm), ["a fine film", "dull and long"], None, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, shared.eval()(**inputs).logits, atol=0, rtol=0)
+    assert count_parameters(reloaded) == count_parameters(stock) - layer_bytes // 4
