@@ -280,3 +280,27 @@ def test_minilm_two_layer_student_shares_one_block_on_disk(minilm, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, shared.eval()(**inputs).logits, atol=0, rtol=0)
     assert count_parameters(reloaded) == count_parameters(stock) - layer_bytes // 4
+
+
+def test_checkpoint_resume_keeps_the_layers_shared(tmp_path, tiny_teacher_dir):
+    tree = shared_recipe(tmp_path, tiny_teacher_dir)
+    tree["train"] = {**tree["train"], "epochs": 1}
+    run(validate_recipe(tree))
+    out = Path(tree["output_dir"])
+    assert any((out / "checkpoints").glob("step-*")), "an epoch-end checkpoint to resume from"
+    tree["train"] = {**tree["train"], "epochs": 2, "resume_from": "latest"}
+    metrics = run(validate_recipe(tree))
+    assert len(metrics["history"]) == 2
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    assert layer_params(model, 0)["output.dense.weight"] is layer_params(model, 1)["output.dense.weight"]
+
+
+def test_a_shared_teacher_teaches_a_stock_student():
+    shared = share_layers(tiny_bert(), 2)
+    student = build_transformer_student(teacher_config=shared.config, num_labels=2,
+                                        problem_type="single_label_classification", num_layers=2,
+                                        init_from_teacher_layers=[1, 3], teacher_model=shared)
+    assert type(student) is BertForSequenceClassification and not hasattr(student.config, "distilkit_share_layers")
+    for j, i in ((0, 0), (1, 2)):  # teacher layers 1 and 3 are the blocks of layers 0 and 2
+        for name, param in layer_params(student, j).items():
+            torch.testing.assert_close(param, layer_params(shared, i)[name], atol=0, rtol=0)

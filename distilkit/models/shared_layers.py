@@ -156,6 +156,7 @@ SHARED_CLASSES = {
     "distilbert": (SharedDistilBertConfig, SharedDistilBertForSequenceClassification),
 }
 
+_STOCK_CONFIGS = {"bert": BertConfig, "roberta": RobertaConfig, "distilbert": DistilBertConfig}
 _STOCK_CLASSES = {"bert": BertForSequenceClassification, "roberta": RobertaForSequenceClassification,
                   "distilbert": DistilBertForSequenceClassification}
 
@@ -221,6 +222,18 @@ def share_layers(model: PreTrainedModel, group_size: int | str, init: str = "ave
     shared.load_state_dict(merged, strict=True)
     shared.train(model.training)
     return shared
+
+
+def stock_config(config):
+    """The stock config a ``Shared*`` config extends, with the same values and no sharing record (a student of
+    another depth built from a shared teacher's config must not inherit the teacher's groups); any other config
+    is returned as it is."""
+    for family, (config_class, _) in SHARED_CLASSES.items():
+        if type(config) is config_class:
+            fields = {k: v for k, v in config.to_dict().items()
+                      if k not in ("model_type", "transformers_version", "distilkit_share_layers", "auto_map")}
+            return _STOCK_CONFIGS[family](**fields)
+    return config
 
 
 def shared_layer_groups(model: nn.Module) -> list[list[int]] | None:

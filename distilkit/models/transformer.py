@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
 
 from distilkit.core.errors import RecipeError
+from distilkit.models.shared_layers import stock_config
 
 # Config attribute names differ across the BERT family: DistilBERT says n_layers/dim/n_heads/hidden_dim.
 _LAYERS = ("num_hidden_layers", "n_layers")
@@ -88,7 +89,7 @@ def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: i
             with the wrong number of indices or an index out of range, or when the teacher's weights do
             not fit the student's.
     """
-    config = copy.deepcopy(teacher_config)
+    config = copy.deepcopy(stock_config(teacher_config))  # a shared teacher's groups do not fit the student
     teacher_layers = _get(teacher_config, _LAYERS)
     num_layers = student_depth(teacher_config, num_layers)
     setattr(config, _find(config, _LAYERS), num_layers)
