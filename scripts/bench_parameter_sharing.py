@@ -93,7 +93,8 @@ def cell(name: str, share: dict | None, args, teacher_dir: Path, cells: Path) ->
               "teacher_accuracy": metrics["teacher"]["metrics"]["accuracy"],
               "params": metrics["student"]["params"], "teacher_params": metrics["teacher"]["params"],
               "weights_bytes": size_on_disk(out / "model"), "model_dir": str(out / "model"),
-              "share_layers": share, "seconds": round(time.time() - start, 1)}
+              "share_layers": share, "seconds": round(time.time() - start, 1),
+              "examples_per_second": metrics["train"].get("examples_per_second")}
     write_text_atomic(path, json.dumps(result, indent=1))
     return result
 
@@ -164,6 +165,9 @@ def main() -> None:
                               ("latency_b1_ms", latency[label]["b1"]), ("latency_b32_ms", latency[label]["b32"])):
             results.append({"task": "sst2", "model": f"{args.layers}-layer MiniLM student, {label}",
                             "metric": metric, "value": value, "target": None, "met": None})
+    speeds = ", ".join(f"{label} {row['examples_per_second'] or 0:,.0f}" for label, row in rows.items())
+    lines += ["", f"Training throughput (examples/s): {speeds}; wall time per student: "
+              + ", ".join(f"{label} {row['seconds'] / 60:.1f} min" for label, row in rows.items()) + "."]
     saved = base["params"] - min(row["params"] for row in rows.values())
     lines += ["", f"Sharing saves {saved:,} parameters ({saved / base['params']:.1%} of the unshared student) and the "
               "same share of weight bytes; it cannot save time, since every layer still runs. No numeric target in "

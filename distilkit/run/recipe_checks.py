@@ -57,7 +57,7 @@ def _shared(recipe: Recipe):
     return getattr(recipe.student, "share_layers", None) if _student(recipe, "transformer") else None
 
 
-def _share_groups(recipe: Recipe) -> int | None:
+def _share_group_count(recipe: Recipe) -> int | None:
     """How many shared blocks a whole-number depth gives (``None`` when a fraction or a non-divisor)."""
     share, depth = _shared(recipe), recipe.student.num_layers
     if share is None or not isinstance(depth, int):
@@ -207,7 +207,7 @@ CONFLICTS: tuple[Rule, ...] = (
          "(or be 'all')"),
     Rule("student.share_layers.init", "student.share_layers.group_size",
          lambda r, t: _shared(r) is not None and isinstance(_shared(r).init, list)
-         and _share_groups(r) is not None and len(_shared(r).init) != _share_groups(r),
+         and _share_group_count(r) is not None and len(_shared(r).init) != _share_group_count(r),
          "a list gives one teacher layer per group of shared layers (num_layers / group_size of them)"),
     *(Rule("student.share_layers", other,
            lambda r, t, other=other: _shared(r) is not None and getattr(r, other) is not None,
