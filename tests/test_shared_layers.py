@@ -196,6 +196,7 @@ def test_distillation_run_trains_and_saves_a_shared_student(tmp_path, tiny_teach
     per_layer = sum(p.numel() for p in layer_params(teacher, 0).values())
     # The 2-layer teacher and the 2-layer student differ by exactly the one block the student shares.
     assert metrics["student"]["params"] == count_parameters(model) == metrics["teacher"]["params"] - per_layer
+    assert metrics["student"]["share_layers"] == {"groups": [[0, 1]]}
     # Trained: the shared block has left the average of the teacher's two layers it started from.
     name = "intermediate.dense.weight"
     start = (layer_params(teacher, 0)[name] + layer_params(teacher, 1)[name]) / 2
