@@ -305,3 +305,25 @@ def test_a_shared_teacher_teaches_a_stock_student():
     for j, i in ((0, 0), (1, 2)):  # teacher layers 1 and 3 are the blocks of layers 0 and 2
         for name, param in layer_params(student, j).items():
             torch.testing.assert_close(param, layer_params(shared, i)[name], atol=0, rtol=0)
+
+
+def test_onnx_export_keeps_one_copy_of_the_shared_block(tmp_path, tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from distilkit.deploy.onnx_export import export_onnx
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=64)
+    stock = BertForSequenceClassification(config)
+    sizes = {}
+    for name, model in (("stock", stock), ("shared", share_layers(stock, "all"))):
+        model.save_pretrained(tmp_path / name)
+        tokenizer.save_pretrained(tmp_path / name)
+        report = export_onnx(tmp_path / name, tmp_path / f"{name}-onnx", task="sst2", data_dir=str(FIXTURES / "glue"),
+                             max_examples=8, max_length=32)
+        assert report["max_abs_logit_diff"] < 1e-4
+        sizes[name] = (tmp_path / f"{name}-onnx" / "model.onnx").stat().st_size
+    per_layer = sum(p.numel() * 4 for p in layer_params(stock, 0).values())
+    assert sizes["stock"] - sizes["shared"] > 2.9 * per_layer, sizes
