@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_common import (
+from bench_common import (  # before transformers: it sets HF_HUB_OFFLINE
     FINETUNE,
     ROOT,
     bench_parser,
@@ -39,6 +39,7 @@ from bench_common import (
     sst2_minilm_teacher,
     sst2_splits,
 )
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.core.atomic import write_text_atomic
 from distilkit.core.measure import MB, count_parameters, size_on_disk
@@ -125,8 +126,6 @@ def main() -> None:
     for init in args.inits:
         rows[f"shared ({init})"] = cell(f"shared-{init}", {"group_size": "all", "init": init}, args, teacher_dir,
                                         cells)
-
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     models = {"teacher": AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()}
     for label, row in rows.items():
