@@ -16,8 +16,12 @@ Cells resume: each finished student is kept under ``<cache>/parameter_sharing/<b
 ``<cell>.json`` and is not trained again. Writes docs/results/parameter_sharing.json (no numeric target in the
 issue: target and met are null) and a docs/benchmarks.md section.
 
-    python scripts/bench_parameter_sharing.py --data-dir ../shared/glue
-    python scripts/bench_parameter_sharing.py --data-dir ../shared/glue --quick --no-write
+    python scripts/bench_parameter_sharing.py --data-dir ../shared/glue                    # ~35-60 min, 2 cores
+    python scripts/bench_parameter_sharing.py --data-dir ../shared/glue --quick --no-write   # smoke run, ~5 min
+
+The full run is the teacher (~7 min unless cached by another benchmark), labelling 20,000 sentences once, and two
+students of 3 x 20,000 examples each. ``distilkit`` must import this checkout (from another git worktree:
+``PYTHONPATH=.``), since ``student.share_layers`` is new.
 """
 
 from __future__ import annotations
