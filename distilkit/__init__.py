@@ -39,8 +39,8 @@ def _quiet_optional_backends():
 
 
 def _register() -> None:
-    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned
-    and linear-attention students, distilkit-quantized checkpoints (``quant_method: distilkit``), Deep
+    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned,
+    linear-attention and layer-sharing students, distilkit-quantized checkpoints (``quant_method: distilkit``), Deep
     Compression checkpoints and low-rank factorised ones (``quant_method: distilkit-low-rank``) without remote
     code."""
     with _quiet_optional_backends():
@@ -53,9 +53,11 @@ def _register() -> None:
         from distilkit.methods.pruning.pruned import PRUNED_CLASSES
         from distilkit.methods.quantization.hf_quantizer import register
         from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+        from distilkit.models.shared_layers import SHARED_CLASSES
 
-        # model_type distilkit-bilstm / distilkit-pruned-* / distilkit-linear-* -> our classes (idempotent).
-        classes = [(BiLSTMConfig, BiLSTMForSequenceClassification), *PRUNED_CLASSES.values(), *LINEAR_CLASSES.values()]
+        # model_type distilkit-bilstm / -pruned-* / -linear-* / -shared-* -> our classes (idempotent).
+        classes = [(BiLSTMConfig, BiLSTMForSequenceClassification), *PRUNED_CLASSES.values(), *LINEAR_CLASSES.values(),
+                   *SHARED_CLASSES.values()]
         for config_class, model_class in classes:
             AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
             AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)

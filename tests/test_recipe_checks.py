@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 BASE = {"task": "sst2", "output_dir": "runs/x", "teacher": {"model": "some/teacher"}, "student": {"kind": "bilstm"}}
 PLUGIN = {"model": "my_pkg.teachers:MyTeacher"}
 LINEAR = {"kind": "linear_attention"}
+SHARED = {"kind": "transformer", "num_layers": 4, "share_layers": {}}
 
 # One recipe per rule that breaks it and nothing else: (rule key, other key) -> the sections to change.
 BREAKS = {
@@ -98,6 +99,18 @@ BREAKS = {
                                        "train": {"lora": {}}},
     ("train.lora", "factorize"): {"student": {"kind": "copy"}, "train": {"lora": {}},
                                   "factorize": {"energy": 0.9}},
+    ("student.init_from_teacher_layers", "student.share_layers.init"):
+        {"student": {**SHARED, "init_from_teacher_layers": [0, 1, 2, 3], "share_layers": {"init": [2]}}},
+    ("student.share_layers.init", "student.init_from_teacher_layers"):
+        {"student": {**SHARED, "init_from_teacher_layers": None, "share_layers": {"init": "first"}}},
+    ("student.share_layers.init", "student.config_from"):
+        {"student": {**SHARED, "config_from": "bert-base-uncased", "share_layers": {"init": "average"}}},
+    ("student.share_layers.group_size", "student.num_layers"): {"student": {**SHARED, "share_layers": {"group_size": 3}}},
+    ("student.share_layers.init", "student.share_layers.group_size"):
+        {"student": {**SHARED, "share_layers": {"group_size": 2, "init": [5]}}},
+    ("student.share_layers", "quantize"): {"student": SHARED, "quantize": {"linear": "int8"}},
+    ("student.share_layers", "deep_compression"): {"student": SHARED, "deep_compression": {"prune": {"sparsity": 0.5}}},
+    ("student.share_layers", "factorize"): {"student": SHARED, "factorize": {"energy": 0.9}},
 }
 
 

@@ -152,6 +152,35 @@ class BiLSTMStudentConfig(Section):
     """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""
 
 
+class ShareLayersConfig(Section):
+    """ALBERT's cross-layer parameter sharing (Lan et al. 2020, section 3.1) for a transformer student: each
+    group of ``group_size`` consecutive layers runs one shared block (:mod:`distilkit.models.shared_layers`)."""
+
+    group_size: int | Literal["all"] = "all"
+    """Layers per shared block; it must divide the student's depth. ``all``: one block for every layer (ALBERT)."""
+    init: Literal["average", "first"] | list[int] = "average"
+    """Where each shared block starts: ``average``, the element-wise mean of the teacher layers mapped to the
+    group's layers by ``init_from_teacher_layers``; ``first``, the first of them; or a list of one teacher layer
+    index per group. A student without teacher layers (``init_from_teacher_layers: null``) starts each block
+    as its group's first, freshly initialised layer."""
+
+    @field_validator("group_size")
+    @classmethod
+    def _positive(cls, value):
+        if value != "all" and value < 1:
+            raise ValueError(f"{value} layers per shared block: give a whole number >= 1 or 'all'")
+        return value
+
+    @field_validator("init")
+    @classmethod
+    def _layer_list(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("an empty list names no teacher layer; give one teacher layer index per group")
+        if isinstance(value, list) and min(value) < 0:
+            raise ValueError(f"{value}: teacher layer indices count from 0")
+        return value
+
+
 class TransformerStudentConfig(Section):
     """A shallower (optionally narrower) copy of the teacher's architecture."""
 
@@ -176,6 +205,8 @@ class TransformerStudentConfig(Section):
     """Base config (Hub id or path) when the teacher is a plug-in without a Hugging Face config."""
     vocab: VocabConfig | None = None
     """Trim the vocabulary to the transfer set's tokens (BERT WordPiece tokenizers)."""
+    share_layers: ShareLayersConfig | None = None
+    """Cross-layer parameter sharing (ALBERT): groups of consecutive layers share one block."""
 
 
 class CopyStudentConfig(Section):

@@ -17,6 +17,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedConfig, PreTrainedModel
 
 from distilkit.core.errors import RecipeError
+from distilkit.models.shared_layers import stock_config
 
 # Config attribute names differ across the BERT family: DistilBERT says n_layers/dim/n_heads/hidden_dim.
 _LAYERS = ("num_hidden_layers", "n_layers")
@@ -45,6 +46,13 @@ def uniform_layers(teacher_layers: int, student_layers: int) -> list[int]:
     """
     # ceil(teacher * (i + 1) / student) - 1 in integer arithmetic (no float or banker's-rounding surprises).
     return [-(-teacher_layers * (i + 1) // student_layers) - 1 for i in range(student_layers)]
+
+
+def student_depth(teacher_config: PreTrainedConfig, num_layers: int | float) -> int:
+    """The student's layer count: ``num_layers`` itself, or that fraction of the teacher's depth (half up, >= 1)."""
+    if isinstance(num_layers, float):  # a fraction of the teacher's depth, so one recipe fits any teacher
+        return max(1, int(num_layers * _get(teacher_config, _LAYERS) + 0.5))
+    return num_layers
 
 
 def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: int, problem_type: str,
@@ -81,10 +89,9 @@ def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: i
             with the wrong number of indices or an index out of range, or when the teacher's weights do
             not fit the student's.
     """
-    config = copy.deepcopy(teacher_config)
+    config = copy.deepcopy(stock_config(teacher_config))  # a shared teacher's groups do not fit the student
     teacher_layers = _get(teacher_config, _LAYERS)
-    if isinstance(num_layers, float):  # a fraction of the teacher's depth, so one recipe fits any teacher
-        num_layers = max(1, int(num_layers * teacher_layers + 0.5))
+    num_layers = student_depth(teacher_config, num_layers)
     setattr(config, _find(config, _LAYERS), num_layers)
     for names, value in ((_WIDTH, hidden_size), (_HEADS, num_attention_heads), (_FFN, intermediate_size)):
         if value is not None:

@@ -45,6 +45,8 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
         student_info["vocab"] = student.config.distilkit_vocab
     if getattr(student.config, "distilkit_block_pruning", None):  # heads and neurons block pruning removed
         student_info["block_pruning"] = student.config.distilkit_block_pruning
+    if getattr(student.config, "distilkit_share_layers", None):  # layer groups sharing one block (ALBERT)
+        student_info["share_layers"] = student.config.distilkit_share_layers
     if (out / "factorize.json").is_file():  # ranks chosen by low-rank factorisation
         report = read_json(out / "factorize.json")
         student_info["factorize"] = {k: v for k, v in report.items() if k != "layers"}

@@ -65,6 +65,7 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
                 *model_problems(recipe, teacher_exists), *teacher_label_problems(recipe, task, teacher_exists),
                 *block_pruning_problems(recipe, teacher_exists), *architecture_problems(recipe, teacher_exists),
                 *teacher_adapter_problems(recipe, teacher_exists), *lora_target_problems(recipe, teacher_exists),
+                *sharing_problems(recipe, teacher_exists),
                 *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:
@@ -235,6 +236,24 @@ def architecture_problems(recipe: Recipe, teacher_exists: bool = True) -> list[s
     return [f"student.kind: {kind} ({method}) supports model types {', '.join(supported)}; {key} '{source}' is "
             f"model type '{model_type}'" + (f": {why}" if why else "")
             + "; distil it into a transformer or BiLSTM student, or use quantize or factorize, which handle it"]
+
+
+def sharing_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """``student.share_layers.group_size`` against a fractional ``num_layers`` of the teacher's depth, when the
+    teacher's ``config.json`` can be read without a download (a whole-number depth is a recipe check)."""
+    share = getattr(recipe.student, "share_layers", None)
+    depth = getattr(recipe.student, "num_layers", None)
+    if share is None or share.group_size == "all" or not isinstance(depth, float) or not teacher_exists:
+        return []
+    config = _model_config(recipe.primary_teacher.model) or {}
+    teacher_depth = config.get("num_hidden_layers", config.get("n_layers"))
+    if not isinstance(teacher_depth, int):
+        return []
+    layers = max(1, int(depth * teacher_depth + 0.5))  # as models.transformer.student_depth rounds
+    if layers % share.group_size:
+        return [f"student.share_layers.group_size: {share.group_size} does not divide the student's {layers} layers "
+                f"(student.num_layers: {depth} of the teacher's {teacher_depth}); pick a divisor or 'all'"]
+    return []
 
 
 def _model_config(name: str | None) -> dict | None:

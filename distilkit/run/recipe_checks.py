@@ -62,6 +62,20 @@ def _distilkit_linear_grid(recipe: Recipe) -> bool:
     return q is not None and q.linear is not None and not q.linear.startswith("bnb")
 
 
+def _shared(recipe: Recipe):
+    """The transformer student's ``share_layers`` section, or ``None``."""
+    return getattr(recipe.student, "share_layers", None) if _student(recipe, "transformer") else None
+
+
+def _share_group_count(recipe: Recipe) -> int | None:
+    """How many shared blocks a whole-number depth gives (``None`` when a fraction or a non-divisor)."""
+    share, depth = _shared(recipe), recipe.student.num_layers
+    if share is None or not isinstance(depth, int):
+        return None
+    size = depth if share.group_size == "all" else share.group_size
+    return depth // size if depth % size == 0 else None
+
+
 MEANINGLESS: tuple[Rule, ...] = (
     Rule("student.embedding_dim", "student.init_embeddings_from_teacher",
          lambda r, t: _student(r, "bilstm") and r.student.init_embeddings_from_teacher is True
@@ -84,6 +98,18 @@ MEANINGLESS: tuple[Rule, ...] = (
          lambda r, t: _student(r, "transformer") and r.student.config_from is not None
          and written(r.student, "init_from_teacher_layers") and r.student.init_from_teacher_layers is not None,
          "a student built from config_from has no teacher layers to copy; drop one of them"),
+    Rule("student.init_from_teacher_layers", "student.share_layers.init",
+         lambda r, t: _shared(r) is not None and isinstance(_shared(r).init, list)
+         and written(r.student, "init_from_teacher_layers") and r.student.init_from_teacher_layers is not None,
+         "a list of teacher layers in share_layers.init picks each group's teacher layer itself; drop one of them"),
+    Rule("student.share_layers.init", "student.init_from_teacher_layers",
+         lambda r, t: _shared(r) is not None and written(_shared(r), "init")
+         and r.student.init_from_teacher_layers is None,
+         "a student that copies no teacher layers has none to average or pick: each shared block starts as its "
+         "group's first, freshly initialised layer"),
+    Rule("student.share_layers.init", "student.config_from",
+         lambda r, t: _shared(r) is not None and written(_shared(r), "init") and r.student.config_from is not None,
+         "a student built from config_from has no teacher layers to average or pick"),
     Rule("student.features", "student.variant",
          lambda r, t: _student(r, "linear_attention") and written(r.student, "features")
          and r.student.variant in ("elu", "hedgehog", "sinkhorn"),
@@ -237,6 +263,23 @@ CONFLICTS: tuple[Rule, ...] = (
     Rule("train.lora", "factorize",
          lambda r, t: r.train.lora is not None and r.factorize is not None,
          "the factors are what distillation recovers here; adapters beside LowRankLinear are not supported"),
+    Rule("student.share_layers.group_size", "student.num_layers",
+         lambda r, t: _shared(r) is not None and isinstance(r.student.num_layers, int)
+         and _shared(r).group_size != "all" and r.student.num_layers % _shared(r).group_size != 0,
+         "layers are shared in groups of group_size consecutive layers, so group_size must divide the depth "
+         "(or be 'all')"),
+    Rule("student.share_layers.init", "student.share_layers.group_size",
+         lambda r, t: _shared(r) is not None and isinstance(_shared(r).init, list)
+         and _share_group_count(r) is not None and len(_shared(r).init) != _share_group_count(r),
+         "a list gives one teacher layer per group of shared layers (num_layers / group_size of them)"),
+    *(Rule("student.share_layers", other,
+           lambda r, t, other=other: _shared(r) is not None and getattr(r, other) is not None,
+           f"{why}; share layers in one stage and {other.replace('_', ' ')} in the next")
+      for other, why in (
+          ("quantize", "quantization converts each layer's modules separately and would save the shared block "
+                       "once per layer"),
+          ("deep_compression", "the encoding rewrites the saved weights without the shared layers' record"),
+          ("factorize", "each layer would get factors of its own, undoing the sharing"))),
     Rule("factorize", "student.kind",
          lambda r, t: r.factorize is not None and _student(r, "pruned")
          and (getattr(r.student, "blocks", None) is not None or getattr(r.student, "rounds", 1) > 1),

@@ -30,6 +30,14 @@ def _model_forms(annotation, listed: bool = False) -> list[tuple[type[BaseModel]
         return [(annotation, listed)] if issubclass(annotation, BaseModel) else []
     return [form for arg in typing.get_args(annotation) for form in _model_forms(arg, listed or origin is list)]
 
+# Why student.share_layers does not apply to the other kinds (named instead of a bare "unknown key").
+_NO_SHARING = {
+    "bilstm": "a BiLSTM has no stack of transformer layers to share",
+    "pruned": "structural pruning leaves layers of different shapes, which cannot share one block",
+    "linear_attention": "its attention modules are swapped per layer after the teacher is copied",
+    "copy": "the teacher's own layers are distinct; use kind: transformer with share_layers",
+}
+
 
 def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
     """Field names valid at ``path`` inside ``model`` (for "did you mean" hints); a list index in ``path``
@@ -76,6 +84,9 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
             msg = f"unknown key '{loc[-1]}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
             if known:
                 msg += f"; valid keys here: {', '.join(known)}"
+            if loc[-2:] == ["student", "share_layers"] and kind is not None:
+                msg = (f"cross-layer parameter sharing is for kind: transformer students, not {kind}: "
+                       f"{_NO_SHARING.get(kind, 'its layers are not a stack of identical blocks')}")
         elif "input" in item and item["type"] not in ("missing",):
             msg += f" (got {item['input']!r})"
         lines.append(f"{where}: {key}: {msg}")

@@ -25,8 +25,14 @@ from distilkit.models.finetune import finetune_teacher
 from distilkit.models.model_names import resolve_model_name
 from distilkit.models.sentencepiece_checks import transfer_texts
 from distilkit.models.sentencepiece_vocab import piece_embeddings, student_vocabulary
+from distilkit.models.shared_layers import layer_groups, share_layers
 from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher
-from distilkit.models.transformer import build_copy_student, build_transformer_student, encode_transformer
+from distilkit.models.transformer import (
+    build_copy_student,
+    build_transformer_student,
+    encode_transformer,
+    student_depth,
+)
 from distilkit.models.vocab import apply_vocab
 from distilkit.run.schema import Recipe
 
@@ -68,6 +74,24 @@ def encode_for_student(kind: str, tokenizer, texts_a: list[str], texts_b: list[s
                        max_length: int) -> dict:
     """Tokenize texts the way student ``kind`` reads them (see :class:`StudentKind`)."""
     return get_student_kind(kind).encode(tokenizer, texts_a, texts_b, max_length)
+
+
+def _share_groups(spec, teacher_config) -> list[list[int]] | None:
+    """The student's layer groups under ``student.share_layers`` (``None`` without it), checked against its depth
+    (a fractional ``num_layers`` is only known once the teacher's config is)."""
+    share = getattr(spec, "share_layers", None)
+    if share is None:
+        return None
+    depth = student_depth(teacher_config, spec.num_layers)
+    try:
+        groups = layer_groups(depth, share.group_size)
+    except ValueError as exc:
+        raise RecipeError(f"student.share_layers.group_size: {exc} (student.num_layers: {spec.num_layers} gives "
+                          f"{depth})") from None
+    if isinstance(share.init, list) and len(share.init) != len(groups):
+        raise RecipeError(f"student.share_layers.init: {share.init} has {len(share.init)} teacher layers for "
+                          f"{len(groups)} groups of {len(groups[0])} layers; give one per group")
+    return groups
 
 
 def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator: Accelerator):
@@ -157,10 +181,22 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
         else:
             raise RecipeError("student.config_from: the teacher is a plug-in; name a base config for the student")
         init = spec.init_from_teacher_layers if teacher_model is not None else None
+        groups = _share_groups(spec, teacher_config)
+        if groups is not None and isinstance(spec.share_layers.init, list) and teacher_model is not None:
+            # One teacher layer per group: every layer of group g starts as teacher layer init[g].
+            init = [spec.share_layers.init[g] for g, group in enumerate(groups) for _ in group]
         model = STUDENTS["transformer"].build(
             teacher_config=teacher_config, num_layers=spec.num_layers, hidden_size=spec.hidden_size,
             num_attention_heads=spec.num_attention_heads, intermediate_size=spec.intermediate_size,
             init_from_teacher_layers=init, teacher_model=teacher_model, **common)
+        if groups is not None:
+            # Averaging fresh random layers would shrink their variance by the group size: without teacher
+            # layers a group's block is its first layer.
+            how = "average" if spec.share_layers.init == "average" and init is not None else "first"
+            try:
+                model = share_layers(model, spec.share_layers.group_size, how)
+            except ValueError as exc:  # an architecture without a shared class (e.g. ELECTRA)
+                raise RecipeError(f"student.share_layers: {exc}") from None
     if trained is not None:  # recorded in config.json and metrics.json, as vocabulary trimming is
         model.config.distilkit_vocab = {"trained": trained.train, "model_type": trained.model_type,
                                         "pieces": len(tokenizer), "vocab_size": trained.vocab_size}
