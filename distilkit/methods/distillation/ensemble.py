@@ -34,7 +34,7 @@ import torch
 
 from distilkit.core.errors import TeacherError
 from distilkit.data.logit_cache import CachedLogits, label_with_teacher
-from distilkit.methods.distillation.losses import REGRESSION, distillation_loss, hard_label_loss
+from distilkit.methods.distillation.losses import REGRESSION, distillation_loss, with_hard_labels
 from distilkit.models.label_names import label_mismatch, teacher_label_names
 
 
@@ -89,13 +89,7 @@ def each_teacher_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         parts[f"soft_{kind}_t{k}"] = term.item()
         soft = weight * term if soft is None else soft + weight * term
     parts[f"soft_{kind}"] = soft.item()
-    if alpha == 0:
-        return soft, parts
-    if labels is None:
-        raise ValueError(f"alpha={alpha} mixes in the hard-label loss, which needs labels")
-    hard = hard_label_loss(student_logits, labels, problem_type)
-    parts["hard"] = hard.item()
-    return (1 - alpha) * soft + alpha * hard, parts
+    return with_hard_labels(soft, parts, student_logits, labels, alpha, problem_type)
 
 
 class TeacherEnsemble:

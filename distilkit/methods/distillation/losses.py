@@ -141,7 +141,17 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         soft = soft_kl_loss(student_logits, teacher_logits, temperature)
     else:
         soft = logit_mse_loss(student_logits, teacher_logits)
-    parts = {f"soft_{kind}": soft.item()}
+    return with_hard_labels(soft, {f"soft_{kind}": soft.item()}, student_logits, labels, alpha, problem_type)
+
+
+def with_hard_labels(soft: torch.Tensor, parts: dict[str, float], student_logits: torch.Tensor,
+                     labels: torch.Tensor | None, alpha: float, problem_type: str) -> tuple[torch.Tensor, dict]:
+    """``(1 - alpha) * soft + alpha * hard`` for a soft term already computed (one teacher's or an ensemble's);
+    ``parts`` gains ``hard`` when ``alpha > 0``.
+
+    Raises:
+        ValueError: ``alpha > 0`` without labels.
+    """
     if alpha == 0:
         return soft, parts
     if labels is None:
