@@ -197,3 +197,17 @@ def test_preflight_errors_come_before_torch_is_imported(tmp_path):
         done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True)
         assert "HEAVY 2 []" in done.stdout, (argv, done.stdout, done.stderr[-2000:])
         assert "distilkit: error: " in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_peft_and_sentencepiece_are_named_before_any_work(tmp_path, tiny_teacher_dir, monkeypatch):
+    """The [peft] and [sentencepiece] extras are optional: a recipe that needs one names the extra up front."""
+    real = preflight_module.importable
+    monkeypatch.setattr(preflight_module, "importable", lambda name: name not in {"peft", "sentencepiece"}
+                        and real(name))
+    lora = recipe_tree(tmp_path, tiny_teacher_dir, data={"dir": str(sst2_dir(tmp_path))},
+                       student={"kind": "copy"}, quantize={"linear": "int4", "qat": True}, train={"lora": {}})
+    assert [line.split(": ")[1] for line in problems(lora)] == ["train.lora"]
+    assert '".[peft]"' in problems(lora)[0]
+    pieces = recipe_tree(tmp_path, tiny_teacher_dir, data={"dir": str(sst2_dir(tmp_path))},
+                         student={"kind": "bilstm", "tokenizer": {"train": "sentencepiece", "vocab_size": 200}})
+    assert any("student.tokenizer" in line and '".[sentencepiece]"' in line for line in problems(pieces))

@@ -22,7 +22,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import Dataset
-from peft import LoraConfig, get_peft_model
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -155,6 +154,8 @@ def with_lora(model: torch.nn.Module, lora: LoraSettings) -> torch.nn.Module:
     Raises:
         TeacherError: no module of the teacher matches ``target_modules``.
     """
+    from peft import LoraConfig, get_peft_model  # the [peft] extra: imported only when a recipe asks for LoRA
+
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=list(lora.target_modules), modules_to_save=list(lora.modules_to_save),
                         task_type="SEQ_CLS")

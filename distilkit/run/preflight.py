@@ -323,6 +323,16 @@ def dependency_problems(recipe: Recipe) -> list[str]:
         problems.append(f"quantize.linear: {q.linear} needs bitsandbytes; pip install bitsandbytes")
     if q is not None and q.backend == "torchao" and not importable("torchao"):
         problems.append("quantize.backend: torchao is not installed; pip install torchao")
+    peft_keys = [key for key, teacher in _teacher_keys(recipe)
+                 if teacher.adapter is not None or (teacher.finetune is not None and teacher.finetune.lora)]
+    if recipe.train.lora is not None:
+        peft_keys.append("train.lora")
+    if peft_keys and not importable("peft"):
+        problems.append(f"{peft_keys[0]}: needs peft; pip install -e \".[peft]\"")
+    uses_pieces = not isinstance(recipe.student.tokenizer, str | None) if recipe.student.kind == "bilstm" else False
+    if uses_pieces and not importable("sentencepiece"):
+        problems.append('student.tokenizer: a trained SentencePiece vocabulary needs sentencepiece; '
+                        'pip install -e ".[sentencepiece]"')
     for name in recipe.train.log_with:
         package = TRACKER_PACKAGES.get(name)
         if name != "jsonl" and package is not None and not importable(package):
