@@ -189,7 +189,7 @@ def report(args, table: dict, total: float) -> tuple[list[str], list[dict]]:
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--examples", type=int, default=8000, help="SST-2 train sentences per recovery cell")
+    parser.add_argument("--examples", type=int, default=4000, help="SST-2 train sentences per recovery cell")
     parser.add_argument("--epochs", type=int, default=1, help="recovery epochs (full and LoRA alike)")
     parser.add_argument("--eval-examples", type=int, default=None, help="dev sentences (default: all 872)")
     parser.add_argument("--full-lr", type=float, default=1e-4, help="learning rate of full recovery")
