@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="recovery epochs per cell")
     parser.add_argument("--keeps", type=float, nargs="+", default=[0.75, 0.5],
                         help="fractions of the encoder's linear weights kept")
+    parser.add_argument("--long-epochs", type=int, default=0,
+                        help="also recover the 50%% low-rank model for this many epochs (one more cell; same "
+                             "shapes, so the same latency)")
     parser.add_argument("--cells-only", action="store_true",
                         help="train and evaluate the cells, then stop (time later, on an idle machine)")
     parser.add_argument("--time-models", default=None, help=argparse.SUPPRESS)  # JSON {name: folder}: timing child
@@ -113,6 +116,13 @@ def main() -> None:
             after["linear_weights"] = encoder_linear_weights(after["model_dir"])
             write_text_atomic(cells / f"{name}.json", json.dumps(after, indent=1))
         rows[name] = {"way": way, "keep": keep, "before": before, "after": after}
+    long_name = f"low-rank-{TARGET_KEEP}"
+    if args.long_epochs and long_name in rows:  # a longer recovery of the same factorised model
+        long = cell(f"{long_name}-e{args.long_epochs}", {"factorize": {"keep": TARGET_KEEP},
+                                                        "train": {"epochs": args.long_epochs}},
+                    args, teacher_dir, work, cells)
+        rows[f"{long_name}-long"] = {**rows[long_name], "after": {**rows[long_name]["after"], **long},
+                                     "epochs": args.long_epochs}
     if args.cells_only:
         return
     teacher_linear = encoder_linear_weights(teacher_dir)
@@ -120,7 +130,8 @@ def main() -> None:
 
     timing_path = cells / "timing.json"
     timings = json.loads(timing_path.read_text()) if timing_path.is_file() else []
-    folders = {"fp32": str(teacher_dir), **{name: row["after"]["model_dir"] for name, row in rows.items()}}
+    folders = {"fp32": str(teacher_dir), **{name: row["after"]["model_dir"] for name, row in rows.items()
+                                            if "epochs" not in row}}
     while len(timings) < (1 if args.quick else 3):
         done = subprocess.run([sys.executable, __file__, "--time-models", json.dumps(folders), "--data-dir",
                                args.data_dir] + (["--quick"] if args.quick else []),
@@ -129,6 +140,7 @@ def main() -> None:
         write_text_atomic(timing_path, json.dumps(timings))
 
     def speedups(name: str, batch: str) -> list[float]:
+        name = name.removesuffix("-long")  # the longer recovery has the same shapes: the same timings
         return [round(t["fp32"][batch] / t[name][batch], 2) for t in timings]
 
     lines = [f"MiniLM fine-tuned on SST-2 (dev {fp32:.4f}; {teacher_linear:,} weights in its encoder's 36 linear "
@@ -146,11 +158,12 @@ def main() -> None:
         after, before = row["after"], row["before"]
         points = 100 * (after["accuracy"] - fp32)
         b1, b32 = speedups(name, "b1"), speedups(name, "b32")
-        lines.append(f"| {row['way']} | {row['keep']:.0%} | {after['linear_weights']:,} "
+        way = f"{row['way']}, {row['epochs']} epochs" if "epochs" in row else row["way"]
+        lines.append(f"| {way} | {row['keep']:.0%} | {after['linear_weights']:,} "
                      f"({after['linear_weights'] / teacher_linear:.1%}) | {after['params']:,} | "
                      f"{after['model_bytes'] / MB:.2f} | {before['accuracy']:.4f} | {after['accuracy']:.4f} | "
                      f"{points:+.2f} | {', '.join(f'{x:.2f}×' for x in b1)} | {', '.join(f'{x:.2f}×' for x in b32)} |")
-        model = f"MiniLM {row['way']} {row['keep']:.0%} of linear weights"
+        model = f"MiniLM {way} {row['keep']:.0%} of linear weights"
         results += [{"task": "sst2", "model": model, "metric": "accuracy", "value": after["accuracy"],
                      "target": None, "met": None},
                     {"task": "sst2", "model": model, "metric": "accuracy change (points)", "value": round(points, 2),
@@ -158,10 +171,12 @@ def main() -> None:
                     {"task": "sst2", "model": model, "metric": "b1 speed-up", "value": b1, "target": None, "met": None},
                     {"task": "sst2", "model": model, "metric": "b32 speed-up", "value": b32, "target": None,
                      "met": None}]
-    target_row = rows.get(f"low-rank-{TARGET_KEEP}")
+    candidates = [row for name, row in rows.items() if name.startswith(long_name)]
+    target_row = max(candidates, key=lambda row: row["after"]["accuracy"]) if candidates else None
     if target_row is not None:
         points = 100 * (target_row["after"]["accuracy"] - fp32)
-        b32 = speedups(f"low-rank-{TARGET_KEEP}", "b32")
+        b32 = speedups(long_name, "b32")
+        budget = target_row.get("epochs", args.epochs)
         close, fast = points >= -TARGET_POINTS, min(b32) > 1.0
         results += [{"task": "sst2", "model": "MiniLM low-rank 50% of linear weights", "metric":
                      "points from fp32 after recovery", "value": round(points, 2), "target": -TARGET_POINTS,
@@ -170,7 +185,7 @@ def main() -> None:
                      "value": b32, "target": 1.0, "met": fast}]
         lines += ["", f"Target (low-rank at 50% of the linear weights within {TARGET_POINTS} points of fp32 after "
                   f"recovery, with a measured speed-up at batch 32): accuracy **{'met' if close else 'missed'}** "
-                  f"({points:+.2f} points), speed-up **{'met' if fast else 'missed'}** "
+                  f"({points:+.2f} points after {budget} epochs of recovery), speed-up **{'met' if fast else 'missed'}** "
                   f"({', '.join(f'{x:.2f}×' for x in b32)} in three processes)."]
     total = time.time() - start
     header = ["## Low-rank factorisation vs structural pruning at equal size (issue 14)", "",
