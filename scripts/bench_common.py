@@ -12,6 +12,7 @@ hashes the base weights, the data and the hyper-parameters; see ``distilkit.mode
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -117,12 +118,20 @@ def command_line(total_seconds: float, *, argv: list[str] | None = None, details
             f"{extra}total wall time {total_seconds / 60:.1f} min{note}.")
 
 
-def publish(begin: str, end: str, lines: list[str], args) -> None:
-    """Print the section and, unless --no-write, put it into docs/benchmarks.md between its markers."""
+def publish(begin: str, end: str, lines: list[str], args, results: list[dict] | None = None,
+            results_path: Path | None = None) -> None:
+    """Print the section and, unless --no-write, put it into docs/benchmarks.md between its markers and the
+    ``results`` rows (task, model, metric, value, target, met) into ``results_path`` (docs/results/<name>.json)."""
     section = "\n".join([begin, *lines, end])
     print(section)
-    if not args.no_write:
-        write_section(begin, end, section)
+    if args.no_write:
+        return
+    write_section(begin, end, section)
+    if results_path is not None:
+        from distilkit.core.atomic import write_text_atomic
+
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(results_path, json.dumps(results or [], indent=1) + "\n")
 
 
 def pyplot():

@@ -390,10 +390,7 @@ def main() -> None:
     total = time.time() - start
     header = ["## Deep Compression on SST-2: pruning, weight sharing, Huffman coding (issue 13)", "",
               command_line(total, note=" (finished cells are reused from the benchmark cache)"), ""]
-    publish(BEGIN, END, header + lines, args)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(RESULTS, json.dumps(results, indent=1) + "\n")
+    publish(BEGIN, END, header + lines, args, results, RESULTS)
 
 
 if __name__ == "__main__":

@@ -189,10 +189,7 @@ def main() -> None:
 
     # 3. The table, the verdict, the results file.
     lines, results = report(args, order, best, dirs, dev_acc, single, ensembles, total)
-    publish(BEGIN, END, lines, args)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(RESULTS, json.dumps(results, indent=1) + "\n")
+    publish(BEGIN, END, lines, args, results, RESULTS)
 
 
 if __name__ == "__main__":

@@ -190,10 +190,7 @@ def main() -> None:
     total = time.time() - start
     header = ["## Low-rank factorisation vs structural pruning at equal size (issue 14)", "",
               command_line(total, note=" (finished cells are reused from the benchmark cache)"), ""]
-    publish(BEGIN, END, header + lines, args)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(RESULTS, json.dumps(results, indent=1) + "\n")
+    publish(BEGIN, END, header + lines, args, results, RESULTS)
 
 
 if __name__ == "__main__":
