@@ -173,7 +173,7 @@ def report(args, table: dict, total: float) -> tuple[list[str], list[dict]]:
         gap = round(100 * (full["accuracy"] - lora["accuracy"]), 2)
         fraction = lora["trainable_parameters"] / max(full["trainable_parameters"], 1)
         met = gap <= TARGET_POINTS and fraction <= TARGET_FRACTION
-        model = f"{LABELS[s]}, LoRA recovery"
+        model = f"{LABELS[s]}, LoRA rank {args.rank} recovery"
         results += [
             {"task": "sst2", "model": model, "metric": "accuracy points below full recovery",
              "value": gap, "target": TARGET_POINTS, "met": gap <= TARGET_POINTS},
@@ -194,7 +194,8 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=None, help="dev sentences (default: all 872)")
     parser.add_argument("--full-lr", type=float, default=1e-4, help="learning rate of full recovery")
     parser.add_argument("--lora-lr", type=float, default=1e-3, help="learning rate of LoRA recovery")
-    parser.add_argument("--rank", type=int, default=16, help="LoRA rank r (alpha = 2r)")
+    parser.add_argument("--rank", type=int, nargs="+", default=[16, 32],
+                        help="LoRA ranks r (alpha = 2r): one table each (the full and none cells are shared)")
     parser.add_argument("--students", nargs="+", choices=list(STUDENTS), default=list(STUDENTS))
     parser.add_argument("--cell", help=argparse.SUPPRESS)
     parser.add_argument("--cell-out", help=argparse.SUPPRESS)
@@ -206,19 +207,21 @@ def main() -> None:
         return
     require_sst2(args.data_dir)
     start = time.perf_counter()
-    budget = "quick" if args.quick else f"e{args.examples}x{args.epochs}-r{args.rank}-lr{args.full_lr}-{args.lora_lr}"
-    cells = Path(args.cache_dir) / "lora_recovery" / budget
-    cells.mkdir(parents=True, exist_ok=True)
     if not args.quick:
         sst2_minilm_teacher(args.data_dir, args.cache_dir)  # fine-tuned once, before the cells share it
-    table = {(s, m): cell(args, f"{s}-{m}", cells) for s in args.students for m in MODES}
-    total = time.perf_counter() - start
-
-    lines, results = report(args, table, total)
-    publish(BEGIN, END, lines, args)
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(RESULTS, json.dumps(results, indent=1) + "\n")
+    ranks, sections, results = list(args.rank), [], []
+    for rank in ranks:  # one table per rank; each rank's cells live in their own folder and resume
+        args.rank = rank
+        budget = f"quick-r{rank}" if args.quick else f"e{args.examples}x{args.epochs}-r{rank}-lr{args.full_lr}-{args.lora_lr}"
+        cells = Path(args.cache_dir) / "lora_recovery" / budget
+        cells.mkdir(parents=True, exist_ok=True)
+        table = {(s, m): cell(args, f"{s}-{m}", cells) for s in args.students for m in MODES}
+        lines, rows = report(args, table, time.perf_counter() - start)
+        sections.append((lines[:4], [f"### LoRA rank {rank}", "", *lines[4:]]))
+        results += rows
+    # The header (title, command and total time) once, from the last report; then each rank's table.
+    publish(BEGIN, END, [*sections[-1][0], *(line for _, body in sections for line in body)], args, results,
+            RESULTS)
     print(f"--- wrote {'nothing (--no-write)' if args.no_write else RESULTS}")
 
 
