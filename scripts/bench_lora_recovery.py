@@ -146,7 +146,9 @@ def report(args, table: dict, total: float) -> tuple[list[str], list[dict]]:
     lines = [
         "## LoRA recovery vs full recovery of compressed MiniLM students, SST-2 (issue 15)", "",
         command_line(total, details=(f"torch {torch.__version__}", f"transformers {transformers.__version__}",
-                                     f"peft {peft.__version__}")), "",
+                                     f"peft {peft.__version__}"),
+                     note=" (finished cells are reused from the benchmark cache; each cell's own time is in its row)"),
+        "",
         f"Teacher: {teacher}. Recovery: {args.epochs} epoch(s) of KL "
         f"distillation (T = 2) from the fp32 teacher on {args.examples:,} SST-2 train sentences, batch 32, for "
         f"full (lr {args.full_lr:g}, every weight) and LoRA (lr {args.lora_lr:g}; `train.lora` rank {args.rank}, "
