@@ -160,8 +160,7 @@ def run(recipe: Recipe) -> dict:
     first_eval = next(iter(eval_sets.values()))
     teacher = load_teacher(recipe, task, train_ds, first_eval, accelerator)
     cache_dir = recipe.cache.dir if recipe.cache.enabled else None
-    batch_sizes = [cfg.batch_size for cfg in recipe.teachers]
-    batch_size = batch_sizes if isinstance(teacher, TeacherEnsemble) else recipe.teacher.batch_size
+    batch_size = [cfg.batch_size for cfg in recipe.teachers]  # one per teacher (label_with_ensemble)
     augment_counts = None
     if data.augment is not None:  # Tang et al. transfer set, labelled below by the teacher(s) like any other
         train_ds, augment_counts = augment_for_run(train_ds, data.augment, teacher, cache_dir, accelerator)

@@ -95,8 +95,9 @@ def _share_groups(spec, teacher_config) -> list[list[int]] | None:
 
 
 def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator: Accelerator):
-    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set, with ``teacher.adapter`` merged; for a list of teachers a
-    :class:`~distilkit.methods.distillation.ensemble.TeacherEnsemble` combining them as ``loss.ensemble`` says."""
+    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set, with ``teacher.adapter`` merged;
+    for a list of teachers a :class:`~distilkit.methods.distillation.ensemble.TeacherEnsemble` combining them as
+    ``loss.ensemble`` says."""
     if not isinstance(recipe.teacher, list):
         return load_one_teacher(recipe, recipe.teacher, task, train_ds, eval_ds, accelerator)
     members = [load_one_teacher(recipe, cfg, task, train_ds, eval_ds, accelerator) for cfg in recipe.teachers]
