@@ -60,20 +60,6 @@ LABELS = {"int4": "MiniLM int4 (QAT)", "pruned": "MiniLM 50% heads + 50% FFN pru
 MODES = ("none", "full", "lora")
 
 
-def quick_teacher(args) -> Path:
-    """--quick: a MiniLM fine-tuned on 160 sentences (the shared teacher takes ~7 min to fine-tune)."""
-    from bench_common import sst2_splits
-
-    from distilkit.data.tasks import load_task
-    from distilkit.models.config import FinetuneConfig, TeacherConfig
-    from distilkit.models.finetune import finetune_teacher
-
-    train, dev = sst2_splits(args.data_dir, train_examples=160, eval_examples=args.eval_examples)
-    cfg = TeacherConfig(model="minilm", max_length=MAX_LENGTH,
-                        finetune=FinetuneConfig(epochs=1, batch_size=16, lr=5e-5, max_length=MAX_LENGTH))
-    return finetune_teacher(cfg, load_task("sst2"), train, dev, cache_dir=args.cache_dir)
-
-
 def cell_tree(args, teacher_dir: Path, student: str, mode: str, out: Path) -> dict:
     """The recipe of one cell: the same data, epochs and batches for full and LoRA; only lr differs."""
     tree = {"task": "sst2", "output_dir": str(out),
@@ -97,7 +83,9 @@ def cell_tree(args, teacher_dir: Path, student: str, mode: str, out: Path) -> di
 def run_cell(args, name: str, out_json: Path) -> None:
     """Child process: run one cell and write its result (with this process's own peak RSS)."""
     student, mode = name.split("-")
-    teacher_dir = quick_teacher(args) if args.quick else sst2_minilm_teacher(args.data_dir, args.cache_dir)
+    # --quick: a MiniLM fine-tuned on 160 sentences (the shared teacher takes ~7 min to fine-tune).
+    quick = {"epochs": 1, "batch_size": 16, "max_examples": 160} if args.quick else None
+    teacher_dir = sst2_minilm_teacher(args.data_dir, args.cache_dir, overrides=quick)
     out = Path(args.cache_dir) / "lora_recovery" / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     start = time.time()
@@ -130,7 +118,9 @@ def cell(args, name: str, cells: Path) -> dict:
     path = cells / f"{name}.json"
     if not path.is_file():
         print(f"--- cell {name}", flush=True)
-        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--cell", name, "--cell-out", str(path)],
+        # The child runs this cell's rank alone (a later --rank replaces the list given before it).
+        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--rank", str(args.rank), "--cell", name,
+                        "--cell-out", str(path)],
                        check=True)
     return json.loads(path.read_text())
 
@@ -205,6 +195,7 @@ def main() -> None:
     if args.quick:
         args.examples, args.eval_examples = 160, 64
     if args.cell:
+        args.rank = args.rank[-1]
         run_cell(args, args.cell, Path(args.cell_out))
         return
     require_sst2(args.data_dir)
