@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 from bench_common import (  # before transformers: it sets HF_HUB_OFFLINE
-    FINETUNE,
     ROOT,
     bench_parser,
     command_line,
@@ -47,23 +46,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.core.atomic import write_text_atomic
 from distilkit.core.measure import MB, count_parameters, size_on_disk
-from distilkit.data.tasks import load_task
-from distilkit.models.config import FinetuneConfig, TeacherConfig
-from distilkit.models.finetune import finetune_teacher
 from distilkit.run.distill import run
 from distilkit.run.recipe_io import validate_recipe
 
 BEGIN, END = "<!-- bench_parameter_sharing:begin -->", "<!-- bench_parameter_sharing:end -->"
 RESULTS = ROOT / "docs" / "results" / "parameter_sharing.json"
 MAX_LENGTH = 64
-
-
-def quick_teacher(args) -> Path:
-    """--quick: MiniLM fine-tuned on a few hundred sentences for one epoch (the real teacher takes ~7 min)."""
-    train, dev = sst2_splits(args.data_dir, train_examples=args.finetune_examples, eval_examples=200)
-    cfg = TeacherConfig(model="minilm", max_length=MAX_LENGTH, batch_size=128,
-                        finetune=FinetuneConfig(**{**FINETUNE, "epochs": 1, "max_examples": args.finetune_examples}))
-    return finetune_teacher(cfg, load_task("sst2"), train, dev, cache_dir=args.cache_dir)
 
 
 def student_tree(args, teacher_dir: Path, out: Path, share: dict | None) -> dict:
@@ -121,7 +109,9 @@ def main() -> None:
         args.transfer_examples, args.eval_examples, args.epochs, args.rounds = 300, 200, 1, 2
     require_sst2(args.data_dir)
     start = time.time()
-    teacher_dir = quick_teacher(args) if args.quick else sst2_minilm_teacher(args.data_dir, args.cache_dir)
+    # --quick: MiniLM fine-tuned on a few hundred sentences for one epoch (the real teacher takes ~7 min).
+    quick = {"epochs": 1, "max_examples": args.finetune_examples} if args.quick else None
+    teacher_dir = sst2_minilm_teacher(args.data_dir, args.cache_dir, overrides=quick)
     budget = "quick" if args.quick else f"l{args.layers}-e{args.transfer_examples}x{args.epochs}-lr{args.lr:g}-a{args.alpha:g}"
     cells = Path(args.cache_dir) / "parameter_sharing" / budget
     cells.mkdir(parents=True, exist_ok=True)
