@@ -3,12 +3,15 @@
 :func:`distilkit.run.distill.run` reads top to bottom as the experiment does; a method does not add an
 ``if`` branch to it. Instead each method folder (``distilkit/methods/<name>/hooks.py``) offers
 ``from_recipe(recipe) -> MethodHooks | None`` (``None``: the recipe does not use the method), and the loop
-calls the hooks of the active methods at seven fixed points:
+calls the hooks of the active methods at these fixed points:
 
 =====================  ====================================================================================
 ``run_instead``        before anything: a method that needs several runs (iterative pruning) drives them
+``attach_teacher``     once the teacher is loaded: a method that reads the teacher's inside keeps it
 ``prepare_student``    once the student is built, before the optimizer: fake-quantize, record attention...
 ``parameter_groups``   the optimizer's groups (e.g. a larger learning rate for new parameters)
+``forward_kwargs``     extra keyword arguments of every training forward (``output_hidden_states=True``...)
+``distillation_weight`` per step: the weight of the logit distillation loss (0 in a first, intermediate stage)
 ``extra_losses``       after every student forward: named terms, each added to the distillation loss
 ``after_step``         after every optimizer step: keep pruned weights at zero, follow a sparsity schedule
 ``final_form``         at each evaluation: may this student compete for the best model yet (pruning done)?
@@ -38,6 +41,10 @@ class MethodHooks:
         return ``None`` to let the normal single run go ahead."""
         return None
 
+    def attach_teacher(self, teacher) -> None:
+        """Keep the loaded teacher (an ``HFTeacher``, a plug-in or an ensemble) for later hooks; called once,
+        before the student is built."""
+
     def prepare_student(self, student: nn.Module) -> None:
         """Change the freshly built student in place before its optimizer is made."""
 
@@ -46,9 +53,22 @@ class MethodHooks:
         At most one active method may return groups."""
         return None
 
-    def extra_losses(self, student: nn.Module) -> dict[str, torch.Tensor]:
+    def forward_kwargs(self) -> dict:
+        """Keyword arguments added to every training forward of the student (e.g. ``output_hidden_states``);
+        the outputs then reach :meth:`extra_losses`."""
+        return {}
+
+    def distillation_weight(self, step: int, total_steps: int) -> float:
+        """The weight of the logit distillation loss at optimizer step ``step`` (0-based) of ``total_steps``;
+        the weights of all active methods multiply."""
+        return 1.0
+
+    def extra_losses(self, student: nn.Module, batch: dict | None = None, outputs=None) -> dict[str, torch.Tensor]:
         """Weighted loss terms to add to the distillation loss of the step whose forward just ran.
-        Keys are logged as ``train/<key>``."""
+
+        ``batch`` is the collated batch (``texts``, ``text_pairs``, the student's input tensors, ``labels``,
+        ``teacher_logits`` when cached); ``outputs`` the student's forward output. Keys are logged as
+        ``train/<key>``."""
         return {}
 
     def after_step(self, student: nn.Module, step: int, total_steps: int) -> None:

@@ -159,6 +159,8 @@ def run(recipe: Recipe) -> dict:
     #    ensemble caches each teacher under its own key and combines the cached logits, methods/distillation).
     first_eval = next(iter(eval_sets.values()))
     teacher = load_teacher(recipe, task, train_ds, first_eval, accelerator)
+    for method in methods:  # intermediate-layer distillation reads the teacher's hidden states per batch
+        method.attach_teacher(teacher)
     cache_dir = recipe.cache.dir if recipe.cache.enabled else None
     batch_size = [cfg.batch_size for cfg in recipe.teachers]  # one per teacher (label_with_ensemble)
     augment_counts = None
@@ -230,6 +232,7 @@ def run(recipe: Recipe) -> dict:
     bar_total = total_steps - progress.global_step
     bar = tqdm(total=bar_total, desc=f"distil {task.name} -> {recipe.student.kind}", unit="step",
                disable=not accelerator.is_main_process)
+    forward_kwargs = {k: v for method in methods for k, v in method.forward_kwargs().items()}
     student.train()
     while progress.epoch < tcfg.epochs and progress.global_step < total_steps:
         train_dl.set_epoch(progress.epoch)
@@ -240,7 +243,8 @@ def run(recipe: Recipe) -> dict:
         tick = time.perf_counter()
         for batch in loader:
             with accelerator.accumulate(student):
-                student_logits = student(**model_inputs(batch)).logits.float()
+                outputs = student(**model_inputs(batch), **forward_kwargs)
+                student_logits = outputs.logits.float()
                 teacher_logits = batch.get("teacher_logits")
                 if teacher_logits is None:  # cache disabled: run the teacher on this very batch
                     teacher_logits = teacher(batch["texts"], batch["text_pairs"]).to(student_logits.device)
@@ -253,8 +257,14 @@ def run(recipe: Recipe) -> dict:
                     loss, parts = distillation_loss(
                         student_logits, teacher_logits, batch["labels"], kind=recipe.loss.kind,
                         temperature=recipe.loss.temperature, alpha=recipe.loss.alpha, problem_type=task.problem_type)
+                weight = 1.0
+                for method in methods:  # e.g. TinyBERT's first stage: intermediate layers only, no logit loss
+                    weight *= method.distillation_weight(progress.global_step, total_steps)
+                if weight != 1.0:
+                    loss = weight * loss
                 for method in methods:  # e.g. attention transfer of linear-attention layers
-                    for name, term in method.extra_losses(accelerator.unwrap_model(student)).items():
+                    unwrapped = accelerator.unwrap_model(student)
+                    for name, term in method.extra_losses(unwrapped, batch=batch, outputs=outputs).items():
                         loss, parts[name] = loss + term, term.item()
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and tcfg.max_grad_norm:

@@ -86,7 +86,7 @@ class DeepCompressionHooks(MethodHooks):
             return False
         return share is None or self.shared
 
-    def extra_losses(self, student: nn.Module) -> dict[str, torch.Tensor]:
+    def extra_losses(self, student: nn.Module, batch: dict | None = None, outputs=None) -> dict[str, torch.Tensor]:
         prune = self.cfg.prune
         if prune is None or prune.regularization is None:
             return {}

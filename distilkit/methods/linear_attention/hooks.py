@@ -29,7 +29,7 @@ class LinearAttentionHooks(MethodHooks):
     def parameter_groups(self, student: nn.Module) -> list[dict] | None:
         return parameter_groups(student, self.feature_lr)
 
-    def extra_losses(self, student: nn.Module) -> dict[str, torch.Tensor]:
+    def extra_losses(self, student: nn.Module, batch: dict | None = None, outputs=None) -> dict[str, torch.Tensor]:
         if not self.attention_weight:
             return {}
         return {"attention": self.attention_weight * attention_transfer_loss(student)}
