@@ -7,7 +7,8 @@ see ``[tool.importlinter]`` in pyproject.toml and docs/design.md)::
     run        recipe schema and IO, the recipe program (distill.run), pipelines, built-in name dicts
     report     metrics.json, pipeline summaries, Pareto reports, Hub cards and uploads
     deploy     ONNX export of every student, ONNX Runtime and PyTorch inference, the predict command
-    methods    one folder per compression method (distillation, pruning, quantization, linear_attention);
+    methods    one folder per method (distillation, pruning, quantization, deep_compression, low_rank, lora,
+               linear_attention), each described by its method.py and registered in run/methods.py;
                methods never import each other
     models     teachers (and their fine-tuning), the BiLSTM and transformer students, vocabulary trimming
     data       tasks, rows, metrics, batches, the teacher-logit cache, Tang et al. augmentation
