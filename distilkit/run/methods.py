@@ -60,9 +60,18 @@ BUILT_IN_STUDENTS: dict[str, StudentKind] = {
                         no_sharing="the teacher's own layers are distinct; use kind: transformer with share_layers"),
 }
 
+def _every_kind() -> dict[str, StudentKind]:
+    kinds = dict(BUILT_IN_STUDENTS)
+    for method in METHODS.values():
+        for kind in method.students:
+            if kind.name in kinds:
+                raise TypeError(f"student.kind '{kind.name}' of method {method.name} is already a kind")
+            kinds[kind.name] = kind
+    return kinds
+
+
 #: Every ``student.kind``: the built-in ones, then the methods'.
-STUDENTS: dict[str, StudentKind] = {**BUILT_IN_STUDENTS,
-                                    **{kind.name: kind for m in METHODS.values() for kind in m.students}}
+STUDENTS: dict[str, StudentKind] = _every_kind()
 
 
 def get_student_kind(name: str) -> StudentKind:
