@@ -98,6 +98,7 @@ def test_a_new_method_is_its_folder_and_one_registry_entry(tmp_path, tiny_teache
         out["section"] = validate_recipe(tree).toy.strength
         out["typo"] = error({**tree, "toy": {"strenght": 2}})
         out["rule"] = error({**tree, "student": {"kind": "bilstm"}})
+        out["problem"] = error({**tree, "toy": {"strength": 101}})
         out["preflight"] = error({**tree, "toy": {"needs": "no_such_package_xyz"}}, lambda r: preflight(r, "r.yaml"))
         pipeline = {k: tree[k] for k in ("task", "output_dir", "data", "teacher")}
         pipeline["stages"] = [{"name": "toy", "student": tree["student"], "toy": {"strength": 2}}]
@@ -119,6 +120,7 @@ def test_a_new_method_is_its_folder_and_one_registry_entry(tmp_path, tiny_teache
     assert "r.yaml: toy.strenght: unknown key 'strenght' (did you mean 'strength'?)" in out["typo"]  # ...strictly
     assert out["rule"] == ("r.yaml: toy: {\"strength\": 3.0} conflicts with student.kind: \"bilstm\"; a BiLSTM has "
                            "no classifier weight to scale")
+    assert out["problem"] == "r.yaml: toy.strength: 101.0 is more than 50 per label of task sst2"
     assert out["preflight"] == "r.yaml: toy.needs: package no_such_package_xyz is not installed"
     assert out["stage"] == {"strength": 2}
     assert out["torch_before_run"] is False

@@ -81,6 +81,8 @@ class Method:
         students: Student kinds it adds (``pruned``, ``linear_attention``).
         meaningless: Rules ``key`` is meaningless when ``because`` says so (:mod:`distilkit.run.recipe_checks`).
         conflicts: Rules for combinations that conflict.
+        problems: ``problems(recipe, task) -> list[str]``: recipe problems that are not one two-key rule, checked
+            with the rules (torch-free; one line each, each starting with the recipe key).
         preflight: ``preflight(recipe, teacher_exists) -> list[str]``: problems found before any model loads,
             without importing torch (a teacher's ``config.json``, optional packages); one line each, each
             starting with the recipe key (``teacher_exists`` is ``False`` for a pipeline stage whose teacher an
@@ -102,6 +104,7 @@ class Method:
     students: tuple[StudentKind, ...] = ()
     meaningless: tuple[Rule, ...] = ()
     conflicts: tuple[Rule, ...] = ()
+    problems: Callable[[Any, Any], list[str]] | None = None
     preflight: Callable[[Any, bool], list[str]] | None = None
     hooks: str | None = None
     metrics: str | None = None

@@ -178,7 +178,7 @@ CONFLICTS: tuple[Rule, ...] = _in_recipe_order(
 
 def recipe_problems(recipe: Recipe, task: TaskSpec, overrides: Collection[str] = ()) -> list[str]:
     """Every rule of :data:`MEANINGLESS` and :data:`CONFLICTS` the recipe breaks, one message each, naming
-    both keys and their values.
+    both keys and their values, then every method's other problems (:attr:`~distilkit.core.method_spec.Method.problems`).
 
     ``overrides`` are the dotted keys given with ``--set``. A switch set there (``--set measure.latency=false``,
     ``train.epochs=0``) deliberately turns off what the recipe file configured for it, so the keys it makes
@@ -190,6 +190,9 @@ def recipe_problems(recipe: Recipe, task: TaskSpec, overrides: Collection[str] =
             if not switched and rule.applies(recipe, task):
                 problems.append(f"{rule.key}: {_value(recipe, rule.key)} {verb} {rule.because}: "
                                 f"{_value(recipe, rule.because)}; {rule.why}")
+    for method in METHODS.values():  # a method's checks that are not one two-key rule
+        if method.problems is not None:
+            problems += method.problems(recipe, task)
     return problems
 
 
