@@ -176,7 +176,7 @@ def teacher_adapter_problems(recipe: Recipe, teacher_exists: bool = True) -> lis
 def lora_target_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
     """``teacher.finetune.lora.target_modules`` against the module names of the teacher's architecture (built from
     its ``config.json`` on the meta device): as in peft, at least one name must match (the run would otherwise
-    stop after the fine-tuning data is loaded). LoRA recovery's ``train.lora`` is its method's check."""
+    fail only once fine-tuning starts). LoRA recovery's ``train.lora`` is its method's check."""
     if not teacher_exists:
         return []
     problems = []
