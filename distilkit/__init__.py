@@ -7,7 +7,8 @@ see ``[tool.importlinter]`` in pyproject.toml and docs/design.md)::
     run        recipe schema and IO, the recipe program (distill.run), pipelines, built-in name dicts
     report     metrics.json, pipeline summaries, Pareto reports, Hub cards and uploads
     deploy     ONNX export of every student, ONNX Runtime and PyTorch inference, the predict command
-    methods    one folder per compression method (distillation, pruning, quantization, linear_attention);
+    methods    one folder per method (distillation, pruning, quantization, deep_compression, low_rank, lora,
+               linear_attention), each described by its method.py and registered in run/methods.py;
                methods never import each other
     models     teachers (and their fine-tuning), the BiLSTM and transformer students, vocabulary trimming
     data       tasks, rows, metrics, batches, the teacher-logit cache, Tang et al. augmentation
@@ -39,31 +40,28 @@ def _quiet_optional_backends():
 
 
 def _register() -> None:
-    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM, pruned,
-    linear-attention and layer-sharing students, distilkit-quantized checkpoints (``quant_method: distilkit``), Deep
-    Compression checkpoints and low-rank factorised ones (``quant_method: distilkit-low-rank``) without remote
-    code."""
+    """With distilkit installed, ``AutoModelForSequenceClassification.from_pretrained`` reloads BiLSTM and
+    layer-sharing students and every registered method's saved models (pruned, linear-attention, distilkit-quantized,
+    Deep Compression, low-rank factorised...) without remote code: each method's ``auto_classes`` and ``register``
+    (:data:`distilkit.run.methods.METHODS`)."""
     with _quiet_optional_backends():
         # Imported here, not at the top: the package namespace stays empty.
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        from distilkit.methods.deep_compression.storage import register as register_deep_compression
-        from distilkit.methods.linear_attention.linear import LINEAR_CLASSES
-        from distilkit.methods.low_rank.storage import register as register_low_rank
-        from distilkit.methods.pruning.pruned import PRUNED_CLASSES
-        from distilkit.methods.quantization.hf_quantizer import register
+        from distilkit.core.plugins import resolve
         from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
         from distilkit.models.shared_layers import SHARED_CLASSES
+        from distilkit.run.methods import METHODS
 
-        # model_type distilkit-bilstm / -pruned-* / -linear-* / -shared-* -> our classes (idempotent).
-        classes = [(BiLSTMConfig, BiLSTMForSequenceClassification), *PRUNED_CLASSES.values(), *LINEAR_CLASSES.values(),
-                   *SHARED_CLASSES.values()]
+        # model_type distilkit-bilstm / -shared-* and the methods' (-pruned-*, -linear-*) -> our classes (idempotent).
+        classes = [(BiLSTMConfig, BiLSTMForSequenceClassification), *SHARED_CLASSES.values(),
+                   *(pair for m in METHODS.values() if m.auto_classes for pair in resolve(m.auto_classes).values())]
         for config_class, model_class in classes:
             AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
             AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
-        register()
-        register_deep_compression()
-        register_low_rank()
+        for method in METHODS.values():  # transformers quantizers and loaders of the methods' quant_method values
+            if method.register is not None:
+                resolve(method.register)()
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):

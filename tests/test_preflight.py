@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from distilkit.cli import main as cli_main
+from distilkit.core import plugins
 from distilkit.core.errors import RecipeError
-from distilkit.run import preflight as preflight_module
 from distilkit.run.preflight import preflight, reference_problem
 from distilkit.run.recipe_io import validate_recipe
 
@@ -89,17 +89,20 @@ def test_uncached_hub_id_offline_is_named(monkeypatch):
 
 def test_missing_optional_packages_are_named_before_any_work(tmp_path, tiny_teacher_dir, monkeypatch):
     missing = {"spacy", "bitsandbytes", "wandb"}
-    real = preflight_module.importable
-    monkeypatch.setattr(preflight_module, "importable", lambda name: name not in missing and real(name))
+    # core.plugins.importable: the one every check (a method's too) asks, through the registry's preflight
+    real = plugins.importable
+    monkeypatch.setattr(plugins, "importable", lambda name: name not in missing and real(name))
     tree = recipe_tree(tmp_path, tiny_teacher_dir, data={"dir": str(sst2_dir(tmp_path)), "augment": {}},
                        quantize={"linear": "bnb8"}, train={"log_with": ["jsonl", "wandb"]})
     found = problems(tree)
-    assert [line.split(": ")[1] for line in found] == ["data.augment.tagger", "quantize.linear", "train.log_with"]
+    # generic checks first, then each method's (quantization's)
+    assert [line.split(": ")[1] for line in found] == ["data.augment.tagger", "train.log_with", "quantize.linear"]
 
 
 def test_spacy_pipeline_missing_is_named(tmp_path, tiny_teacher_dir, monkeypatch):
-    real = preflight_module.importable
-    monkeypatch.setattr(preflight_module, "importable", lambda name: name == "spacy" or real(name)
+    # core.plugins.importable: the one every check (a method's too) asks, through the registry's preflight
+    real = plugins.importable
+    monkeypatch.setattr(plugins, "importable", lambda name: name == "spacy" or real(name)
                         and not name.startswith("en_"))
     tree = recipe_tree(tmp_path, tiny_teacher_dir, data={"dir": str(sst2_dir(tmp_path)), "augment": {}})
     assert any("none of the spaCy pipelines" in line for line in problems(tree))
@@ -201,8 +204,9 @@ def test_preflight_errors_come_before_torch_is_imported(tmp_path):
 
 def test_missing_peft_and_sentencepiece_are_named_before_any_work(tmp_path, tiny_teacher_dir, monkeypatch):
     """The [peft] and [sentencepiece] extras are optional: a recipe that needs one names the extra up front."""
-    real = preflight_module.importable
-    monkeypatch.setattr(preflight_module, "importable", lambda name: name not in {"peft", "sentencepiece"}
+    # core.plugins.importable: the one every check (a method's too) asks, through the registry's preflight
+    real = plugins.importable
+    monkeypatch.setattr(plugins, "importable", lambda name: name not in {"peft", "sentencepiece"}
                         and real(name))
     lora = recipe_tree(tmp_path, tiny_teacher_dir, data={"dir": str(sst2_dir(tmp_path))},
                        student={"kind": "copy"}, quantize={"linear": "int4", "qat": True}, train={"lora": {}})

@@ -2,7 +2,8 @@
 
 :func:`distilkit.run.distill.run` reads top to bottom as the experiment does; a method does not add an
 ``if`` branch to it. Instead each method folder (``distilkit/methods/<name>/hooks.py``) offers
-``from_recipe(recipe) -> MethodHooks | None`` (``None``: the recipe does not use the method), and the loop
+``from_recipe(recipe) -> MethodHooks | None`` (``None``: the recipe does not use the method), named by its
+registry entry (:attr:`distilkit.core.method_spec.Method.hooks`, :data:`distilkit.run.methods.METHODS`), and the loop
 calls the hooks of the active methods at these fixed points:
 
 =====================  ====================================================================================

@@ -1,7 +1,12 @@
-"""A finished run's ``metrics.json``: teacher vs student quality, size on disk and CPU latency."""
+"""A finished run's ``metrics.json``: teacher vs student quality, size on disk and CPU latency.
+
+Each method adds its own part to ``student`` (:attr:`distilkit.core.method_spec.Method.metrics`); this module
+names none of them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from distilkit.core.measure import (
@@ -11,20 +16,25 @@ from distilkit.core.measure import (
     repeated_inputs,
     size_on_disk,
 )
-from distilkit.core.saved_files import read_json
+from distilkit.core.method_spec import Method
+from distilkit.core.plugins import resolve
 from distilkit.data.tasks import TaskSpec
-from distilkit.methods.deep_compression.magnitude import sparsity_of, target_parameters
 from distilkit.models.inference import encoder_for, evaluate_model, load_saved
 from distilkit.models.teachers import HFTeacher
 
+#: Records a student's ``config.json`` keeps of how the models layer built it -> their ``metrics.json`` key.
+CONFIG_RECORDS = {"distilkit_vocab": "vocab",                 # student.vocab trimmed or trained the vocabulary
+                  "distilkit_share_layers": "share_layers"}   # layer groups sharing one block (ALBERT)
+
 
 def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict, progress,
-                train_stats: dict) -> dict:
+                train_stats: dict, methods: Iterable[Method] = ()) -> dict:
     """Assemble ``metrics.json``: teacher vs student quality, size and CPU latency.
 
-    The student is reloaded from ``output_dir/model`` (which also proves it round-trips); a quantized
-    student is re-scored as reloaded, since its accuracy is not the float model's. ``recipe`` is the run's
-    validated :class:`distilkit.run.schema.Recipe`.
+    The student is reloaded from ``output_dir/model`` (which also proves it round-trips). ``recipe`` is the run's
+    validated :class:`distilkit.run.schema.Recipe`; each of ``methods`` (the registry,
+    :data:`distilkit.run.methods.METHODS`) adds its part to ``student``, and a method that converts the saved
+    model (quantization) has it re-scored as reloaded, since its accuracy is not the float model's.
     """
     out, measure = Path(recipe.output_dir), recipe.measure
     student, tokenizer = load_saved(out / "model")
@@ -41,29 +51,18 @@ def measure_run(recipe, task: TaskSpec, teacher, eval_ds, teacher_metrics: dict,
         "params": count_parameters(student),
         "size_on_disk_bytes": size_on_disk(out / "model"),
     }
-    if getattr(student.config, "distilkit_vocab", None):  # student.vocab trimmed the embedding
-        student_info["vocab"] = student.config.distilkit_vocab
-    if getattr(student.config, "distilkit_block_pruning", None):  # heads and neurons block pruning removed
-        student_info["block_pruning"] = student.config.distilkit_block_pruning
-    if getattr(student.config, "distilkit_share_layers", None):  # layer groups sharing one block (ALBERT)
-        student_info["share_layers"] = student.config.distilkit_share_layers
-    if (out / "factorize.json").is_file():  # ranks chosen by low-rank factorisation
-        report = read_json(out / "factorize.json")
-        student_info["factorize"] = {k: v for k, v in report.items() if k != "layers"}
-        student_info["factorize"]["ranks"] = {name: layer.get("rank") for name, layer in report.get("layers", {}).items()}
-    converted = recipe.quantize or recipe.deep_compression
-    if converted is not None:  # the saved model is the converted one: score it as reloaded
-        student_info["float_metrics"] = student_info["metrics"]
-        student_info["metrics"] = evaluate_model(student, encode, tokenizer, recipe.student.max_length,
-                                                 eval_ds, task)
-        student_info["float_size_on_disk_bytes"] = size_on_disk(out / "model-float")
-    if recipe.quantize is not None:
-        student_info["quantization"] = recipe.quantize.model_dump()
-    if recipe.deep_compression is not None:
-        dc = recipe.deep_compression
-        weights = target_parameters(student, dc.skip_modules, dc.embeddings)
-        student_info["deep_compression"] = {**dc.model_dump(), "sparsity": round(sparsity_of(weights), 4),
-                                            "max_distinct_values": max(int(p.unique().numel()) for p in weights.values())}
+    for record, key in CONFIG_RECORDS.items():
+        if getattr(student.config, record, None):
+            student_info[key] = getattr(student.config, record)
+
+    def rescore() -> dict:  # for a method whose saved model is a converted one: score it as reloaded
+        return {"float_metrics": student_info.get("float_metrics", student_info["metrics"]),
+                "metrics": evaluate_model(student, encode, tokenizer, recipe.student.max_length, eval_ds, task),
+                "float_size_on_disk_bytes": size_on_disk(out / "model-float")}
+
+    for method in methods:
+        if method.metrics is not None:
+            student_info.update(resolve(method.metrics)(recipe, student, out, rescore))
     teacher_info = {"name": getattr(teacher, "name", type(teacher).__name__),
                     "metrics": teacher_metrics[main_split]}
     members = getattr(teacher, "members", None)  # an ensemble: its size is every teacher's parameters

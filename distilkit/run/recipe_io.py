@@ -18,8 +18,9 @@ from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.yaml_files import read_yaml
 from distilkit.data.tasks import TaskSpec, load_task
 from distilkit.models.config import TOKENIZER_TAGS, FinetuneConfig
+from distilkit.run.methods import STUDENTS
 from distilkit.run.recipe_checks import meaningless_keys, recipe_problems
-from distilkit.run.schema import STUDENT_CONFIGS, STUDENT_KINDS, TEACHER_FORMS, Recipe
+from distilkit.run.schema import STUDENT_KINDS, TEACHER_FORMS, Recipe
 
 
 def _model_forms(annotation, listed: bool = False) -> list[tuple[type[BaseModel], bool]]:
@@ -29,15 +30,6 @@ def _model_forms(annotation, listed: bool = False) -> list[tuple[type[BaseModel]
     if origin is None and isinstance(annotation, type):
         return [(annotation, listed)] if issubclass(annotation, BaseModel) else []
     return [form for arg in typing.get_args(annotation) for form in _model_forms(arg, listed or origin is list)]
-
-# Why student.share_layers does not apply to the other kinds (named instead of a bare "unknown key").
-_NO_SHARING = {
-    "bilstm": "a BiLSTM has no stack of transformer layers to share",
-    "pruned": "structural pruning leaves layers of different shapes, which cannot share one block",
-    "linear_attention": "its attention modules are swapped per layer after the teacher is copied",
-    "copy": "the teacher's own layers are distinct; use kind: transformer with share_layers",
-}
-
 
 def _known_keys(model: type[BaseModel], path: tuple) -> list[str]:
     """Field names valid at ``path`` inside ``model`` (for "did you mean" hints); a list index in ``path``
@@ -76,8 +68,7 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
         if item["type"] == "extra_forbidden":
             known = _known_keys(model, tuple(loc[:-1]))
             if "student" in loc[:-1]:  # the keys of the kind the recipe chose, or of a section inside it
-                chosen = next((c for c in STUDENT_CONFIGS if c.model_fields["kind"].annotation.__args__[0] == kind),
-                              None)
+                chosen = STUDENTS[kind].config if kind in STUDENTS else None
                 inner = tuple(loc[loc.index("student") + 1:-1])
                 known = sorted(_known_keys(chosen, inner)) if chosen else []
             hint = difflib.get_close_matches(loc[-1], known, n=1)
@@ -86,7 +77,7 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
                 msg += f"; valid keys here: {', '.join(known)}"
             if loc[-2:] == ["student", "share_layers"] and kind is not None:
                 msg = (f"cross-layer parameter sharing is for kind: transformer students, not {kind}: "
-                       f"{_NO_SHARING.get(kind, 'its layers are not a stack of identical blocks')}")
+                       f"{STUDENTS[kind].no_sharing}")
         elif "input" in item and item["type"] not in ("missing",):
             msg += f" (got {item['input']!r})"
         lines.append(f"{where}: {key}: {msg}")

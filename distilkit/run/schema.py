@@ -1,44 +1,50 @@
-"""The recipe schema: every section, assembled from the layers that own them.
+"""The recipe schema: every section, assembled from the layers that own them and from the method registry.
 
 A recipe holds *values* only. Plug-ins (a custom teacher) are dotted import paths such as
 ``my_pkg.teachers:MyTeacher``; the built-in short names live in explicit dicts
-(:data:`distilkit.run.students.STUDENTS`, :data:`distilkit.models.model_names.TEACHER_ALIASES`,
-:data:`distilkit.run.methods.METHODS`). Loading, overrides and validation: :mod:`distilkit.run.recipe_io`.
+(:data:`distilkit.run.methods.STUDENTS`, :data:`distilkit.models.model_names.TEACHER_ALIASES`,
+:data:`distilkit.run.methods.METHODS`). The sections a method owns (``factorize``, ``train.lora``...) and the
+student kinds come from :data:`~distilkit.run.methods.METHODS`; this module names no method. Loading, overrides
+and validation: :mod:`distilkit.run.recipe_io`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, create_model, field_validator, model_validator
 
 from distilkit.core.sections import Section
 from distilkit.data.config import CacheConfig, DataConfig
-from distilkit.methods.deep_compression.config import DeepCompressionConfig
-from distilkit.methods.distillation.config import LossConfig
-from distilkit.methods.linear_attention.config import LinearAttentionStudentConfig
-from distilkit.methods.lora.config import LoraRecoveryConfig
-from distilkit.methods.low_rank.config import FactorizeConfig
-from distilkit.methods.pruning.config import PrunedStudentConfig
-from distilkit.methods.quantization.config import QuantizeConfig
-from distilkit.models.config import (
-    BiLSTMStudentConfig,
-    CopyStudentConfig,
-    EnsembleTeacherConfig,
-    TeacherConfig,
-    TransformerStudentConfig,
-)
+from distilkit.models.config import EnsembleTeacherConfig, TeacherConfig
+from distilkit.run.methods import METHODS, STUDENTS
 
-STUDENT_CONFIGS = (BiLSTMStudentConfig, TransformerStudentConfig, PrunedStudentConfig,
-                   LinearAttentionStudentConfig, CopyStudentConfig)
+STUDENT_CONFIGS = tuple(kind.config for kind in STUDENTS.values())
 
-STUDENT_KINDS = tuple(cls.model_fields["kind"].annotation.__args__[0] for cls in STUDENT_CONFIGS)
+STUDENT_KINDS = tuple(STUDENTS)
 
-StudentConfig = Annotated[
-    BiLSTMStudentConfig | TransformerStudentConfig | PrunedStudentConfig | LinearAttentionStudentConfig
-    | CopyStudentConfig,
-    Field(discriminator="kind"),
-]
+StudentConfig = Annotated[Union[STUDENT_CONFIGS], Field(discriminator="kind")]  # noqa: UP007 (a runtime tuple)
+
+
+def method_sections(parent: str = "") -> dict[str, tuple[type[Section], bool]]:
+    """The sections the methods own directly under ``parent`` (``""``: the recipe's top level; ``"train"``):
+    name -> (section class, whether it is always present)."""
+    found = {}
+    for method in METHODS.values():
+        for key, section in method.sections.items():
+            owner, _, name = key.rpartition(".")
+            if owner == parent:
+                if name in found:
+                    raise TypeError(f"recipe section '{key}' is claimed by two methods (the second: {method.name})")
+                found[name] = (section, key in method.defaults)
+    return found
+
+
+def _fields(sections: dict[str, tuple[type[Section], bool]], present: bool) -> dict[str, Any]:
+    """pydantic field definitions of the sections that are (or are not) always present."""
+    return {name: (section, Field(default_factory=section, description=section.__doc__)) if always
+            else (section | None, Field(default=None, description=section.__doc__))
+            for name, (section, always) in sections.items() if always == present}
 
 
 #: Tags of the two forms ``teacher:`` takes (pydantic puts them in error locations; messages drop them).
@@ -57,7 +63,7 @@ TeacherSpec = Annotated[
 ]
 
 
-class TrainConfig(Section):
+class _TrainSettings(Section):
     """Optimisation and bookkeeping of the student's training loop."""
 
     epochs: int = Field(default=3, ge=0)
@@ -91,10 +97,12 @@ class TrainConfig(Section):
     log_every: int = Field(default=10, gt=0)
     record_batch_ids: bool = False
     """Write the example ids each process trained on to ``logs/`` (for audits and tests)."""
-    lora: LoraRecoveryConfig | None = None
-    """LoRA recovery (:mod:`distilkit.methods.lora`): the (pruned or quantized) student's weights stay frozen;
-    LoRA adapters and ``modules_to_save`` train. Float students are saved merged; quantized ones keep the
-    adapters in ``model/adapter/`` beside the integer weights."""
+
+
+#: The ``train`` section: the loop's own settings plus the methods' subsections (``train.lora``).
+TrainConfig = create_model("TrainConfig", __base__=_TrainSettings, __module__=__name__,
+                           **_fields(method_sections("train"), True), **_fields(method_sections("train"), False))
+TrainConfig.__doc__ = _TrainSettings.__doc__
 
 
 class MeasureConfig(Section):
@@ -121,7 +129,7 @@ class HubConfig(Section):
         return self
 
 
-class Recipe(Section):
+class _RecipeCore(Section):
     """A complete distillation recipe (see ``recipes/``)."""
 
     description: str | None = None
@@ -132,14 +140,6 @@ class Recipe(Section):
     teacher: TeacherSpec
     """One teacher section, or a list of them (an ensemble, combined as ``loss.ensemble`` says)."""
     student: StudentConfig
-    loss: LossConfig = Field(default_factory=LossConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
-    measure: MeasureConfig = Field(default_factory=MeasureConfig)
-    quantize: QuantizeConfig | None = None
-    deep_compression: DeepCompressionConfig | None = None
-    factorize: FactorizeConfig | None = None
-    hub: HubConfig | None = None
 
     @field_validator("teacher")
     @classmethod
@@ -177,3 +177,22 @@ class Recipe(Section):
     def primary_teacher(self) -> TeacherConfig:
         """The first teacher: its tokenizer and word vectors are the student's defaults."""
         return self.teachers[0]
+
+
+_TOP = method_sections()
+_NESTED = {f"train.{name}" for name in method_sections("train")}
+if stray := [key for m in METHODS.values() for key in m.sections if "." in key and key not in _NESTED]:
+    raise TypeError(f"method sections {stray}: a method's section is top-level or inside train")
+
+#: A recipe: the core sections, then the methods' (those always present, such as ``loss``, first; the optional
+#: ones, ``None`` when left out, after ``measure``), then ``hub``.
+Recipe = create_model(
+    "Recipe", __base__=_RecipeCore, __module__=__name__,
+    **_fields(_TOP, True),
+    train=(TrainConfig, Field(default_factory=TrainConfig)),
+    cache=(CacheConfig, Field(default_factory=CacheConfig)),
+    measure=(MeasureConfig, Field(default_factory=MeasureConfig)),
+    **_fields(_TOP, False),
+    hub=(HubConfig | None, None),
+)
+Recipe.__doc__ = _RecipeCore.__doc__

@@ -26,6 +26,7 @@ from distilkit.methods.deep_compression.magnitude import (
     apply_masks,
     magnitude_masks,
     regularization,
+    sparsity_of,
     target_parameters,
 )
 from distilkit.methods.deep_compression.storage import QUANT_METHOD, encode_modules
@@ -151,3 +152,15 @@ def from_recipe(recipe) -> DeepCompressionHooks | None:
     """Active when the recipe has a ``deep_compression`` section."""
     dc = recipe.deep_compression
     return DeepCompressionHooks(dc, recipe.train.seed) if dc is not None else None
+
+
+def metrics(recipe, student, output_dir, rescore) -> dict:
+    """``metrics.json``: the encoded model's scores as reloaded (the float ones kept beside them) and
+    ``student.deep_compression``: the section, the reached sparsity and the most distinct values of a weight."""
+    dc = recipe.deep_compression
+    if dc is None:
+        return {}
+    weights = target_parameters(student, dc.skip_modules, dc.embeddings)
+    return {**rescore(), "deep_compression": {
+        **dc.model_dump(), "sparsity": round(sparsity_of(weights), 4),
+        "max_distinct_values": max(int(p.unique().numel()) for p in weights.values())}}

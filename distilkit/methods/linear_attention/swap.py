@@ -110,3 +110,8 @@ def parameter_groups(model: nn.Module, feature_lr: float | None) -> list[dict] |
         return None
     return [{"params": [p for n, p in trainable if ".distilkit_feature." not in n]},
             {"params": features, "lr": feature_lr, "weight_decay": 0.0}]
+
+
+def build_student(spec, inputs) -> nn.Module:
+    """The ``linear_attention`` student kind's builder (:class:`distilkit.core.method_spec.StudentKind`)."""
+    return build_linear_attention_student(spec, inputs.teacher, inputs.task)

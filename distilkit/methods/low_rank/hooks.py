@@ -9,6 +9,7 @@ from torch import nn
 
 from distilkit.core.atomic import write_json_atomic
 from distilkit.core.method_hooks import MethodHooks
+from distilkit.core.saved_files import read_json
 from distilkit.methods.low_rank.config import FactorizeConfig
 from distilkit.methods.low_rank.factorize import factorize_model
 
@@ -44,3 +45,15 @@ def from_recipe(recipe) -> LowRankHooks | None:
     """Active when the recipe has a ``factorize`` section."""
     cfg = getattr(recipe, "factorize", None)
     return LowRankHooks(cfg) if cfg is not None else None
+
+
+def metrics(recipe, student, output_dir, rescore) -> dict:
+    """``metrics.json``'s ``student.factorize``: parameters before and after, and each factorised layer's rank
+    (from ``factorize.json``, which :meth:`LowRankHooks.after_training` wrote)."""
+    path = Path(output_dir) / "factorize.json"
+    if not path.is_file():
+        return {}
+    report = read_json(path)
+    part = {k: v for k, v in report.items() if k != "layers"}
+    part["ranks"] = {name: layer.get("rank") for name, layer in report.get("layers", {}).items()}
+    return {"factorize": part}

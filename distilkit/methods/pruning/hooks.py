@@ -112,3 +112,9 @@ def from_recipe(recipe) -> MethodHooks | None:
     if spec.rounds > 1:
         return IterativePruningHooks()
     return None
+
+
+def metrics(recipe, student, output_dir, rescore) -> dict:
+    """``metrics.json``'s ``student.block_pruning``: the heads and neurons block pruning removed."""
+    removed = getattr(student.config, "distilkit_block_pruning", None)
+    return {"block_pruning": removed} if removed else {}

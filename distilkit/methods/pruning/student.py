@@ -142,3 +142,8 @@ def run_iterative(recipe, run: Callable[[object], dict]) -> dict:
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
 
+
+
+def build_student(spec: PrunedStudentConfig, inputs):
+    """The ``pruned`` student kind's builder (:class:`distilkit.core.method_spec.StudentKind`)."""
+    return build_pruned_student(spec, inputs.teacher, inputs.task, inputs.rows)

@@ -32,3 +32,11 @@ class QuantizationHooks(MethodHooks):
 def from_recipe(recipe) -> QuantizationHooks | None:
     """Active when the recipe has a ``quantize`` section."""
     return QuantizationHooks(recipe.quantize, recipe.train.seed) if recipe.quantize is not None else None
+
+
+def metrics(recipe, student, output_dir, rescore) -> dict:
+    """``metrics.json``: the quantized model's scores as reloaded (the float ones kept beside them) and the
+    ``quantize`` section as ``student.quantization``."""
+    if recipe.quantize is None:
+        return {}
+    return {**rescore(), "quantization": recipe.quantize.model_dump()}
