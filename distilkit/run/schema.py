@@ -111,7 +111,7 @@ class HubConfig(Section):
 
     push: bool = False
     repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    """``user/name`` on the Hub; the token comes from ``HF_TOKEN`` or ``huggingface-cli login``."""
+    """``user/name`` on the Hub; the token comes from ``HF_TOKEN`` or ``hf auth login``."""
     private: bool = False
 
     @model_validator(mode="after")
