@@ -78,7 +78,8 @@ class TrainConfig(Section):
     sparse_embeddings: bool = False
     """Sparse gradients for the student's input embedding, updated by lazy Adam (``torch.optim.SparseAdam``):
     only the rows a batch uses are read and written, instead of the whole table every step (2.4x the BiLSTM
-    examples/s on SST-2 with a 30,522-row table, in a microbenchmark). Its rows get no weight decay."""
+    examples/s on SST-2 with a 30,522-row table, in a microbenchmark). ``weight_decay`` still decays every row,
+    as AdamW does (one pass over the table per step)."""
     seed: int = 42
     eval_every_epoch: bool = True
     checkpoint_every: int | None = Field(default=None, gt=0)
