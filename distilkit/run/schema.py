@@ -82,6 +82,7 @@ class TrainConfig(Section):
     as AdamW does (one pass over the table per step)."""
     seed: int = 42
     eval_every_epoch: bool = True
+    """Evaluate after every epoch and keep the best; ``false``: after the last epoch only (saves the final student)."""
     checkpoint_every: int | None = Field(default=None, gt=0)
     """Save the full training state every N optimizer steps (and at each epoch end)."""
     keep_checkpoints: int = Field(default=2, gt=0)
