@@ -53,6 +53,7 @@ def _register() -> None:
         from distilkit.methods.pruning.pruned import PRUNED_CLASSES
         from distilkit.methods.quantization.hf_quantizer import register
         from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+        from distilkit.models.bilstm_pipeline import register as register_bilstm_pipeline
         from distilkit.models.shared_layers import SHARED_CLASSES
 
         # model_type distilkit-bilstm / -pruned-* / -linear-* / -shared-* -> our classes (idempotent).
@@ -64,6 +65,7 @@ def _register() -> None:
         register()
         register_deep_compression()
         register_low_rank()
+        register_bilstm_pipeline()
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):
