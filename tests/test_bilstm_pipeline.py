@@ -146,3 +146,16 @@ def test_model_card_pipeline_tag_names_what_works(saved):
     old = {k: v for k, v in config.items() if k != "custom_pipelines"}  # a BiLSTM saved before the pipeline
     assert pipeline_tag(old) is None
     assert pipeline_tag({"model_type": "bert"}) == "text-classification"
+
+    from huggingface_hub import ModelCard
+
+    from distilkit.report.model_card import build_model_card
+
+    metrics = {"task": "mrpc", "eval_split": "validation", "hardware": {},
+               "teacher": {"name": "org/teacher", "metrics": {"accuracy": 0.8}},
+               "student": {"kind": "bilstm", "metrics": {"accuracy": 0.7}, "params": 10, "size_on_disk_bytes": 1}}
+    card = ModelCard(str(build_model_card(metrics, None, "", config, "me/mrpc-bilstm")))
+    assert card.data.pipeline_tag == "text-classification"
+    assert 'pipeline("text-classification", model="me/mrpc-bilstm", trust_remote_code=True)' in card.text
+    assert '"text_pair"' in card.text  # a pair student's example is a pair
+    assert ModelCard(str(build_model_card(metrics, None, "", old, "me/old"))).data.pipeline_tag is None
