@@ -50,6 +50,7 @@ def _register() -> None:
 
         from distilkit.core.plugins import resolve
         from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+        from distilkit.models.bilstm_pipeline import register as register_bilstm_pipeline
         from distilkit.models.shared_layers import SHARED_CLASSES
         from distilkit.run.methods import METHODS
 
@@ -62,6 +63,7 @@ def _register() -> None:
         for method in METHODS.values():  # transformers quantizers and loaders of the methods' quant_method values
             if method.register is not None:
                 resolve(method.register)()
+        register_bilstm_pipeline()  # the BiLSTM's text-classification pipeline (models/bilstm_pipeline.py)
 
 
 class _RegisterAfterTransformers(importlib.abc.MetaPathFinder):

@@ -101,7 +101,7 @@ OUTCOMES: dict[str, int] = {"named_error": 0, "valid": 0}
 
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(mutated_recipe())
-def test_mutated_recipe_gives_a_named_error_or_a_valid_recipe(case):
+def check_mutated_recipe(case):
     path, tree = case
     try:
         if is_pipeline(tree):
@@ -115,3 +115,15 @@ def test_mutated_recipe_gives_a_named_error_or_a_valid_recipe(case):
         OUTCOMES["named_error"] += 1
         return
     OUTCOMES["valid"] += 1
+
+
+def test_mutated_recipe_gives_a_named_error_or_a_valid_recipe(record_property):
+    """Up to 300 hypothesis examples, each a named error or a valid recipe. The examples that passed go into the junit
+    report (``hypothesis_examples_passed``), where scripts/bench_reliability.py counts them as cases, and both
+    outcomes must occur: mutations that are all rejected (or all accepted) would test one path only."""
+    OUTCOMES.update(named_error=0, valid=0)
+    try:
+        check_mutated_recipe()
+    finally:  # a failure too reports what ran before it
+        record_property("hypothesis_examples_passed", sum(OUTCOMES.values()))
+    assert OUTCOMES["named_error"] > 0 and OUTCOMES["valid"] > 0, OUTCOMES

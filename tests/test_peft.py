@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -32,6 +31,9 @@ from distilkit.run.preflight import preflight
 from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import FIXTURES, copy_student_recipe, make_tiny_teacher
+
+peft = pytest.importorskip("peft", reason="the peft extra is not installed (pip install 'distilkit[peft]')")
+LoraConfig, PeftModel, get_peft_model = peft.LoraConfig, peft.PeftModel, peft.get_peft_model
 
 SENTENCES = ["a gorgeous , witty film", "the plot is a mess and the acting is worse", "it works"]
 

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import sentencepiece as spm
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -31,6 +30,10 @@ from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import FIXTURES
 from .test_distill import tiny_recipe
+
+spm = pytest.importorskip("sentencepiece", reason="the sentencepiece extra is not installed "
+                          "(pip install 'distilkit[sentencepiece]')")
+pytest.importorskip("google.protobuf", reason="the sentencepiece extra is not installed (protobuf is part of it)")
 
 
 def sst2_texts(limit: int = 4000) -> list[str]:

@@ -72,7 +72,8 @@ def test_lazy_adam_updates_only_the_rows_a_batch_used():
     torch.manual_seed(0)
     model = TwoLayer()
     before = model.embedding.weight.detach().clone()
-    optimizer = build_optimizer(model, [{"params": list(model.parameters())}], lr=0.1, weight_decay=0.01,
+    # No weight decay here: decay shrinks every row each step (next test); Adam's moments are what stay lazy.
+    optimizer = build_optimizer(model, [{"params": list(model.parameters())}], lr=0.1, weight_decay=0.0,
                                 sparse_embeddings=True)
     assert isinstance(optimizer, DenseAndSparseAdam) and len(optimizer.param_groups) == 2
     model(torch.tensor([[4, 9]])).backward()
@@ -84,6 +85,38 @@ def test_lazy_adam_updates_only_the_rows_a_batch_used():
     fresh = build_optimizer(other, [{"params": list(other.parameters())}], 0.1, 0.01, True)
     fresh.load_state_dict(state)
     assert fresh.state_dict()["sparse"]["state"].keys() == state["sparse"]["state"].keys()
+
+
+def test_weight_decay_reaches_every_row_of_a_sparse_embedding_as_adamw_decays_it():
+    """AdamW's decoupled decay (Loshchilov & Hutter 2019, Algorithm 2 line 12) shrinks every weight by ``lr * wd``
+    per step, rows without gradient included. With the same rows in every batch, lazy Adam's moments are dense
+    Adam's, so the sparse table must equal dense AdamW's after every step; a group's own ``weight_decay`` wins."""
+    torch.manual_seed(0)
+    dense, sparse = TwoLayer(), TwoLayer()
+    sparse.load_state_dict(dense.state_dict())
+    before = dense.embedding.weight.detach().clone()
+    lr, wd, steps = 0.1, 0.05, 3
+    optimizers = [(model, build_optimizer(model, [{"params": list(model.parameters())}], lr, wd, is_sparse))
+                  for model, is_sparse in ((dense, False), (sparse, True))]
+    ids = torch.tensor([[4, 9, 9], [2, 4, 7]])
+    for _ in range(steps):
+        for model, optimizer in optimizers:
+            optimizer.zero_grad()
+            model(ids).backward()
+            optimizer.step()
+    assert sparse.embedding.weight.grad.is_sparse
+    torch.testing.assert_close(sparse.embedding.weight, dense.embedding.weight)
+    untouched = [row for row in range(50) if row not in (2, 4, 7, 9)]
+    torch.testing.assert_close(sparse.embedding.weight[untouched], before[untouched] * (1 - lr * wd) ** steps)
+
+    no_decay = TwoLayer()
+    no_decay.load_state_dict(dense.state_dict())
+    table = no_decay.embedding.weight.detach().clone()
+    optimizer = build_optimizer(no_decay, [{"params": [no_decay.embedding.weight], "weight_decay": 0.0},
+                                           {"params": list(no_decay.out.parameters())}], lr, wd, True)
+    no_decay(ids).backward()
+    optimizer.step()
+    assert torch.equal(no_decay.embedding.weight[untouched], table[untouched])
 
 
 def test_a_sparse_grouped_run_learns_and_resumes_exactly(tmp_path, tiny_teacher_dir):

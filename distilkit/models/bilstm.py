@@ -50,6 +50,10 @@ class BiLSTMConfig(PreTrainedConfig):
     is_pair: bool = False
 
 
+#: The pipeline module saved beside this file (``bilstm_pipeline.py``; its class feeds sentences as the BiLSTM reads).
+PIPELINE_FILE = "bilstm_pipeline.py"
+
+
 def _loaded(param: torch.Tensor) -> bool:
     """True when transformers 5 already filled ``param`` from a checkpoint (so init must not touch it).
 
@@ -110,6 +114,34 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
                             # Forget-gate bias 1 (Jozefowicz et al. 2015): remember by default early on.
                             # PyTorch orders the gates input, forget, cell, output.
                             param[hidden:2 * hidden].fill_(1.0)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, plus the BiLSTM's text-classification pipeline.
+
+        ``bilstm_pipeline.py`` (beside this file) goes into the folder and ``config.json`` names it
+        (``custom_pipelines``), so ``transformers.pipeline("text-classification", model=folder,
+        trust_remote_code=True)`` feeds the BiLSTM as it reads (sentences apart, no special tokens), which the
+        stock pipeline cannot. A copy of this file without its pipeline file beside it, and ``push_to_hub=True``
+        (which uploads before the file is written), save the model alone.
+        """
+        code = None
+        if __file__.endswith("bilstm.py") and not kwargs.get("push_to_hub") and kwargs.get("is_main_process", True):
+            try:  # open() rather than shutil/pathlib: this file imports torch and transformers only
+                with open(__file__[: -len("bilstm.py")] + PIPELINE_FILE, "rb") as source:
+                    code = source.read()
+            except OSError:
+                code = None
+        custom = {k: v for k, v in (getattr(self.config, "custom_pipelines", None) or {}).items()
+                  if k != "text-classification"}  # loaded with the entry: without the file it would name nothing
+        if code is not None:
+            custom["text-classification"] = {"impl": f"{PIPELINE_FILE[:-3]}.BiLSTMTextClassificationPipeline",
+                                             "pt": ["AutoModelForSequenceClassification"], "type": "text"}
+        self.config.custom_pipelines = custom
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if code is not None:
+            with open(f"{save_directory}/{PIPELINE_FILE}", "wb") as target:
+                target.write(code)
+        return result
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embeddings

@@ -8,7 +8,7 @@ the Hub's ``model-index`` format (written and checked by ``huggingface_hub``), p
 latency and the hardware it was measured on. ``--dry-run DIR`` writes exactly that folder and uploads nothing,
 which is also how the tests check it without network.
 
-The upload goes through ``huggingface_hub`` with the token from ``HF_TOKEN`` or ``huggingface-cli login``;
+The upload goes through ``huggingface_hub`` with the token from ``HF_TOKEN`` or ``hf auth login``;
 distilkit never prints or writes the token.
 """
 

@@ -49,13 +49,28 @@ def eval_results(metrics: dict) -> list[EvalResult]:
             for key, value in metrics["student"]["metrics"].items()]
 
 
-def card_data(metrics: dict, original_teacher: str, model_name: str) -> ModelCardData:
+def pipeline_tag(config: dict) -> str | None:
+    """The card's ``pipeline_tag``: ``text-classification`` where ``transformers.pipeline("text-classification",
+    model=repo)`` feeds the model as it was trained, else ``None``.
+
+    The stock pipeline adds special tokens and joins a pair into one sequence, which a BiLSTM does not read; a
+    BiLSTM folder carries its own pipeline (``custom_pipelines`` in ``config.json``, ``bilstm_pipeline.py``), and
+    one saved without it gets no tag rather than a widget that mis-feeds it.
+    """
+    if config.get("model_type") == "distilkit-bilstm" and "text-classification" not in (
+            config.get("custom_pipelines") or {}):
+        return None
+    return "text-classification"
+
+
+def card_data(metrics: dict, original_teacher: str, model_name: str, config: dict | None = None) -> ModelCardData:
     """The card's YAML header: library, pipeline, tags, base model, datasets and the ``model-index``.
 
     Args:
         metrics: The run's ``metrics.json``.
         original_teacher: The first teacher (a pipeline's original one); a Hub id becomes ``base_model``.
         model_name: The ``model-index`` name (the repository's name).
+        config: The saved model's ``config.json`` (decides the ``pipeline_tag``, :func:`pipeline_tag`).
     """
     from huggingface_hub import ModelCardData
 
@@ -68,7 +83,7 @@ def card_data(metrics: dict, original_teacher: str, model_name: str) -> ModelCar
     hub_teacher = (re.fullmatch(r"[\w.-]+/[\w.-]+", original_teacher) is not None
                    and not Path(original_teacher).exists())
     return ModelCardData(
-        library_name="transformers", pipeline_tag="text-classification", language=["en"], tags=tags,
+        library_name="transformers", pipeline_tag=pipeline_tag(config or {}), language=["en"], tags=tags,
         base_model=original_teacher if hub_teacher else None,
         datasets=[GLUE_DATASET] if task in GLUE_TASKS else None,
         model_name=model_name, eval_results=eval_results(metrics))
@@ -120,9 +135,21 @@ def card_body(metrics: dict, summary: dict | None, recipe: str, config: dict, re
     lines += ["", "## Use", "", loading_note(config), "", "```python",
               "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
               f'model = AutoModelForSequenceClassification.from_pretrained("{repo}")',
-              f'tokenizer = AutoTokenizer.from_pretrained("{repo}")', "```", "",
+              f'tokenizer = AutoTokenizer.from_pretrained("{repo}")', "```", "", *_pipeline_use(config, repo),
               "## Recipe", "", "```yaml", recipe.strip(), "```", ""]
     return "\n".join(lines)
+
+
+def _pipeline_use(config: dict, repo: str) -> list[str]:
+    """How a BiLSTM's own pipeline is called (sentences apart, no special tokens), when its folder has one."""
+    if config.get("model_type") != "distilkit-bilstm" or pipeline_tag(config) is None:
+        return []
+    example = ('{"text": "A man plays a guitar.", "text_pair": "A man is playing music."}' if config.get("is_pair")
+               else '"A gorgeous, witty film."')
+    return ["The text-classification pipeline of this folder tokenizes as the BiLSTM reads (each sentence apart, "
+            "without special tokens):", "", "```python", "from transformers import pipeline",
+            f'classifier = pipeline("text-classification", model="{repo}", trust_remote_code=True)',
+            f"classifier({example})", "```", ""]
 
 
 def build_model_card(metrics: dict, summary: dict | None, recipe: str, config: dict, repo: str) -> ModelCard:
@@ -141,7 +168,7 @@ def build_model_card(metrics: dict, summary: dict | None, recipe: str, config: d
     from huggingface_hub import ModelCard
 
     original = summary["teacher"]["name"] if summary else metrics["teacher"]["name"]
-    data = card_data(metrics, original, repo.split("/")[-1])
+    data = card_data(metrics, original, repo.split("/")[-1], config)
     body = card_body(metrics, summary, recipe, config, repo, original)
     # Rendered by the library and parsed back by it (ModelCard reads the header into ModelCardData), so the card
     # distilkit writes is one the Hub's tooling reads.

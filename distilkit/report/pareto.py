@@ -15,13 +15,14 @@ products and element-wise work are left out (a few percent for short sequences).
 from __future__ import annotations
 
 import html
+import importlib.util
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification
 
 from distilkit.core.atomic import atomic_directory
-from distilkit.core.errors import RecipeError
+from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.measure import MB, size_on_disk
 from distilkit.core.saved_files import read_json
 from distilkit.models.inference import load_saved
@@ -140,8 +141,28 @@ def _plot(points: list[dict], cost: str, label: str, metric: str, path: Path) ->
     return True
 
 
+def require_matplotlib() -> None:
+    """Raise a :class:`DistilkitError` naming the ``plot`` extra when matplotlib is not installed.
+
+    matplotlib is an optional dependency (``pip install 'distilkit[plot]'``); checked before any model loads, so a
+    plain install learns what to add within a second instead of after every run has been read.
+    """
+    try:
+        found = importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise DistilkitError("distilkit report: the Pareto plots need matplotlib, which is not installed; "
+                             "pip install 'distilkit[plot]'")
+
+
 def write_report(run_dirs: list[str | Path], out: str | Path, length: int = 64) -> Path:
-    """Write ``report.md``, ``report.html`` and the Pareto PNGs to ``out`` (atomically)."""
+    """Write ``report.md``, ``report.html`` and the Pareto PNGs to ``out`` (atomically).
+
+    Raises:
+        DistilkitError: matplotlib (the ``plot`` extra) is not installed; nothing is read or written.
+    """
+    require_matplotlib()
     metric, points = collect(run_dirs, length)
     axes = [("params", "parameters"), ("macs", f"multiply-accumulates per example ({length} tokens)"),
             ("latency_b1", "CPU latency at batch 1 (ms)"), ("size_mb", "size on disk (MB)")]

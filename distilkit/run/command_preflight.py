@@ -84,6 +84,8 @@ def _push(args) -> list[str]:
 
 def _report(args) -> list[str]:
     problems = [problem for run_dir in args.run_dirs for problem in _finished_run("RUN_DIRS", Path(run_dir))]
+    if not importable("matplotlib"):
+        problems.append("--out: the Pareto plots need matplotlib, which is not installed; pip install 'distilkit[plot]'")
     return problems + _writable("--out", args.out)
 
 

@@ -298,9 +298,12 @@ def run(recipe: Recipe) -> dict:
                 break
         train_seconds += time.perf_counter() - tick
 
-        # 6. Evaluate, keep the best student (atomically), checkpoint the epoch.
-        eligible = all(method.final_form(progress.global_step, total_steps) for method in methods)
-        evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe, eligible)
+        # 6. Evaluate (every epoch, or the last only: train.eval_every_epoch), keep the best student (atomically),
+        # checkpoint the epoch.
+        last_epoch = progress.epoch + 1 >= tcfg.epochs or progress.global_step >= total_steps
+        if tcfg.eval_every_epoch or last_epoch:
+            eligible = all(method.final_form(progress.global_step, total_steps) for method in methods)
+            evaluate_and_keep_best(accelerator, student, tokenizer, eval_dls, task, progress, recipe, eligible)
         progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
         save_checkpoint(accelerator, out, progress, tcfg.keep_checkpoints)
         fault_point("train.epoch")

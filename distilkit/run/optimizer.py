@@ -5,6 +5,10 @@ quickstart), yet a batch of 32 sentences touches a few hundred rows. Dense AdamW
 table and its two moment buffers every step; with sparse gradients, :class:`torch.optim.SparseAdam` updates
 only the rows in the batch (the "lazy Adam" of TensorFlow's LazyAdamOptimizer). Measured on SST-2, batch 32:
 146.7 examples/s dense, 350.0 sparse, 610.8 sparse with length-grouped batches.
+
+Weight decay stays AdamW's (decoupled, Loshchilov & Hutter 2019): every row of the table shrinks by ``lr * wd``
+each step, rows the batch did not use included, as dense AdamW would shrink them. That is one multiplication over
+the table per step, so ``weight_decay > 0`` gives back part of the sparse speed-up; lazy are Adam's moments only.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ class DenseAndSparseAdam(torch.optim.Optimizer):
     treat it like any other optimizer.
     """
 
-    def __init__(self, dense_groups: list[dict], sparse_params: list[nn.Parameter], lr: float, weight_decay: float):
+    def __init__(self, dense_groups: list[dict], sparse_params: list[nn.Parameter], lr: float, weight_decay: float,
+                 sparse_weight_decay: float | None = None):
         self.dense = torch.optim.AdamW(dense_groups, lr=lr, weight_decay=weight_decay, fused=True)
-        self.sparse = torch.optim.SparseAdam(sparse_params, lr=lr)
+        # SparseAdam has no decay of its own; the group carries it so checkpoints and schedulers see it.
+        decay = weight_decay if sparse_weight_decay is None else sparse_weight_decay
+        self.sparse = torch.optim.SparseAdam([{"params": sparse_params, "weight_decay": decay}], lr=lr)
+        self.sparse_weight_decay = decay
         # Not super().__init__: the two inner optimizers own the groups and the state.
         self.defaults = dict(self.dense.defaults)
         self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
@@ -41,6 +49,12 @@ class DenseAndSparseAdam(torch.optim.Optimizer):
 
     def step(self, closure=None):
         loss = self.dense.step(closure)
+        with torch.no_grad():  # AdamW's order: decay with this step's learning rate, then the Adam update
+            for group in self.sparse.param_groups:
+                decay = group.get("weight_decay", self.sparse_weight_decay)  # (a checkpoint from before decay)
+                if decay:
+                    for param in group["params"]:
+                        param.mul_(1 - group["lr"] * decay)
         self.sparse.step()
         return loss
 
@@ -69,7 +83,9 @@ def build_optimizer(student: nn.Module, groups: list[dict], lr: float, weight_de
     embedding.sparse = True
     table = embedding.weight
     dense = [{**g, "params": [p for p in g["params"] if p is not table]} for g in groups]
-    return DenseAndSparseAdam([g for g in dense if g["params"]], [table], lr, weight_decay)
+    own = [g["weight_decay"] for g in groups if "weight_decay" in g and any(p is table for p in g["params"])]
+    return DenseAndSparseAdam([g for g in dense if g["params"]], [table], lr, weight_decay,
+                              own[0] if own else None)
 
 
 @torch.no_grad()

@@ -84,9 +84,11 @@ class _TrainSettings(Section):
     sparse_embeddings: bool = False
     """Sparse gradients for the student's input embedding, updated by lazy Adam (``torch.optim.SparseAdam``):
     only the rows a batch uses are read and written, instead of the whole table every step (2.4x the BiLSTM
-    examples/s on SST-2 with a 30,522-row table, in a microbenchmark). Its rows get no weight decay."""
+    examples/s on SST-2 with a 30,522-row table, in a microbenchmark). ``weight_decay`` still decays every row,
+    as AdamW does (one pass over the table per step)."""
     seed: int = 42
     eval_every_epoch: bool = True
+    """Evaluate after every epoch and keep the best; ``false``: after the last epoch only (saves the final student)."""
     checkpoint_every: int | None = Field(default=None, gt=0)
     """Save the full training state every N optimizer steps (and at each epoch end)."""
     keep_checkpoints: int = Field(default=2, gt=0)
@@ -119,7 +121,7 @@ class HubConfig(Section):
 
     push: bool = False
     repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-    """``user/name`` on the Hub; the token comes from ``HF_TOKEN`` or ``huggingface-cli login``."""
+    """``user/name`` on the Hub; the token comes from ``HF_TOKEN`` or ``hf auth login``."""
     private: bool = False
 
     @model_validator(mode="after")
