@@ -34,9 +34,9 @@ from torch.nn import functional as F
 
 from distilkit.methods.low_rank.tensor_train import tt_tensor
 
-#: HOOI iterations per block fit, and block-coordinate sweeps after the greedy pass: enough for the error to
-#: settle at these sizes (the later sweeps change it by well under 1% on BERT layers), cheap next to training.
-HOOI_ITERATIONS, SWEEPS = 2, 2
+#: HOOI iterations per block fit, and block-coordinate sweeps after the greedy pass: a start for distillation,
+#: not a converged fit (more of either costs minutes on a MiniLM and recovery training moves the blocks anyway).
+HOOI_ITERATIONS, SWEEPS = 1, 1
 
 
 def mode_ranks(modes: list[int], rank: int) -> list[int]:
@@ -65,11 +65,17 @@ def blocks_tensor(cores: torch.Tensor, factors: list[torch.Tensor]) -> torch.Ten
     return tensor.sum(0)
 
 
+def _leading_vectors(matrix: torch.Tensor, count: int) -> torch.Tensor:
+    """The ``count`` leading left singular vectors of a wide ``matrix``, from the eigenvectors of ``M M^T`` (a
+    mode unfolding is at most a few hundred rows by tens of thousands of columns: the Gram matrix is small)."""
+    _, vectors = torch.linalg.eigh(matrix @ matrix.T)
+    return vectors.flip(-1)[:, :count]
+
+
 def _tucker_fit(target: torch.Tensor, ranks: list[int], iterations: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Truncated HOSVD of ``target`` refined by ``iterations`` HOOI sweeps: ``(core, factors)`` in float64."""
     d = target.dim()
-    factors = [torch.linalg.svd(target.movedim(k, 0).reshape(target.shape[k], -1), full_matrices=False)[0][:, :r]
-               for k, r in enumerate(ranks)]
+    factors = [_leading_vectors(target.movedim(k, 0).reshape(target.shape[k], -1), r) for k, r in enumerate(ranks)]
     for _ in range(iterations):
         for k in range(d):
             projected = target
@@ -77,7 +83,7 @@ def _tucker_fit(target: torch.Tensor, ranks: list[int], iterations: int) -> tupl
                 if j != k:
                     projected = _mode_product(projected[None], factors[j].T[None], j)[0]
             unfolded = projected.movedim(k, 0).reshape(target.shape[k], -1)
-            factors[k] = torch.linalg.svd(unfolded, full_matrices=False)[0][:, :ranks[k]]
+            factors[k] = _leading_vectors(unfolded, ranks[k])
     core = target
     for j in range(d):
         core = _mode_product(core[None], factors[j].T[None], j)[0]

@@ -10,12 +10,13 @@ its in/out features), as a mapping ``{features: list}`` to the layers of that wi
 ``k``-th input factor (mode ``k`` of the TT-matrix tensor, Novikov et al. 2015).
 
 TT ranks from a budget (``keep``): the cores hold at most ``keep`` of the chosen linears' weights. Every bond of
-every layer starts at rank 1; one more rank goes, greedily, to the (layer, bond) with the largest drop in the
-layer's relative error bound per added weight. The bound is Oseledets 2011 Theorem 2.2's: ``||W - TT||_F^2 <=
-sum_k sum_{j > r_k} sigma_{k,j}^2`` over the unfoldings of ``W``'s tensor, so raising ``r_k`` by one lowers it by
-``sigma_{k, r_k + 1}^2 / ||W||_F^2`` and costs ``r_{k-1} m_k n_k + m_{k+1} n_{k+1} r_{k+1}`` weights. The greedy
-thus minimises the sum over layers of the relative error bounds (the bound is separable over bonds; the cost is
-not, so this is a heuristic, not the exact optimum). Block-term ranks from a budget: per layer, the largest
+every layer starts at rank 1; one more rank goes, greedily, to the (layer, bond) with the largest gain in ``log``
+kept energy per added weight, as the SVD path's budget does (Zhang et al. 2016's product of kept energies). A
+layer's kept energy is estimated from its unfoldings' spectra as ``E = prod_k E_k(r_k)`` with ``E_k(r) = sum_{j
+<= r} sigma_{k,j}^2 / ||W||_F^2`` of unfolding ``k``: ``log E`` is then a sum over bonds, each concave in its
+rank, and ``E >= 1 - sum_k (1 - E_k)``, the kept energy Oseledets 2011 Theorem 2.2 guarantees. Raising ``r_k`` by
+one costs ``r_{k-1} m_k n_k + m_{k+1} n_{k+1} r_{k+1}`` weights, which depends on the neighbouring ranks, so the
+greedy is a heuristic rather than the exact optimum of the estimate. Block-term ranks from a budget: per layer, the largest
 ``bt_rank`` whose ``bt_blocks`` blocks fit in ``keep`` of its weights.
 """
 
@@ -151,7 +152,7 @@ def _plan_tt(plans: dict[str, TensorPlan], linears: dict[str, nn.Linear], keep: 
     for plan in plans.values():
         total = float(plan.spectra[0].sum())
         bound = sum(float(s[r:].sum()) for s, r in zip(plan.spectra, plan.ranks, strict=True))
-        plan.energy = 1 - bound / total if total > 0 else 1.0  # Theorem 2.2: a lower bound on the kept energy
+        plan.energy = max(0.0, 1 - bound / total) if total > 0 else 1.0  # Theorem 2.2: kept energy at least this
 
 
 def _tt_budget_ranks(plans: dict[str, TensorPlan], budget: float, keep: float) -> None:
@@ -162,15 +163,16 @@ def _tt_budget_ranks(plans: dict[str, TensorPlan], budget: float, keep: float) -
         raise RecipeError(f"factorize.keep: {keep} is too small: TT rank 1 for each of the {len(plans)} layers "
                           f"already takes {spent} weights, more than the budget of {math.floor(budget)}")
 
+    cumulative = {name: [torch.cumsum(g, 0) for g in plan.spectra] for name, plan in plans.items()}
+
     def score(name: str, k: int) -> tuple[float, int] | None:
         plan = plans[name]
         r, modes, bonds = plan.ranks[k], plan.modes, [1, *plan.ranks, 1]
-        total = float(plan.spectra[0].sum())
-        if r >= rank_caps(plan, plan.ranks)[k] or r >= len(plan.spectra[k]) or total <= 0:
-            return None
-        gain = float(plan.spectra[k][r]) / total
-        if gain <= 0:
-            return None
+        kept = cumulative[name][k]
+        if r >= rank_caps(plan, plan.ranks)[k] or r >= len(kept) or float(kept[r - 1]) <= 0 \
+                or float(kept[r]) <= float(kept[r - 1]):
+            return None  # at its cap, or nothing left to gain (a rank-deficient or all-zero weight)
+        gain = math.log(float(kept[r])) - math.log(float(kept[r - 1]))
         cost = bonds[k] * modes[k] + modes[k + 1] * bonds[k + 2]
         return gain / cost, cost
 
