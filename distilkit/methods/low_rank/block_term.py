@@ -53,8 +53,11 @@ def bt_parameters(modes: list[int], blocks: int, rank: int) -> int:
 
 def _mode_product(tensor: torch.Tensor, matrix: torch.Tensor, mode: int) -> torch.Tensor:
     """``tensor x_mode matrix`` with a leading block dimension: ``tensor`` (N, a_1..a_d), ``matrix`` (N, b, a_mode)."""
-    moved = tensor.movedim(mode + 1, -1)
-    return torch.einsum("n...a,nba->n...b", moved, matrix).movedim(-1, mode + 1)
+    # Explicit subscripts (no ellipsis, no negative dims): the ONNX exporter mis-translates movedim(-1) to a
+    # Transpose with a negative permutation entry that ONNX Runtime rejects.
+    letters = "abcdefghijklmnopqrstuvwx"[:tensor.dim() - 1]
+    out = letters[:mode] + "y" + letters[mode + 1:]
+    return torch.einsum(f"z{letters},zy{letters[mode]}->z{out}", tensor, matrix)
 
 
 def blocks_tensor(cores: torch.Tensor, factors: list[torch.Tensor]) -> torch.Tensor:

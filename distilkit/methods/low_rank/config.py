@@ -60,12 +60,14 @@ class FactorizeConfig(Section):
         tensor_keys = {"tt": ("tt_ranks", "in_factors", "out_factors", "tt_cores"),
                        "block_term": ("bt_rank", "bt_blocks", "in_factors", "out_factors", "tt_cores")}
         allowed = tensor_keys.get(self.kind, ())
+        # A key at its default is no value dropped (the resolved recipe.yaml writes every default back).
+        changed = {key for key in self.model_fields_set if getattr(self, key) != type(self).model_fields[key].default}
         foreign = [key for key in ("tt_ranks", "in_factors", "out_factors", "tt_cores", "bt_blocks", "bt_rank")
-                   if key in self.model_fields_set and key not in allowed]
+                   if key in changed and key not in allowed]
         if foreign:
             raise ValueError(f"{', '.join(foreign)}: not a key of kind: {self.kind}")
         if self.kind != "svd":
-            svd = [key for key in ("rank", "energy", "block_diagonal") if key in self.model_fields_set]
+            svd = [key for key in ("rank", "energy", "block_diagonal") if key in changed]
             if svd:
                 rule = "tt_ranks" if self.kind == "tt" else "bt_rank"
                 raise ValueError(f"{', '.join(svd)}: SVD keys; with kind: {self.kind} set {rule} or keep")
