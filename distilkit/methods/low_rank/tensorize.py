@@ -16,8 +16,8 @@ layer's kept energy is estimated from its unfoldings' spectra as ``E = prod_k E_
 <= r} sigma_{k,j}^2 / ||W||_F^2`` of unfolding ``k``: ``log E`` is then a sum over bonds, each concave in its
 rank, and ``E >= 1 - sum_k (1 - E_k)``, the kept energy Oseledets 2011 Theorem 2.2 guarantees. Raising ``r_k`` by
 one costs ``r_{k-1} m_k n_k + m_{k+1} n_{k+1} r_{k+1}`` weights, which depends on the neighbouring ranks, so the
-greedy is a heuristic rather than the exact optimum of the estimate. Block-term ranks from a budget: per layer, the largest
-``bt_rank`` whose ``bt_blocks`` blocks fit in ``keep`` of its weights.
+greedy is a heuristic rather than the exact optimum of the estimate. Block-term ranks from a budget: per layer,
+the largest ``bt_rank`` whose ``bt_blocks`` blocks fit in ``keep`` of its weights.
 """
 
 from __future__ import annotations
