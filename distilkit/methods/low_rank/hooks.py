@@ -19,7 +19,8 @@ class LowRankHooks(MethodHooks):
     """``factorize:`` in a recipe. The student (usually ``kind: copy`` of the model to compress) has its linears
     and/or word embedding replaced by truncated-SVD factors (or tensor trains, or block terms) before its
     optimizer is made; the distillation loop then trains the factors against the unfactorised teacher (Noach &
-    Goldberg 2020's recovery). The saved ``model/`` needs no conversion: its ``config.json`` records the factor shapes and it reloads as it is."""
+    Goldberg 2020's recovery). The saved ``model/`` needs no conversion: its ``config.json`` records the factor
+    shapes and it reloads as it is."""
 
     name = "low_rank"
 
