@@ -296,3 +296,10 @@ def test_named_errors_leave_the_model_untouched(kwargs, message):
 def test_bad_sections_are_named_before_anything_runs(tmp_path, section, message):
     with pytest.raises(RecipeError, match=message):
         validate_recipe(copy_student_recipe(tmp_path, tmp_path / "teacher", "factorize", section))
+
+
+def test_shipped_recipe_validates():
+    from distilkit.run.recipe_io import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "sst2-tensor-train.yaml")
+    assert recipe.factorize.kind == "tt" and recipe.factorize.keep == 0.5 and recipe.student.kind == "copy"

@@ -22,7 +22,7 @@ core starts orders of magnitude larger than the others when distillation trains 
 The layer's forward rebuilds ``W`` from the cores and applies it (``F.linear``) unless contracting the input
 with the cores one by one takes fewer multiply-adds for the tokens at hand (:meth:`TTLinear.forward`). At the
 ranks a 50% budget gives a MiniLM layer (``r ~ 20-60`` over modes of ``m_k n_k ~ 36-128``) contracting one token
-costs 25-50 times a dense product (measured single-thread on a 384 x 384 layer at ranks [64, 36]: 104 ms to
+costs 30-40 times a dense product (measured single-thread on a 384 x 384 layer at ranks [64, 36]: 104 ms to
 contract 64 tokens, 4.8 ms to rebuild and multiply), so the rebuild wins at every batch; without autograd the
 rebuilt ``W`` is kept until a core changes (inference pays it once). The contraction serves small ranks.
 """
