@@ -106,6 +106,8 @@ def factorize_model(model: nn.Module, *, rank: int | None = None, energy: float 
             raise RecipeError(f"factorize.{used}: an SVD key; with kind: {kind} set {own} or keep")
         rank = tt_ranks if kind == "tt" else bt_rank
         if isinstance(rank, list):
+            if not rank:
+                raise RecipeError("factorize.tt_ranks: [] gives no bond ranks; one per bond (tt_cores - 1)")
             rank = min(rank)  # checked against each layer's shapes by plan_tensorized
     rules = {k: v for k, v in (("rank", rank), ("energy", energy), ("keep", keep)) if v is not None}
     _check_arguments(rules, block_diagonal, embedding, "rank" if kind == "svd" else own)
