@@ -20,6 +20,10 @@ from distilkit.methods.low_rank.factors import (
 )
 from distilkit.methods.low_rank.ranks import Spectrum, budget_ranks, energy_rank
 from distilkit.methods.low_rank.storage import QUANT_METHOD, record_factors, set_module
+from distilkit.methods.low_rank.tensorize import Factors, apply_tensorized, plan_tensorized
+
+#: ``factorize.kind``: the form the chosen linears take.
+KINDS = ("svd", "tt", "block_term")
 
 #: Name parts of classification heads: never factorised (a small head, and the last layer the logits see).
 HEAD_PARTS = frozenset({"classifier", "pre_classifier", "score", "qa_outputs", "lm_head"})
@@ -63,7 +67,9 @@ def choose_linears(model: nn.Module, modules: list[str] | None = None) -> dict[s
 
 def factorize_model(model: nn.Module, *, rank: int | None = None, energy: float | None = None,
                     keep: float | None = None, modules: list[str] | None = None, block_diagonal: int = 1,
-                    embedding: int | None = None) -> dict:
+                    embedding: int | None = None, kind: str = "svd", tt_ranks: int | list[int] | None = None,
+                    in_factors: Factors = None, out_factors: Factors = None, tt_cores: int = 3,
+                    bt_blocks: int = 2, bt_rank: int | None = None) -> dict:
     """Replace the chosen linears of ``model`` by truncated-SVD factors (and/or its word embedding by ALBERT's
     ``V x E . E x H`` factorisation), in place, and record the factor shapes in ``model.config``.
 
@@ -74,6 +80,11 @@ def factorize_model(model: nn.Module, *, rank: int | None = None, energy: float 
     linears' weights, ranks allocated by :func:`~distilkit.methods.low_rank.ranks.budget_ranks`); with none of
     them only ``embedding`` is factorised. Biases are kept whole and not counted in the budget.
 
+    ``kind: "tt"`` makes each chosen linear a tensor train (TT-SVD, Oseledets 2011; Novikov et al. 2015) with bond
+    ranks ``tt_ranks`` or chosen within the ``keep`` budget, ``kind: "block_term"`` a sum of ``bt_blocks`` Tucker
+    blocks of rank ``bt_rank`` (Ye et al. 2018), over factor shapes ``in_factors``/``out_factors`` (default: a
+    balanced factorisation into ``tt_cores``); see :mod:`~distilkit.methods.low_rank.tensorize`.
+
     Returns:
         ``{"layers": {name: {"shape", "rank", "blocks", "energy", "params_before", "params_after"}},
         "embedding": {...} or None, "params_before", "params_after"}`` -- parameters of the factorised modules
@@ -83,16 +94,35 @@ def factorize_model(model: nn.Module, *, rank: int | None = None, energy: float 
         RecipeError: before anything changes, naming the ``factorize`` key: more than one of rank/energy/keep,
             ``energy`` outside (0, 1], ``keep`` outside (0, 1), ``modules`` empty or matching nothing, a rank
             above ``min(out, in / block_diagonal)``, ``in`` not divisible by ``block_diagonal``, a budget below
-            rank 1 everywhere, an ``embedding`` rank above ``min(V, H)``, a model already quantized.
+            rank 1 everywhere, an ``embedding`` rank above ``min(V, H)``, a model already quantized; for ``tt`` and
+            ``block_term`` the checks of :func:`~distilkit.methods.low_rank.tensorize.plan_tensorized`.
     """
+    if kind not in KINDS:
+        raise RecipeError(f"factorize.kind: {kind!r} is not one of {', '.join(KINDS)}")
+    if kind != "svd":
+        own = "tt_ranks" if kind == "tt" else "bt_rank"
+        if rank is not None or energy is not None or block_diagonal != 1:
+            used = "rank" if rank is not None else "energy" if energy is not None else "block_diagonal"
+            raise RecipeError(f"factorize.{used}: an SVD key; with kind: {kind} set {own} or keep")
+        rank = tt_ranks if kind == "tt" else bt_rank
+        if isinstance(rank, list):
+            if not rank:
+                raise RecipeError("factorize.tt_ranks: [] gives no bond ranks; one per bond (tt_cores - 1)")
+            rank = min(rank)  # checked against each layer's shapes by plan_tensorized
     rules = {k: v for k, v in (("rank", rank), ("energy", energy), ("keep", keep)) if v is not None}
-    _check_arguments(rules, block_diagonal, embedding)
+    _check_arguments(rules, block_diagonal, embedding, "rank" if kind == "svd" else own)
     existing = getattr(getattr(model, "config", None), "quantization_config", None)
     method = existing.get("quant_method") if isinstance(existing, dict) else getattr(existing, "quant_method", None)
     if method not in (None, QUANT_METHOD):
         raise RecipeError(f"factorize: the model is already converted ({method}); factorise before quantizing or "
                           "compressing it")
     linears = choose_linears(model, modules) if rules else {}
+    if kind != "svd":
+        plans = plan_tensorized(linears, kind=kind, keep=keep, tt_ranks=tt_ranks, in_factors=in_factors,
+                                out_factors=out_factors, tt_cores=tt_cores, bt_blocks=bt_blocks, bt_rank=bt_rank)
+        table = _checked_embedding(model, embedding)
+        report = {"layers": apply_tensorized(model, linears, plans, kind, bt_blocks), "embedding": None}
+        return _finish(model, report, table, embedding)
     spectra = {}
     for name, linear in linears.items():
         out_features, in_features = linear.weight.shape
@@ -127,6 +157,11 @@ def factorize_model(model: nn.Module, *, rank: int | None = None, energy: float 
         report["layers"][name] = {"shape": list(linear.weight.shape), "rank": ranks[name], "blocks": block_diagonal,
                                   "energy": round(spectra[name].kept(ranks[name]), 6),
                                   "params_before": _count(linear), "params_after": _count(factored)}
+    return _finish(model, report, table, embedding)
+
+
+def _finish(model: nn.Module, report: dict, table: tuple[str, nn.Embedding] | None, embedding: int | None) -> dict:
+    """Factorise the embedding (if asked), total the parameters, record the factors on the config."""
     if table is not None:
         name, original = table
         factored = FactorizedEmbedding.from_embedding(original, embedding)
@@ -143,11 +178,12 @@ def factorize_model(model: nn.Module, *, rank: int | None = None, energy: float 
     return report
 
 
-def _check_arguments(rules: dict, block_diagonal: int, embedding: int | None) -> None:
+def _check_arguments(rules: dict, block_diagonal: int, embedding: int | None, rank_key: str = "rank") -> None:
     if len(rules) > 1:
-        raise RecipeError(f"factorize: {' and '.join(rules)} each set the ranks; keep one")
+        raise RecipeError(f"factorize: {' and '.join(rules).replace('rank', rank_key)} each set the ranks; keep one")
     if not rules and embedding is None:
-        raise RecipeError("factorize: nothing to do: set rank, energy or keep (linears) and/or embedding")
+        rule = "rank, energy or keep" if rank_key == "rank" else f"{rank_key} or keep"
+        raise RecipeError(f"factorize: nothing to do: set {rule} (linears) and/or embedding")
     energy, keep, rank = rules.get("energy"), rules.get("keep"), rules.get("rank")
     if energy is not None and not 0 < energy <= 1:
         raise RecipeError(f"factorize.energy: {energy} is outside (0, 1]: it is the fraction of each layer's "
@@ -156,7 +192,7 @@ def _check_arguments(rules: dict, block_diagonal: int, embedding: int | None) ->
         raise RecipeError(f"factorize.keep: {keep} is outside (0, 1): it is the fraction of the chosen linears' "
                           "weights the factors may hold")
     if rank is not None and rank < 1:
-        raise RecipeError(f"factorize.rank: {rank} must be at least 1")
+        raise RecipeError(f"factorize.{rank_key}: {rank} must be at least 1")
     if block_diagonal < 1:
         raise RecipeError(f"factorize.block_diagonal: {block_diagonal} must be at least 1")
     if embedding is not None and embedding < 1:

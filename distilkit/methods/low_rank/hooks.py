@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 
 class LowRankHooks(MethodHooks):
     """``factorize:`` in a recipe. The student (usually ``kind: copy`` of the model to compress) has its linears
-    and/or word embedding replaced by truncated-SVD factors before its optimizer is made; the distillation loop
-    then trains the factors against the unfactorised teacher (Noach & Goldberg 2020's recovery). The saved
-    ``model/`` needs no conversion: its ``config.json`` records the factor shapes and it reloads as it is."""
+    and/or word embedding replaced by truncated-SVD factors (or tensor trains, or block terms) before its
+    optimizer is made; the distillation loop then trains the factors against the unfactorised teacher (Noach &
+    Goldberg 2020's recovery). The saved ``model/`` needs no conversion: its ``config.json`` records the factor
+    shapes and it reloads as it is."""
 
     name = "low_rank"
 
@@ -31,7 +32,9 @@ class LowRankHooks(MethodHooks):
     def prepare_student(self, student: nn.Module) -> None:
         cfg = self.cfg
         self.report = factorize_model(student, rank=cfg.rank, energy=cfg.energy, keep=cfg.keep, modules=cfg.modules,
-                                      block_diagonal=cfg.block_diagonal, embedding=cfg.embedding)
+                                      block_diagonal=cfg.block_diagonal, embedding=cfg.embedding, kind=cfg.kind,
+                                      tt_ranks=cfg.tt_ranks, in_factors=cfg.in_factors, out_factors=cfg.out_factors,
+                                      tt_cores=cfg.tt_cores, bt_blocks=cfg.bt_blocks, bt_rank=cfg.bt_rank)
         before, after = self.report["params_before"], self.report["params_after"]
         log.info("factorize: %d layers%s, %d -> %d parameters (%.1f%%)", len(self.report["layers"]),
                  " + embedding" if self.report["embedding"] else "", before, after, 100 * after / max(before, 1))

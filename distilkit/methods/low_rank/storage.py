@@ -8,7 +8,13 @@ modules are factored and at which rank, so ``config.json`` records the factor sh
         "bert.encoder.layer.0.attention.self.query": {"kind": "linear", "in_features": 384, "out_features": 384,
                                                       "rank": 96, "blocks": 1, "bias": true},
         "bert.embeddings.word_embeddings": {"kind": "embedding", "num_embeddings": 30522, "embedding_dim": 384,
-                                            "rank": 128, "padding_idx": 0}}}
+                                            "rank": 128, "padding_idx": 0},
+        "bert.encoder.layer.0.intermediate.dense": {"kind": "tt", "in_features": 384, "out_features": 1536,
+                                                    "in_factors": [8, 8, 6], "out_factors": [16, 12, 8],
+                                                    "ranks": [40, 24], "bias": true},
+        "bert.encoder.layer.0.output.dense": {"kind": "block_term", "in_features": 1536, "out_features": 384,
+                                              "in_factors": [16, 12, 8], "out_factors": [8, 8, 6], "blocks": 2,
+                                              "rank": 12, "bias": true}}}
 
 The record rides on transformers' quantizer registry because that is the one generic hook that runs between
 building a model and loading its weights, for any architecture (stock, pruned, BiLSTM, linear attention): the
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from distilkit.methods.low_rank.block_term import BlockTermLinear
 from distilkit.methods.low_rank.factors import FactorizedEmbedding, LowRankLinear
+from distilkit.methods.low_rank.tensor_train import TTLinear
 
 QUANT_METHOD = "distilkit-low-rank"
 
@@ -44,6 +52,13 @@ def describe_factors(model: nn.Module) -> dict[str, dict]:
             table[name] = {"kind": "embedding", "num_embeddings": module.num_embeddings,
                            "embedding_dim": module.embedding_dim, "rank": module.rank,
                            "padding_idx": module.padding_idx}
+        elif isinstance(module, TTLinear | BlockTermLinear):
+            spec = {"kind": "tt" if isinstance(module, TTLinear) else "block_term",
+                    "in_features": module.in_features, "out_features": module.out_features,
+                    "in_factors": module.in_factors, "out_factors": module.out_factors}
+            spec.update({"ranks": module.ranks} if isinstance(module, TTLinear)
+                        else {"blocks": module.blocks, "rank": module.rank})
+            table[name] = {**spec, "bias": module.bias is not None}
     return table
 
 
@@ -66,6 +81,12 @@ def build_factored_modules(model: nn.Module, modules: dict[str, dict]) -> None:
         elif spec["kind"] == "embedding":
             module = FactorizedEmbedding(spec["num_embeddings"], spec["embedding_dim"], spec["rank"],
                                          spec["padding_idx"])
+        elif spec["kind"] == "tt":
+            module = TTLinear(spec["in_features"], spec["out_features"], spec["in_factors"], spec["out_factors"],
+                              spec["ranks"], spec["bias"])
+        elif spec["kind"] == "block_term":
+            module = BlockTermLinear(spec["in_features"], spec["out_features"], spec["in_factors"],
+                                     spec["out_factors"], spec["blocks"], spec["rank"], spec["bias"])
         else:
             raise ValueError(f"quantization_config.modules.{name}: unknown kind {spec['kind']!r} "
                              f"(a newer distilkit wrote it?)")
