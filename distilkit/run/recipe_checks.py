@@ -112,21 +112,26 @@ MEANINGLESS: tuple[Rule, ...] = (
          "a student built from config_from has no teacher layers to average or pick"),
     Rule("student.features", "student.variant",
          lambda r, t: _student(r, "linear_attention") and written(r.student, "features")
-         and r.student.variant in ("elu", "hedgehog", "sinkhorn"),
+         and r.student.variant in ("elu", "hedgehog", "sinkhorn", "star"),
          "only performer (random features) and linformer (projected length) have a feature count"),
     Rule("student.feature_lr", "student.variant",
          lambda r, t: _student(r, "linear_attention") and r.student.feature_lr is not None
-         and r.student.variant in ("elu", "performer"),
-         "elu has no feature map and performer's random features are fixed: nothing trains at feature_lr"),
+         and r.student.variant in ("elu", "performer", "star"),
+         "elu and star have no feature map and performer's random features are fixed: nothing trains at "
+         "feature_lr"),
     Rule("student.seed", "student.variant",
          lambda r, t: _student(r, "linear_attention") and written(r.student, "seed")
-         and r.student.variant in ("elu", "hedgehog", "sinkhorn"),
+         and r.student.variant in ("elu", "hedgehog", "sinkhorn", "star"),
          "only performer's random features and linformer's projections are drawn from the seed"),
     *(Rule(f"student.{name}", "student.variant",
            lambda r, t, name=name: _student(r, "linear_attention") and written(r.student, name)
            and r.student.variant != "sinkhorn",
            "only sinkhorn sorts blocks")
       for name in ("block_size", "sinkhorn_iters", "temperature")),
+    Rule("student.star_window", "student.variant",
+         lambda r, t: _student(r, "linear_attention") and written(r.student, "star_window")
+         and r.student.variant != "star",
+         "only star attends within a window of neighbours"),
     Rule("loss.temperature", "loss.kind",
          lambda r, t: r.loss.kind == "mse" and written(r.loss, "temperature")
          and not (_ensemble(r) and r.loss.ensemble == "average" and t.problem_type != "regression"),
@@ -205,6 +210,11 @@ CONFLICTS: tuple[Rule, ...] = (
          and r.student.block_size > r.student.max_length,
          "a block longer than the longest input would make Sinkhorn attention one block of plain softmax "
          "attention; use a block_size of at most max_length (e.g. max_length / 8)"),
+    Rule("student.star_window", "student.max_length",
+         lambda r, t: _student(r, "linear_attention") and r.student.variant == "star"
+         and r.student.star_window >= r.student.max_length,
+         "a window reaching past the longest input lets every token see every other: softmax attention plus a "
+         "relay, at quadratic cost; use a star_window below max_length (Guo et al. use 1)"),
     Rule("loss.alpha", "data.labels",
          lambda r, t: r.data.labels == "none" and r.loss.alpha > 0,
          "alpha mixes in gold labels but data.labels is 'none'; set loss.alpha: 0 or data.labels: gold"),
