@@ -46,7 +46,7 @@ DEFAULT_WINDOW = 1
 
 
 def _shift(x: torch.Tensor, offset: int, window: int) -> torch.Tensor:
-    """``x`` (``[..., n + 2 w, ...]`` along dim 2, padded by ``w`` on both sides) at positions ``i + offset``.
+    """``x`` (``n + 2 w`` long along dim 2: padded by ``w`` on both sides) at positions ``i + offset``.
 
     ``narrow`` with the length read from the tensor: a traced ONNX graph keeps the sequence length dynamic.
     """
@@ -68,11 +68,17 @@ def star_attention(window: int, query, key, value, keep, scale: float) -> torch.
     """
     real = keep > 0  # [b, 1, n, 1]
     zero = torch.zeros((), dtype=key.dtype, device=key.device)
-    k, v = torch.where(real, key, zero), torch.where(real, value, zero)
-    q_real = torch.where(real, query, zero)
+    # Padded by the window on both sides once; the unshifted tokens are a view of that, so k and v are held
+    # once (inference memory stays near elu's, a few [b, h, n, d] tensors).
+    pad = (0, 0, window, window)
+    k_pad = nn.functional.pad(torch.where(real, key, zero), pad)
+    v_pad = nn.functional.pad(torch.where(real, value, zero), pad)
+    real_pad = nn.functional.pad(real, pad, value=False)
+    k, v = _shift(k_pad, 0, window), _shift(v_pad, 0, window)
     count = real.sum(2, keepdim=True).clamp_min(1).to(query.dtype)  # [b, 1, 1, 1]
     # 1. s^0 = mean of the layer's input: its q, k, v are the means of the tokens' (affine projections).
-    q_s, k_s, v_s = q_real.sum(2, keepdim=True) / count, k.sum(2, keepdim=True) / count, v.sum(2, keepdim=True) / count
+    q_s = torch.where(real, query, zero).sum(2, keepdim=True) / count
+    k_s, v_s = k.sum(2, keepdim=True) / count, v.sum(2, keepdim=True) / count
     # 2. Relay update over [s^0; H] (Guo et al.'s s^t = MultiAtt(s^{t-1}, [s^{t-1}; H])), padded tokens masked.
     low = torch.finfo(query.dtype).min / 2  # finite: a fully padded sequence still gives finite outputs
     to_self = (q_s * k_s).sum(-1, keepdim=True) * scale  # [b, h, 1, 1]
@@ -81,17 +87,15 @@ def star_attention(window: int, query, key, value, keep, scale: float) -> torch.
     a = torch.softmax(torch.cat([to_self, to_tokens], dim=-1), dim=-1)  # [b, h, 1, 1 + n]
     k_r = a[..., :1] * k_s + a[..., 1:] @ k  # the updated relay's key and value: [b, h, 1, d]
     v_r = a[..., :1] * v_s + a[..., 1:] @ v
-    # 3. Satellite update: token i over the real tokens i - w .. i + w and the relay, in one softmax.
-    pad = (0, 0, window, window)
-    k_pad, v_pad = nn.functional.pad(k, pad), nn.functional.pad(v, pad)
-    real_pad = nn.functional.pad(real, pad, value=False)
+    # 3. Satellite update: token i over the real tokens i - w .. i + w and the relay, in one softmax. One
+    # shifted view per offset, scores and outputs accumulated per offset: no [n, 2w + 1, d] window tensor, so
+    # the working memory stays a few [b, h, n, d] tensors.
     offsets = range(-window, window + 1)
-    keys = torch.stack([_shift(k_pad, o, window) for o in offsets], dim=3)  # [b, h, n, 2w + 1, d]
-    values = torch.stack([_shift(v_pad, o, window) for o in offsets], dim=3)
-    seen = torch.stack([_shift(real_pad, o, window) for o in offsets], dim=3)[..., 0]  # [b, 1, n, 2w + 1]
-    local = (query[..., None, :] * keys).sum(-1) * scale  # [b, h, n, 2w + 1]
-    local = torch.where(seen, local, torch.full_like(local, low))
-    relay = (query * k_r).sum(-1, keepdim=True) * scale  # [b, h, n, 1]
-    weights = torch.softmax(torch.cat([local, relay], dim=-1), dim=-1)
-    out = (weights[..., :-1, None] * values).sum(3) + weights[..., -1:] * v_r
+    local = [torch.where(_shift(real_pad, o, window), (query * _shift(k_pad, o, window)).sum(-1, keepdim=True),
+                         torch.full((), low, dtype=query.dtype, device=query.device)) for o in offsets]
+    relay = (query * k_r).sum(-1, keepdim=True)
+    weights = torch.softmax(torch.cat([*local, relay], dim=-1) * scale, dim=-1)  # [b, h, n, 2w + 2]
+    out = weights[..., -1:] * v_r
+    for j, o in enumerate(offsets):
+        out = out + weights[..., j:j + 1] * _shift(v_pad, o, window)
     return out
