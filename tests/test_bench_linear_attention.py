@@ -54,11 +54,11 @@ def bench(tmp_path, monkeypatch):
     monkeypatch.setattr(module, "RESULTS", tmp_path / "docs" / "results" / "linear_attention.json")
     calls = []
 
-    def fake_latency(method, lengths, rounds, block_size):
+    def fake_latency(method, lengths, rounds, block_size, star_window=1):
         calls.append(("latency", method))
         return {"ms": {str(n): n / 100 for n in lengths}, "softmax_ms": {str(n): n / 10 for n in lengths}}
 
-    def fake_memory(method, n, block_size):
+    def fake_memory(method, n, block_size, star_window=1):
         calls.append(("memory", method, n))
         return {"mb": n / 1000}
 
@@ -76,7 +76,7 @@ def bench(tmp_path, monkeypatch):
 def args_for(tmp_path, variants) -> SimpleNamespace:
     return SimpleNamespace(cache_dir=str(tmp_path / "cache"), quick=False, rounds=5, lengths=[128, 4096],
                            recovery_examples=4000, lr=5e-5, feature_lr=1e-2, attention_weight=1.0, block_size=8,
-                           op_block_size=32, variants=variants, data_dir="glue")
+                           op_block_size=32, star_window=1, variants=variants, data_dir="glue")
 
 
 def test_published_section_parses_into_cells(bench):
@@ -133,3 +133,35 @@ def test_the_published_section_has_every_row(bench, tmp_path, monkeypatch, capsy
     assert "rows carried over from the previous results: elu, hedgehog" in out
     assert "**met by hedgehog, sinkhorn**" in out
     assert not module.RESULTS.exists()  # --no-write
+
+
+def test_star_only_has_to_be_faster_than_softmax(bench, tmp_path, monkeypatch):
+    module, calls = bench
+
+    def twice_as_fast(method, lengths, rounds, block_size, star_window=1):  # 2x: enough for star, not for elu
+        calls.append(("latency", method, star_window))
+        return {"ms": {str(n): n / 20 for n in lengths}, "softmax_ms": {str(n): n / 10 for n in lengths}}
+    monkeypatch.setattr(module, "latency_cell", twice_as_fast)
+    args = args_for(tmp_path, ["elu", "star"])
+    args.star_window = 2
+    latency, memory, accuracy = module.measure(args)
+    assert ("latency", "star", 2) in calls and set(accuracy) >= {"elu", "star"}
+    assert (tmp_path / "cache" / "linear_attention" / "op-r5-n128-4096" / "lat-star-w2.json").is_file()
+    rows = module.result_rows(args, latency, memory, accuracy, both=["star"])
+    speed = {r["model"]: r for r in rows if r["metric"] == "speedup@4096"}
+    assert speed["star"]["target"] == 1.0 and speed["star"]["met"] is True
+    assert speed["elu"]["target"] == 4.0 and speed["elu"]["met"] is False
+    recovered = next(r for r in rows if r["model"] == "star" and r["metric"] == "accuracy_recovered")
+    assert recovered["met"] is True and recovered["target"] == 0.83  # within 2 points of the teacher's 0.85
+
+
+def test_star_recovery_recipe_is_valid_and_carries_the_window(bench, tmp_path):
+    from distilkit.run.recipe_io import validate_recipe
+
+    module, _ = bench
+    args = args_for(tmp_path, ["star"])
+    args.star_window, args.data_dir = 3, str(ROOT / "tests" / "fixtures" / "glue")
+    tree = module.recovery_tree(args, "some/teacher", "star", 1, tmp_path / "out")
+    assert tree["student"]["star_window"] == 3 and "feature_lr" not in tree["student"]  # nothing to train there
+    recipe = validate_recipe(tree)  # no key the star variant would call meaningless
+    assert recipe.student.variant == "star" and recipe.student.star_window == 3

@@ -108,7 +108,7 @@ def test_predict_pytorch_and_onnx_folders_agree(tmp_path, capsys):
     assert "MODEL_DIR: " in err and "does not exist" in err
 
 
-@pytest.mark.parametrize("variant", ["elu", "performer", "hedgehog", "linformer", "sinkhorn"])
+@pytest.mark.parametrize("variant", ["elu", "performer", "hedgehog", "linformer", "sinkhorn", "star"])
 def test_every_linear_attention_variant_exports(tmp_path, tiny_teacher_dir, variant):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

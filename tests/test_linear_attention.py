@@ -32,7 +32,11 @@ def swapped(variant: str, seed=0):
 
 def naive(feature, q, k, v, keep):
     """Quadratic reference: an explicit n x n weight matrix (or Linformer's explicit projections, or
-    Sinkhorn's loops over blocks and tokens)."""
+    Sinkhorn's loops over blocks and tokens, or Star's dense masked scores over tokens and relay)."""
+    if feature.variant == "star":
+        from .test_star_attention import naive_star
+
+        return naive_star(feature.star_window, q, k, v, keep)
     if feature.variant == "sinkhorn":
         from .test_sinkhorn_attention import naive_sinkhorn
 
@@ -59,7 +63,7 @@ def test_variant_matches_naive_reference_with_padding(variant):
     with torch.no_grad():
         out, _ = linear_attention(module, q, k, v, mask)
         expected = naive(module.distilkit_feature, q, k, v, keep).transpose(1, 2)
-    if variant == "sinkhorn":  # the loop reference leaves padded queries at zero; compare the real ones
+    if variant in ("sinkhorn", "star"):  # the loop references leave padded queries at zero; compare the real ones
         out, expected = out * keep.transpose(1, 2), expected * keep.transpose(1, 2)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     # A masked key contributes nothing: changing it changes no output.
@@ -67,7 +71,7 @@ def test_variant_matches_naive_reference_with_padding(variant):
     k2[1, :, 7:], v2[1, :, 7:] = 100.0, -100.0
     with torch.no_grad():
         again = linear_attention(module, q, k2, v2, mask)[0]
-    if variant == "sinkhorn":
+    if variant in ("sinkhorn", "star"):
         again = again * keep.transpose(1, 2)
     torch.testing.assert_close(again, out, rtol=1e-4, atol=1e-5)
 
@@ -98,7 +102,8 @@ def test_save_reload_identical_logits(variant, tmp_path):
     ids = torch.randint(4, 200, (3, 12))
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids).logits, model(input_ids=ids).logits)
-    assert (tmp_path / "linear.py").is_file() and (tmp_path / "sinkhorn.py").is_file()  # remote code imports both
+    # the remote code imports all three
+    assert all((tmp_path / name).is_file() for name in ("linear.py", "sinkhorn.py", "star.py"))
     if variant == "sinkhorn":
         assert reloaded.config.distilkit_linear_attention["block_size"] == 3
         assert self_attentions(reloaded)[1].distilkit_feature.block_size == 3
@@ -164,10 +169,12 @@ def naive_transfer(feature, q, k, v, keep):
         for h in range(q.shape[1]):
             qq, kk, vv = q[b, h, :n], k[b, h, :n], v[b, h, :n]
             target = torch.softmax(qq @ kk.T / qq.shape[-1] ** 0.5, dim=-1)
-            if feature.variant == "sinkhorn":
+            if feature.variant in ("sinkhorn", "star"):
                 from .test_sinkhorn_attention import naive_sinkhorn
+                from .test_star_attention import naive_star
 
-                out = naive_sinkhorn(feature, q, k, v, keep)[b, h, :n]
+                out = (naive_sinkhorn(feature, q, k, v, keep) if feature.variant == "sinkhorn"
+                       else naive_star(feature.star_window, q, k, v, keep))[b, h, :n]
                 per_query = (out - target @ vv).pow(2).mean(-1)
             elif feature.variant == "linformer":
                 e, f = feature.e[:, :n], feature.f[:, :n]
@@ -252,7 +259,8 @@ def test_feature_maps_get_their_own_learning_rate(tmp_path, tiny_teacher_dir):
 
     tree = tiny_recipe(tmp_path, tiny_teacher_dir)
     for variant, feature_lr, sizes in (("hedgehog", 0.01, [None, 0.01]), ("elu", None, [None]),
-                                       ("hedgehog", None, [None]), ("sinkhorn", 0.01, [None, 0.01])):
+                                       ("hedgehog", None, [None]), ("sinkhorn", 0.01, [None, 0.01]),
+                                       ("star", None, [None])):
         tree["student"] = {"kind": "linear_attention", "variant": variant, "feature_lr": feature_lr}
         model = swapped(variant)
         groups = parameter_groups(model, active_methods(validate_recipe(tree)))

@@ -41,6 +41,9 @@ BREAKS = {
     ("student.temperature", "student.variant"): {"student": {**LINEAR, "variant": "linformer", "temperature": 0.5}},
     ("student.block_size", "student.max_length"): {"student": {**LINEAR, "variant": "sinkhorn", "max_length": 32,
                                                                "block_size": 64}},
+    ("student.star_window", "student.variant"): {"student": {**LINEAR, "variant": "sinkhorn", "star_window": 2}},
+    ("student.star_window", "student.max_length"): {"student": {**LINEAR, "variant": "star", "max_length": 16,
+                                                                "star_window": 16}},
     ("loss.temperature", "loss.kind"): {"loss": {"kind": "mse", "temperature": 2.0}},
     ("loss.ensemble", "teacher"): {"loss": {"ensemble": "each"}},
     ("teacher.temperature", "loss.ensemble"):
@@ -141,6 +144,7 @@ def test_defaults_that_do_not_apply_are_not_errors():
     validate_recipe(recipe(student={**LINEAR, "variant": "linformer", "features": 16, "seed": 1, "feature_lr": 0.1}))
     validate_recipe(recipe(student={**LINEAR, "variant": "sinkhorn", "max_length": 32, "block_size": 32,
                                     "sinkhorn_iters": 4, "temperature": 0.5, "feature_lr": 0.1}))
+    validate_recipe(recipe(student={**LINEAR, "variant": "star", "max_length": 16, "star_window": 15}))
     validate_recipe(recipe(loss={"kind": "kl", "temperature": 2.0}, quantize={"linear": "int4", "backend": "int_mm"}))
 
 

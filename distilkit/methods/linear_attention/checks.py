@@ -14,18 +14,24 @@ def _linear(recipe) -> bool:
 MEANINGLESS = (
     Rule("student.features", "student.variant",
          lambda r, t: _linear(r) and written(r.student, "features")
-         and r.student.variant in ("elu", "hedgehog", "sinkhorn"),
+         and r.student.variant in ("elu", "hedgehog", "sinkhorn", "star"),
          "only performer (random features) and linformer (projected length) have a feature count"),
     Rule("student.feature_lr", "student.variant",
-         lambda r, t: _linear(r) and r.student.feature_lr is not None and r.student.variant in ("elu", "performer"),
-         "elu has no feature map and performer's random features are fixed: nothing trains at feature_lr"),
+         lambda r, t: _linear(r) and r.student.feature_lr is not None
+         and r.student.variant in ("elu", "performer", "star"),
+         "elu and star have no feature map and performer's random features are fixed: nothing trains at "
+         "feature_lr"),
     Rule("student.seed", "student.variant",
-         lambda r, t: _linear(r) and written(r.student, "seed") and r.student.variant in ("elu", "hedgehog", "sinkhorn"),
+         lambda r, t: _linear(r) and written(r.student, "seed")
+         and r.student.variant in ("elu", "hedgehog", "sinkhorn", "star"),
          "only performer's random features and linformer's projections are drawn from the seed"),
     *(Rule(f"student.{name}", "student.variant",
            lambda r, t, name=name: _linear(r) and written(r.student, name) and r.student.variant != "sinkhorn",
            "only sinkhorn sorts blocks")
       for name in ("block_size", "sinkhorn_iters", "temperature")),
+    Rule("student.star_window", "student.variant",
+         lambda r, t: _linear(r) and written(r.student, "star_window") and r.student.variant != "star",
+         "only star attends within a window of neighbours"),
 )
 
 CONFLICTS = (
@@ -36,6 +42,10 @@ CONFLICTS = (
          lambda r, t: _linear(r) and r.student.variant == "sinkhorn" and r.student.block_size > r.student.max_length,
          "a block longer than the longest input would make Sinkhorn attention one block of plain softmax "
          "attention; use a block_size of at most max_length (e.g. max_length / 8)"),
+    Rule("student.star_window", "student.max_length",
+         lambda r, t: _linear(r) and r.student.variant == "star" and r.student.star_window >= r.student.max_length,
+         "a window reaching past the longest input lets every token see every other: softmax attention plus a "
+         "relay, at quadratic cost; use a star_window below max_length (Guo et al. use 1)"),
 )
 
 

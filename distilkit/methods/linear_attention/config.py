@@ -22,9 +22,9 @@ class LinearAttentionStudentConfig(Section):
     tokenizer: str | None = None
     max_length: int = Field(default=128, gt=0)
     """Also the sequence length Linformer's projections cover."""
-    variant: Literal["elu", "performer", "hedgehog", "linformer", "sinkhorn"] = "elu"
+    variant: Literal["elu", "performer", "hedgehog", "linformer", "sinkhorn", "star"] = "elu"
     features: int = Field(default=64, gt=0)
-    """Random features (performer) or projected length k (linformer); unused by elu, hedgehog and sinkhorn."""
+    """Random features (performer) or projected length k (linformer); unused by elu, hedgehog, sinkhorn, star."""
     seed: int = 0
     feature_lr: float | None = Field(default=None, gt=0)
     """Learning rate of the new feature-map parameters (hedgehog W, linformer E/F, sinkhorn's SortNet);
@@ -36,3 +36,6 @@ class LinearAttentionStudentConfig(Section):
     """sinkhorn: rounds of row and column normalisation balancing the sorting matrix."""
     temperature: float = Field(default=1.0, gt=0)
     """sinkhorn: divides the sorting logits; lower gives a harder (closer to 0/1) block permutation."""
+    star_window: int = Field(default=1, ge=0)
+    """star: neighbours on each side a token attends to beside the relay (Guo et al. 2019's ring: 1); below
+    ``max_length`` (recipe check)."""

@@ -15,6 +15,9 @@ O(n^2) in sequence length n; every variant here costs O(n), except sinkhorn (O(n
 * ``sinkhorn``: sparse Sinkhorn attention (Tay et al. 2020, section 3): blocks of ``block_size`` tokens, a
   per-head SortNet and Sinkhorn balancing give a soft block permutation; each query block attends to its own
   block and its sorted block (:mod:`.sinkhorn`). O(n B) attention plus an O(n^2 / B) block mixing.
+* ``star``: Star-Transformer attention (Guo et al. 2019, section 3, Algorithm 1): every token attends to its
+  ``star_window`` neighbours on each side and one relay node; the relay, started as the mean of the layer's
+  input, attends to every token and itself first (:mod:`.star`). O(n w).
 
 A masked (padding) key contributes nothing: its features (or its projected row) are multiplied by zero.
 The variant and its sizes live in ``config.distilkit_linear_attention``; the ``LinearAttention*`` classes
@@ -24,10 +27,11 @@ Attention transfer (recovery): while ``FeatureMap.transfer`` is on and the model
 stores how far it is from the softmax attention it replaces, computed from the *same* q, k, v (no teacher
 forward needed): kernel variants (elu, performer, hedgehog) the soft cross-entropy between the softmax
 weights and their normalised kernel weights (Zhang et al. 2024, Hedgehog's "attention weight distillation"),
-linformer (whose weights live over projected rows) and sinkhorn the mean squared error of its output to
+linformer (whose weights live over projected rows), sinkhorn and star the mean squared error of its output to
 softmax's. Sinkhorn's weights are block-sparse (zero outside the own and the sorted block), so a cross-entropy
 to softmax's dense weights would be dominated by the log of those zeros; the output error is defined whatever
-the sparsity and reaches the SortNet through the sorted keys and values.
+the sparsity and reaches the SortNet through the sorted keys and values. Star's weights are zero outside a
+token's window as well (and its relay is not a token), so it is compared on its output too.
 """
 
 from __future__ import annotations
@@ -46,21 +50,25 @@ from transformers import (
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .sinkhorn import SortNet, sinkhorn_attention
+from .star import DEFAULT_WINDOW, star_attention
 
 ATTENTION_NAME = "distilkit_linear"
-VARIANTS = ("elu", "performer", "hedgehog", "linformer", "sinkhorn")
+VARIANTS = ("elu", "performer", "hedgehog", "linformer", "sinkhorn", "star")
 #: Sinkhorn keys and their defaults (also for configs saved before they existed).
 SINKHORN_DEFAULTS = {"block_size": 16, "sinkhorn_iters": 8, "temperature": 1.0}
+#: Star keys and their defaults.
+STAR_DEFAULTS = {"star_window": DEFAULT_WINDOW}
 
 
 class FeatureMap(nn.Module):
     """Per-layer state of a variant: random features (performer), W (hedgehog), E/F (linformer) or the
-    SortNet and block settings (sinkhorn)."""
+    SortNet and block settings (sinkhorn), or the window (star: nothing to learn)."""
 
     def __init__(self, variant: str, heads: int, head_dim: int, features: int, max_length: int, seed: int,
-                 block_size: int = 16, sinkhorn_iters: int = 8, temperature: float = 1.0):
+                 block_size: int = 16, sinkhorn_iters: int = 8, temperature: float = 1.0,
+                 star_window: int = DEFAULT_WINDOW):
         super().__init__()
-        self.variant, self.features = variant, features
+        self.variant, self.features, self.star_window = variant, features, star_window
         self.block_size, self.sinkhorn_iters, self.temperature = block_size, sinkhorn_iters, temperature
         self.transfer, self.transfer_loss = False, None  # training-only attention transfer, see module doc
         if variant == "performer":
@@ -122,6 +130,8 @@ def linear_attention(module: nn.Module, query, key, value, attention_mask, scali
     elif feature.variant == "sinkhorn":
         out = sinkhorn_attention(feature.sort, feature.block_size, feature.sinkhorn_iters, feature.temperature,
                                  query, key, value, mask, scaling or query.shape[-1] ** -0.5)
+    elif feature.variant == "star":
+        out = star_attention(feature.star_window, query, key, value, mask, scaling or query.shape[-1] ** -0.5)
     else:
         q, k = feature.phi(query, True), feature.phi(key, False) * mask
         kv = torch.einsum("bhnm,bhnd->bhmd", k, value)  # sum_j phi(k_j) v_j^T: O(n m d), no n x n matrix
@@ -146,7 +156,7 @@ def transfer_loss(feature: FeatureMap, query, key, value, mask, out, scaling=Non
         scores = (query @ key.transpose(-1, -2) * scale).float().masked_fill(~keys, float("-inf"))
         target = torch.softmax(scores, dim=-1)
     weight = queries.expand(-1, query.shape[1], -1).float()  # [b, h, n]
-    if feature.variant in ("linformer", "sinkhorn"):  # block-sparse or projected weights: compare outputs
+    if feature.variant in ("linformer", "sinkhorn", "star"):  # sparse or projected weights: compare outputs
         soft_out = (target.to(value.dtype) @ value).float()
         per_query = (out.float() - soft_out).pow(2).mean(dim=-1)
     else:
@@ -173,9 +183,9 @@ def attach(model: nn.Module, spec: dict) -> None:
     for i, attention in enumerate(self_attentions(model)):
         head_dim = attention.attention_head_size
         heads = attention.query.out_features // head_dim
-        sinkhorn = {key: spec.get(key, default) for key, default in SINKHORN_DEFAULTS.items()}
+        extra = {key: spec.get(key, default) for key, default in {**SINKHORN_DEFAULTS, **STAR_DEFAULTS}.items()}
         attention.distilkit_feature = FeatureMap(spec["variant"], heads, head_dim, spec["features"],
-                                                 spec["max_length"], spec.get("seed", 0) + i, **sinkhorn)
+                                                 spec["max_length"], spec.get("seed", 0) + i, **extra)
     model.config.distilkit_linear_attention = dict(spec)
     model.set_attn_implementation(ATTENTION_NAME)
 
