@@ -15,6 +15,7 @@ from torch import nn
 from distilkit.core.errors import RecipeError
 from distilkit.core.method_hooks import MethodHooks
 from distilkit.methods.deep_compression import hooks as deep_compression
+from distilkit.methods.intermediate import hooks as intermediate
 from distilkit.methods.linear_attention import hooks as linear_attention
 from distilkit.methods.lora import hooks as lora
 from distilkit.methods.low_rank import hooks as low_rank
@@ -27,6 +28,9 @@ METHODS: dict[str, Callable[[object], MethodHooks | None]] = {
     "low_rank": low_rank.from_recipe,                  # a factorize section (SVD factors, ALBERT embedding)
     "quantization": quantization.from_recipe,          # a quantize section (PTQ or QAT)
     "deep_compression": deep_compression.from_recipe,  # a deep_compression section (prune, share, Huffman)
+    # After every method that rewrites the student's modules (its projections must not be fake-quantized,
+    # factorised or pruned), before LoRA (whose freezing the projections then meet; a named error says how).
+    "intermediate": intermediate.from_recipe,          # an intermediate section (TinyBERT, MiniLM, PKD)
     # LoRA last, on purpose: its prepare_student must wrap the student *after* pruning built it and QAT made its
     # linears fake-quantized (adapters beside the compressed weights, never quantized themselves), and its
     # after_training must run *after* the quantization converted model/ (it then keeps the adapters beside the

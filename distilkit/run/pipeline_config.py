@@ -33,7 +33,8 @@ class SearchConfig(Section):
     latency_batch_size: int = Field(default=1, gt=0)
 
 
-STAGE_SECTIONS = ("data", "teacher", "student", "loss", "train", "measure", "quantize", "deep_compression", "factorize", "hub")
+STAGE_SECTIONS = ("data", "teacher", "student", "loss", "train", "measure", "quantize", "deep_compression", "factorize",
+                  "intermediate", "hub")
 
 
 class StageConfig(Section):
@@ -49,6 +50,7 @@ class StageConfig(Section):
     quantize: dict[str, Any] | None = None
     deep_compression: dict[str, Any] | None = None
     factorize: dict[str, Any] | None = None
+    intermediate: dict[str, Any] | None = None
     hub: dict[str, Any] | None = None
     search: SearchConfig | None = None
 

@@ -35,6 +35,7 @@ from distilkit.core.errors import DistilkitError, RecipeError
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.config import SPACY_MODELS
 from distilkit.data.tasks import TaskSpec, check_split, load_task, split_texts
+from distilkit.methods.intermediate.checks import preflight_problems as intermediate_preflight
 from distilkit.methods.linear_attention.config import LINEAR_ATTENTION_MODEL_TYPES
 from distilkit.methods.pruning.config import PRUNABLE_MODEL_TYPES, block_problems
 from distilkit.models.label_names import label_mismatch, teacher_label_names
@@ -66,6 +67,7 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
                 *block_pruning_problems(recipe, teacher_exists), *architecture_problems(recipe, teacher_exists),
                 *teacher_adapter_problems(recipe, teacher_exists), *lora_target_problems(recipe, teacher_exists),
                 *sharing_problems(recipe, teacher_exists),
+                *intermediate_preflight(recipe, _model_config(recipe.primary_teacher.model) if teacher_exists else None),
                 *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.tasks import TaskSpec
+from distilkit.methods.intermediate.checks import recipe_problems as intermediate_problems
 from distilkit.run.schema import Recipe
 
 
@@ -302,7 +303,7 @@ def recipe_problems(recipe: Recipe, task: TaskSpec, overrides: Collection[str] =
             if not switched and rule.applies(recipe, task):
                 problems.append(f"{rule.key}: {_value(recipe, rule.key)} {verb} {rule.because}: "
                                 f"{_value(recipe, rule.because)}; {rule.why}")
-    return problems
+    return problems + intermediate_problems(recipe)  # methods/intermediate/checks.py
 
 
 def meaningless_keys(recipe: Recipe, task: TaskSpec) -> list[str]:

@@ -16,6 +16,7 @@ from distilkit.core.sections import Section
 from distilkit.data.config import CacheConfig, DataConfig
 from distilkit.methods.deep_compression.config import DeepCompressionConfig
 from distilkit.methods.distillation.config import LossConfig
+from distilkit.methods.intermediate.config import IntermediateConfig
 from distilkit.methods.linear_attention.config import LinearAttentionStudentConfig
 from distilkit.methods.lora.config import LoraRecoveryConfig
 from distilkit.methods.low_rank.config import FactorizeConfig
@@ -139,6 +140,9 @@ class Recipe(Section):
     quantize: QuantizeConfig | None = None
     deep_compression: DeepCompressionConfig | None = None
     factorize: FactorizeConfig | None = None
+    intermediate: IntermediateConfig | None = None
+    """Intermediate-layer distillation (:mod:`distilkit.methods.intermediate`): hidden states, attention, value
+    relations, embeddings and [CLS] states of the teacher, beside its logits."""
     hub: HubConfig | None = None
 
     @field_validator("teacher")
