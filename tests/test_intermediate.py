@@ -424,3 +424,28 @@ def test_linear_attention_student_is_refused_before_training(tmp_path, teacher4)
         hooks_for({"attention": {}}, teacher, student)
     with pytest.raises(RecipeError, match="intermediate.value_relation.relation_heads: 3 does not divide"):
         hooks_for({"value_relation": {"relation_heads": 3}}, teacher, tiny_bert(1, 8, 2, seed=2))
+
+
+def test_a_pipeline_stage_carries_the_section(tmp_path, teacher4):
+    from distilkit.run.pipeline_config import stage_tree, validate_pipeline
+
+    tree = intermediate_recipe(tmp_path, teacher4, {})
+    pipeline = validate_pipeline({
+        "task": "sst2", "output_dir": str(tmp_path / "pipe"), "data": tree["data"], "teacher": tree["teacher"],
+        "stages": [{"name": "small", "student": tree["student"], "intermediate": {"hidden": {"layer_map": "last"}}},
+                   {"name": "plain", "student": {"kind": "copy", "max_length": 24}}]})
+    first, second = (validate_recipe(stage_tree(pipeline, i)) for i in range(2))
+    assert first.intermediate.hidden.layer_map == "last" and second.intermediate is None
+
+
+def test_resume_restores_the_projection(tmp_path, teacher4):
+    """A checkpoint holds the projection with the student (it is a student submodule), so a resumed run
+    continues it instead of starting a fresh one."""
+    tree = intermediate_recipe(tmp_path, teacher4, {"hidden": {}}, train={"epochs": 1, "checkpoint_every": 2})
+    run(validate_recipe(tree))
+    checkpoint = sorted((Path(tree["output_dir"]) / "checkpoints").glob("step-*"))[-1]
+    state = load_file(str(checkpoint / "model.safetensors"))
+    assert f"{PROJECTION_MODULE}.hidden.weight" in state
+    resumed = {**tree, "train": {**tree["train"], "epochs": 2, "resume_from": "latest"}}
+    run(validate_recipe(resumed))
+    assert logged(Path(tree["output_dir"]))[-1]["train/hidden"] > 0

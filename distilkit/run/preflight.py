@@ -67,7 +67,7 @@ def preflight(recipe: Recipe, source: str = "<recipe>", *, teacher_exists: bool 
                 *block_pruning_problems(recipe, teacher_exists), *architecture_problems(recipe, teacher_exists),
                 *teacher_adapter_problems(recipe, teacher_exists), *lora_target_problems(recipe, teacher_exists),
                 *sharing_problems(recipe, teacher_exists),
-                *intermediate_preflight(recipe, _model_config(recipe.primary_teacher.model) if teacher_exists else None),
+                *intermediate_preflight(recipe, _model_config if teacher_exists else None),
                 *dependency_problems(recipe),
                 *output_problems(recipe)]
     if problems:

@@ -1,12 +1,14 @@
 """Recipe checks and preflight of the ``intermediate:`` section (torch-free: they run before any model loads).
 
 :func:`recipe_problems` needs the recipe alone (``run/recipe_checks.py`` calls it); :func:`preflight_problems`
-also reads the teacher's ``config.json`` (``run/preflight.py`` passes it). The same conditions are checked again
+also reads the teacher's ``config.json`` (``run/preflight.py`` passes its reader). The same conditions are checked again
 on the built models (:mod:`distilkit.methods.intermediate.hooks`), for what only the built student knows (a
 pruned student's depth and value width).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from distilkit.core.plugins import is_plugin_path
 from distilkit.methods.intermediate.layer_map import layer_map_problems
@@ -101,9 +103,12 @@ def _student_depth(recipe, teacher_depth: int | None) -> int | None:
     return teacher_depth  # copy, linear_attention
 
 
-def preflight_problems(recipe, teacher_config: dict | None) -> list[str]:
-    """``intermediate:`` against the (first) teacher's ``config.json`` (``None``: a plug-in, a teacher a
-    pipeline stage has yet to write, or one not readable without a download; the run checks it then).
+def preflight_problems(recipe, read_config: Callable[[str], dict | None] | None) -> list[str]:
+    """``intermediate:`` against the (first) teacher's ``config.json``.
+
+    ``read_config(name)`` returns a model's ``config.json`` mapping, or ``None`` (a plug-in, or a model not
+    readable without a download); ``read_config=None``: the teacher is one a pipeline stage has yet to write.
+    What cannot be read here is checked again when the run has built the models.
 
     * a BiLSTM teacher (a pipeline stage taught by a BiLSTM) has no transformer inside;
     * a linear-attention teacher returns no attention matrix (``intermediate.attention``);
@@ -115,6 +120,7 @@ def preflight_problems(recipe, teacher_config: dict | None) -> list[str]:
     if cfg is None or recipe.student.kind not in TRANSFORMER_KINDS:
         return []  # a BiLSTM student: recipe_problems names it
     student_depth = _student_depth(recipe, None)
+    teacher_config = read_config(recipe.primary_teacher.model) if read_config is not None else None
     problems = []
     if teacher_config is not None:
         name = recipe.primary_teacher.model
