@@ -449,3 +449,32 @@ def test_resume_restores_the_projection(tmp_path, teacher4):
     resumed = {**tree, "train": {**tree["train"], "epochs": 2, "resume_from": "latest"}}
     run(validate_recipe(resumed))
     assert logged(Path(tree["output_dir"]))[-1]["train/hidden"] > 0
+
+
+def test_linear_pruned_and_distilbert_students():
+    """Value relations need only the value projection (linear-attention students have it); a pruned student's
+    layers keep other head counts (head means compared); DistilBERT names its value projection v_lin."""
+    import copy
+
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    from distilkit.methods.linear_attention.swap import swap_attention
+    from distilkit.methods.pruning.structural import prune_heads
+
+    teacher, batch = tiny_bert(2, 8, 2, seed=1, sharpen=6), tiny_batch()
+    linear = swap_attention(copy.deepcopy(teacher), "elu").train()
+    pruned = prune_heads(copy.deepcopy(teacher), {0: [0]}).train()
+    torch.manual_seed(3)
+    distil_teacher = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=40, dim=8, n_layers=2, n_heads=2, hidden_dim=16, max_position_embeddings=32))
+    distil = DistilBertForSequenceClassification(DistilBertConfig(
+        vocab_size=40, dim=8, n_layers=1, n_heads=2, hidden_dim=16, max_position_embeddings=32)).train()
+    no_types = {k: v for k, v in batch.items() if k != "token_type_ids"}
+    cases = [(teacher, linear, {"hidden": {}, "value_relation": {}}, batch),
+             (teacher, pruned, {"attention": {"layer_map": "uniform"}, "value_relation": {"relation_heads": 1}}, batch),
+             (distil_teacher, distil, {"hidden": {}, "attention": {}, "value_relation": {}}, no_types)]
+    for source, student, cfg, inputs in cases:
+        hooks = hooks_for(cfg, source, student)
+        terms = hooks.extra_losses(student, batch=inputs, outputs=student(**inputs, **hooks.forward_kwargs()))
+        assert set(terms) == set(cfg) and all(torch.isfinite(t) and t > 0 for t in terms.values()), terms
+    assert [layer.attention.self.value.out_features for layer in pruned.bert.encoder.layer] == [4, 8]
