@@ -20,6 +20,7 @@ from distilkit.core.method_spec import Method, StudentKind
 from distilkit.core.plugins import resolve
 from distilkit.methods.deep_compression import method as deep_compression
 from distilkit.methods.distillation import method as distillation
+from distilkit.methods.intermediate import method as intermediate
 from distilkit.methods.linear_attention import method as linear_attention
 from distilkit.methods.lora import method as lora
 from distilkit.methods.low_rank import method as low_rank
@@ -39,6 +40,7 @@ METHODS: dict[str, Method] = {
     "low_rank": low_rank.METHOD,                  # a factorize section (SVD factors, ALBERT embedding)
     "quantization": quantization.METHOD,          # a quantize section (PTQ or QAT)
     "deep_compression": deep_compression.METHOD,  # a deep_compression section (prune, share, Huffman)
+    "intermediate": intermediate.METHOD,          # an intermediate section (TinyBERT / MiniLM inside terms)
     # LoRA last, on purpose: its prepare_student must wrap the student *after* pruning built it and QAT made its
     # linears fake-quantized (adapters beside the compressed weights, never quantized themselves), and its
     # after_training must run *after* the quantization converted model/ (it then keeps the adapters beside the
