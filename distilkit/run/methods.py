@@ -15,6 +15,7 @@ from torch import nn
 from distilkit.core.errors import RecipeError
 from distilkit.core.method_hooks import MethodHooks
 from distilkit.methods.deep_compression import hooks as deep_compression
+from distilkit.methods.distillation import hooks as distillation
 from distilkit.methods.linear_attention import hooks as linear_attention
 from distilkit.methods.lora import hooks as lora
 from distilkit.methods.low_rank import hooks as low_rank
@@ -22,6 +23,8 @@ from distilkit.methods.pruning import hooks as pruning
 from distilkit.methods.quantization import hooks as quantization
 
 METHODS: dict[str, Callable[[object], MethodHooks | None]] = {
+    # Mutual learning first: its peers are copies of the student as built, before any method below changes it.
+    "mutual": distillation.from_recipe,                # loss.mutual (deep mutual learning, peers beside the student)
     "pruning": pruning.from_recipe,                    # student.kind: pruned with rounds > 1 or blocks
     "linear_attention": linear_attention.from_recipe,  # student.kind: linear_attention
     "low_rank": low_rank.from_recipe,                  # a factorize section (SVD factors, ALBERT embedding)

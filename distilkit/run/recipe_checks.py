@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from distilkit.core.plugins import is_plugin_path
 from distilkit.data.tasks import TaskSpec
+from distilkit.methods.distillation.mutual_checks import mutual_problems
 from distilkit.run.schema import Recipe
 
 
@@ -302,6 +303,7 @@ def recipe_problems(recipe: Recipe, task: TaskSpec, overrides: Collection[str] =
             if not switched and rule.applies(recipe, task):
                 problems.append(f"{rule.key}: {_value(recipe, rule.key)} {verb} {rule.because}: "
                                 f"{_value(recipe, rule.because)}; {rule.why}")
+    problems += mutual_problems(recipe, task, overrides)  # loss.mutual (methods/distillation)
     return problems
 
 
