@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -26,7 +27,7 @@ from distilkit.methods.distillation.mutual import make_peer, mutual_loss
 from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
 from distilkit.models.inference import evaluate_model
 from distilkit.run.distill import run
-from distilkit.run.recipe_io import validate_recipe
+from distilkit.run.recipe_io import dump_recipe, validate_recipe
 
 from .conftest import make_tiny_teacher
 from .test_distill import tiny_recipe, write_recipe
@@ -336,14 +337,17 @@ def test_validate_names_bad_mutual_keys(tmp_path, tiny_teacher_dir, capsys):
     capsys.readouterr()
     assert cli_main(["validate", path, "--set", "train.resume_from=latest"]) == 2
     assert "train.resume_from: \"latest\" conflicts with loss.mutual" in capsys.readouterr().err
-    assert cli_main(["validate", path, "--set", "train.epochs=0"]) == 0  # a switch on the command line
-    capsys.readouterr()
-    tree["train"]["epochs"] = 0
-    assert cli_main(["validate", write_recipe(tmp_path, tree)]) == 2
+    assert cli_main(["validate", path, "--set", "train.epochs=0"]) == 2
     assert "loss.mutual: {\"students\": 2} means nothing with train.epochs: 0" in capsys.readouterr().err
+    assert cli_main(["validate", path, "--set", "train.epochs=0", "--set", "loss.mutual=null"]) == 0
+    capsys.readouterr()
     tree["train"]["epochs"], tree["loss"]["mutual"] = 1, {"students": 2, "init": "copy", "seed": 3}
     assert cli_main(["validate", write_recipe(tmp_path, tree)]) == 2
     assert "loss.mutual.seed: 3 means nothing with loss.mutual.init: \"copy\"" in capsys.readouterr().err
+    # The resolved dump (output_dir/recipe.yaml writes every default, seed: null included) validates again.
+    tree["loss"]["mutual"] = {"students": 2, "init": "copy"}
+    recipe = validate_recipe(tree)
+    assert validate_recipe(yaml.safe_load(dump_recipe(recipe))) == recipe
     assert not Path(tree["output_dir"]).exists()
 
 

@@ -303,7 +303,7 @@ def recipe_problems(recipe: Recipe, task: TaskSpec, overrides: Collection[str] =
             if not switched and rule.applies(recipe, task):
                 problems.append(f"{rule.key}: {_value(recipe, rule.key)} {verb} {rule.because}: "
                                 f"{_value(recipe, rule.because)}; {rule.why}")
-    problems += mutual_problems(recipe, task, overrides)  # loss.mutual (methods/distillation)
+    problems += mutual_problems(recipe, task)  # loss.mutual (methods/distillation)
     return problems
 
 

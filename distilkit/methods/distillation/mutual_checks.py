@@ -7,7 +7,6 @@ these are the combinations with other keys, each message naming both keys and th
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 
 from distilkit.methods.distillation.hooks import peer_scope
 
@@ -16,14 +15,12 @@ def _dump(section) -> str:
     return json.dumps(section.model_dump(exclude_unset=True) if hasattr(section, "model_dump") else section)
 
 
-def mutual_problems(recipe, task, overrides: Collection[str] = ()) -> list[str]:
+def mutual_problems(recipe, task) -> list[str]:
     """Every combination of ``loss.mutual`` with other keys that cannot work, one message each.
 
     Args:
         recipe: The validated recipe (a :class:`distilkit.run.schema.Recipe`).
         task: Its :class:`~distilkit.data.tasks.TaskSpec`.
-        overrides: The dotted keys given with ``--set``: ``--set train.epochs=0`` deliberately turns training
-            off, which is then no error (as for :data:`distilkit.run.recipe_checks.MEANINGLESS`).
 
     Returns:
         ``["key: value conflicts with other.key: value; why", ...]``, empty when the recipe is fine.
@@ -36,10 +33,10 @@ def mutual_problems(recipe, task, overrides: Collection[str] = ()) -> list[str]:
         problems.append(f"train.resume_from: {json.dumps(recipe.train.resume_from)} conflicts with loss.mutual: "
                         f"{_dump(mutual)}; checkpoints hold the main student only, so resumed peers would start "
                         "over; train mutual-learning recipes in one go (or drop loss.mutual to resume)")
-    if recipe.train.epochs == 0 and not ("train.epochs" in overrides and "loss.mutual" not in overrides):
+    if recipe.train.epochs == 0:  # also with --set train.epochs=0: the resolved dump must validate again
         problems.append(f"loss.mutual: {_dump(mutual)} means nothing with train.epochs: 0; no student trains, so "
-                        "there is nobody to learn from")
-    if "seed" in mutual.model_fields_set and peer_scope(recipe.student, mutual.init) == "none":
+                        "there is nobody to learn from (drop it, e.g. --set loss.mutual=null)")
+    if mutual.seed is not None and peer_scope(recipe.student, mutual.init) == "none":
         because = ("loss.mutual.init: \"copy\"" if mutual.init == "copy"
                    else f"student.kind: {json.dumps(recipe.student.kind)}")
         problems.append(f"loss.mutual.seed: {mutual.seed} means nothing with {because}; such peers start as exact "
