@@ -365,3 +365,29 @@ def test_kl_on_hand_formula_is_torch_kl():
     a, b = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
     torch_kl = F.kl_div(torch.log_softmax(a / 2, -1), torch.softmax(b / 2, -1), reduction="batchmean") * 4
     torch.testing.assert_close(hand_kl(a, b, 2.0), torch_kl)
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_run_with_peers(tmp_path, tiny_teacher_dir):
+    import shutil
+    import subprocess
+    import sys
+
+    from .test_distributed import free_port
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
+    if accelerate is None:
+        pytest.skip("accelerate CLI not on PATH")
+    tree = tiny_recipe(tmp_path, tiny_teacher_dir, loss={"mutual": {"students": 2, "save_peers": True}},
+                       train={"epochs": 1}, measure={"latency": False})
+    path = write_recipe(tmp_path, tree)
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--main_process_port", str(free_port()), "-m", "distilkit", "run", path]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = Path(tree["output_dir"])
+    assert json.loads((out / "metrics.json").read_text())["train"]["num_processes"] == 2
+    assert all(rec["train/mutual"] > 0 for rec in train_records(out))
+    assert (out / "peers" / "1" / "model.safetensors").is_file()
+    assert 0 <= json.loads((out / "mutual.json").read_text())["peers"][0]["metrics"]["accuracy"] <= 1
