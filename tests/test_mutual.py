@@ -391,3 +391,13 @@ def test_two_process_accelerate_run_with_peers(tmp_path, tiny_teacher_dir):
     assert all(rec["train/mutual"] > 0 for rec in train_records(out))
     assert (out / "peers" / "1" / "model.safetensors").is_file()
     assert 0 <= json.loads((out / "mutual.json").read_text())["peers"][0]["metrics"]["accuracy"] <= 1
+
+
+def test_mutual_is_switched_on_by_its_section_and_comes_first(tmp_path, tiny_teacher_dir):
+    from distilkit.run.methods import active_methods
+
+    tree = tiny_recipe(tmp_path, tiny_teacher_dir, quantize={"linear": "int8", "qat": True},
+                       loss={"mutual": {"students": 3}})
+    assert [m.name for m in active_methods(validate_recipe(tree))] == ["mutual", "quantization"]
+    del tree["loss"]["mutual"]
+    assert [m.name for m in active_methods(validate_recipe(tree))] == ["quantization"]
