@@ -261,6 +261,7 @@ def _data_parallel_worker(rank: int, port: int, tokenizer_dir: str, result: str)
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two spawned processes (gloo)
 def test_data_parallel_peers_match_one_process_on_the_global_batch(tiny_tokenizer_dir, tmp_path):
     import socket
 
