@@ -52,7 +52,7 @@ class OnnxClassifier:
         for i in range(0, len(texts), batch_size):
             batch = self.encode(self.tokenizer, texts[i:i + batch_size],
                                 None if pairs is None else pairs[i:i + batch_size], self.max_length)
-            feeds = {k: _at_least_one_column(v).numpy().astype(np.int64) for k, v in batch.items() if k in self.inputs}
+            feeds = {k: at_least_one_column(v).numpy().astype(np.int64) for k, v in batch.items() if k in self.inputs}
             out.append(self.session.run(["logits"], feeds)[0])
         return np.concatenate(out).astype(np.float32)
 
@@ -82,8 +82,8 @@ class TorchClassifier:
         return np.concatenate(out)
 
 
-def _at_least_one_column(ids: torch.Tensor) -> torch.Tensor:
-    # A batch of empty sentences encodes to zero columns; the graph reads one padding token instead, as PyTorch.
+def at_least_one_column(ids: torch.Tensor) -> torch.Tensor:
+    """``ids``, or one padding column when a batch of empty sentences encoded to zero columns (as PyTorch reads it)."""
     return ids if ids.shape[1] else torch.zeros((ids.shape[0], 1), dtype=ids.dtype)
 
 

@@ -1,0 +1,193 @@
+"""ONNX Runtime int8 for exported students: dynamic or static (calibrated), with per-node fp32 fallback (issue 26).
+
+* ``dynamic``: ``quantize_dynamic``, per-channel int8 weights, activations quantized at run time (integer
+  ``MatMulInteger``/``QAttention``/``DynamicQuantizeLSTM`` kernels). No calibration needed.
+* ``static``: ``quantize_static`` in QDQ form (ORT's recommended CPU format): per-channel int8 weights, uint8
+  activations whose ranges are fixed by MinMax calibration on sentences the model was trained on (the transfer
+  set or the train split, never the dev rows the export is checked on). The ranges are computed once and
+  cached, so trying many fallback sets costs no further calibration.
+
+Per-node fp32 fallback (``fallback="auto"``) keeps in float the nodes whose quantization moves the logits most,
+until int8 agrees with fp32 on the calibration rows within ``tolerance``:
+
+1. each quantizable node is quantized *alone* and scored by the mean squared logit change it causes on the
+   calibration rows (its sensitivity);
+2. with every node quantized, the disagreement with fp32 is measured (classification: the fraction of
+   calibration rows whose predicted class changes; regression: mean |score change| / std of the fp32 scores);
+3. while it exceeds ``tolerance``, the 1, 2, 4, ... most sensitive nodes are kept in fp32.
+
+This is the layer-wise sensitivity analysis of mixed-precision post-training quantization (e.g. Wu et al. 2020,
+"Integer Quantization for Deep Learning Inference", arXiv:2004.09602, Sec. 6: "partial quantization" keeps
+the most sensitive layers in floating point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from distilkit.core.errors import ExportError
+
+INT8_MODES = ("dynamic", "static")
+
+
+def check_int8_mode(mode: str | None) -> None:
+    """Raises :class:`ExportError` for an ``--int8`` mode other than ``dynamic``/``static``."""
+    if mode is not None and mode not in INT8_MODES:
+        raise ExportError(f"--int8: '{mode}' is not an ONNX Runtime int8 mode; choose dynamic or static")
+
+
+def quantizable_nodes(path: Path, mode: str) -> list[str]:
+    """Names of the nodes ``mode`` quantizes (named so ``nodes_to_exclude`` can address them)."""
+    import onnx
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
+
+    model = onnx.load(str(path))
+    kinds = IntegerOpsRegistry if mode == "dynamic" else QDQRegistry
+    weights = {t.name for t in model.graph.initializer}
+    # Only nodes that hold a weight: quantizing an activation-only op (Reshape, Transpose) buys no speed.
+    return [n.name for n in model.graph.node if n.op_type in kinds and any(i in weights for i in n.input)]
+
+
+def _infer_shapes(path: Path) -> None:
+    """ORT's pre-quantization shape inference, in place (the symbolic pass types the fused contrib nodes'
+    outputs, without which static calibration cannot see the tensors after them)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    staged = path.with_name("model.shapes.onnx")
+    try:
+        quant_pre_process(str(path), str(staged), skip_optimization=True, auto_merge=True)
+    except Exception:  # noqa: BLE001 -- a graph the symbolic pass cannot type is still quantizable, with less
+        staged.unlink(missing_ok=True)
+        return
+    staged.replace(path)
+
+
+def name_nodes(path: Path) -> None:
+    """Give every unnamed node a unique name, in place (the fallback addresses nodes by name)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    seen: set[str] = set()
+    changed = False
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name, changed = f"{node.op_type}_{index}", True
+        seen.add(node.name)
+    if changed:
+        onnx.save(model, str(path))
+
+
+def _reader(feeds: list[dict]):
+    """An ORT ``CalibrationDataReader`` over the calibration batches (imported late: ORT is an extra)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class CalibrationRows(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    return CalibrationRows()
+
+
+def quantize_file(source: Path, target: Path, mode: str, feeds: list[dict], *, only: list[str] | None = None,
+                  exclude: list[str] | None = None, cache: Path | None = None) -> None:
+    """Quantize ``source`` into ``target`` (``only``: these nodes alone; ``exclude``: kept fp32)."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    # Shape inference knows no types for ORT's fused (com.microsoft) nodes' outputs: they are float.
+    extra = {"DefaultTensorType": TensorProto.FLOAT}
+    if mode == "dynamic":
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_quantize=only, nodes_to_exclude=exclude or None, extra_options=extra)
+        return
+    quantize_static(str(source), str(target), _reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=only,
+                    nodes_to_exclude=exclude or None, calibration_cache_path=cache, extra_options=extra)
+
+
+def disagreement(quantized: np.ndarray, reference: np.ndarray) -> float:
+    """Classification: fraction of rows whose argmax changes; regression: mean |change| / std of reference."""
+    if reference.shape[1] == 1:
+        return float(np.abs(quantized - reference).mean() / (reference.std() + 1e-12))
+    return float((quantized.argmax(1) != reference.argmax(1)).mean())
+
+
+def quantize_with_fallback(path: Path, mode: str, feeds: list[dict], run: Callable[[Path], np.ndarray], *,
+                           fallback: str | list[str] = "none", tolerance: float = 0.003) -> dict:
+    """Quantize the ONNX file at ``path`` in place (see the module doc); return what was done.
+
+    Args:
+        path: The (optimized) fp32 ``model.onnx``.
+        mode: ``dynamic`` or ``static``.
+        feeds: Calibration batches (ONNX input name -> int64 array), from the calibration rows.
+        run: ``run(onnx_path)`` -> logits of that file on the calibration rows.
+        fallback: ``none``, ``auto`` or a list of node names to keep in fp32.
+        tolerance: ``auto``'s bound on the disagreement with fp32 on the calibration rows.
+
+    Returns:
+        ``{"mode", "fp32_nodes", "quantizable_nodes", "calibration_disagreement", ...}`` (``auto`` adds the
+        sensitivities and the steps it tried).
+
+    Raises:
+        ExportError: a node named in ``fallback`` is not a quantizable node of the graph.
+    """
+    _infer_shapes(path)
+    name_nodes(path)
+    candidates = quantizable_nodes(path, mode)
+    reference = run(path)
+    work = path.parent / ".quantize"
+    work.mkdir(exist_ok=True)
+    cache = work / "calibration.json" if mode == "static" else None
+    staged = work / "model.int8.onnx"
+
+    def quantized_logits(**kw) -> np.ndarray:
+        quantize_file(path, staged, mode, feeds, cache=cache, **kw)
+        return run(staged)
+
+    report: dict = {"mode": mode, "quantizable_nodes": len(candidates), "tolerance": tolerance}
+    if isinstance(fallback, list):
+        unknown = [n for n in fallback if n not in candidates]
+        if unknown:
+            raise ExportError(f"--fp32-fallback: {unknown} are not quantizable nodes of this graph; some that "
+                              f"are: {candidates[:8]}")
+        excluded = list(fallback)
+    else:
+        excluded = []
+        if fallback == "auto" and candidates:
+            excluded = _auto_fallback(candidates, reference, quantized_logits, tolerance, report)
+    final = quantized_logits(exclude=excluded)
+    report.update({"fp32_nodes": excluded, "calibration_disagreement": disagreement(final, reference),
+                   "calibration_max_abs_logit_diff": float(np.abs(final - reference).max())})
+    staged.replace(path)
+    for leftover in work.iterdir():
+        leftover.unlink()
+    work.rmdir()
+    return report
+
+
+def _auto_fallback(candidates: list[str], reference: np.ndarray, quantized_logits, tolerance: float,
+                   report: dict) -> list[str]:
+    steps = [{"fp32_nodes": 0, "disagreement": disagreement(quantized_logits(), reference)}]
+    report["steps"] = steps
+    if steps[0]["disagreement"] <= tolerance:
+        return []
+    sensitivity = {}
+    for name in tqdm(candidates, desc="int8 sensitivity per node", leave=False):
+        sensitivity[name] = float(((quantized_logits(only=[name]) - reference) ** 2).mean())
+    ranked = sorted(candidates, key=sensitivity.__getitem__, reverse=True)
+    report["sensitivity"] = {name: sensitivity[name] for name in ranked}
+    count = 1
+    while True:
+        excluded = ranked[:count]
+        steps.append({"fp32_nodes": count, "disagreement": disagreement(quantized_logits(exclude=excluded),
+                                                                        reference)})
+        if steps[-1]["disagreement"] <= tolerance or count >= len(ranked):
+            return excluded
+        count = min(2 * count, len(ranked))
