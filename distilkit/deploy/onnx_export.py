@@ -1,4 +1,5 @@
-"""``distilkit export MODEL_DIR --onnx OUT_DIR [--int8]``: any saved student as an ONNX Runtime folder.
+"""``distilkit export MODEL_DIR --onnx OUT_DIR [--int8 [dynamic|static]] [--optimize LEVEL]``: any saved student
+as an ONNX Runtime folder.
 
 Every student kind exports with ``torch.onnx`` (TorchScript tracing, dynamic batch and sequence axes):
 transformer students, pruned models with uneven heads per layer, vocabulary-trimmed students, linear-attention
@@ -6,11 +7,18 @@ variants, and the BiLSTM through :class:`~distilkit.deploy.onnx_graphs.Exportabl
 used: its releases pin ``transformers<4.58`` and distilkit runs on transformers 5.
 
 distilkit-quantized models are exported from the float weights their integers represent and then quantized by
-ONNX Runtime (dynamic int8, per channel), so they stay integer; ``--int8`` does the same for float models.
+ONNX Runtime (dynamic int8, per channel), so they stay integer; ``--int8`` does the same for float models, and
+``--int8 static`` calibrates activation ranges on training sentences instead (:mod:`~distilkit.deploy.ort_quantize`,
+which also keeps the nodes whose int8 costs accuracy in fp32 with ``--fp32-fallback auto``).
+
+Transformer students go through ONNX Runtime's transformer optimizer first (``--optimize``, default ``basic``:
+fused attention, skip-layer-norm, bias-GELU and embedding-layer-norm kernels; :mod:`~distilkit.deploy.ort_optimize`),
+and int8 is applied to the fused graph (``Attention`` becomes ORT's integer ``QAttention``).
 
 The folder holds ``model.onnx``, the tokenizer, ``config.json`` (labels) and ``export.json``: ONNX Runtime's
-logits checked against the PyTorch model on real dev sentences (max |difference|) and both dev metrics. It is
-written atomically: a failed export leaves nothing in OUT_DIR.
+logits checked against the PyTorch model on real dev sentences (max |difference|) and both dev metrics, what the
+optimizer fused, and for int8 the fp32 graph's own check, the calibration rows, the nodes kept in fp32 and int8's
+agreement with fp32 on the calibration rows. It is written atomically: a failed export leaves nothing in OUT_DIR.
 """
 
 from __future__ import annotations
@@ -123,8 +131,6 @@ def check_flags(optimize: str, int8: str | None, calibrate: int, fp32_fallback: 
         raise ExportError(f"--fallback-tolerance: a fraction in [0, 1) (got {tolerance})")
     if isinstance(fp32_fallback, str) and fp32_fallback not in ("none", "auto"):
         fp32_fallback = [name.strip() for name in fp32_fallback.split(",") if name.strip()]
-    if fp32_fallback != "none" and int8 is None:
-        raise ExportError("--fp32-fallback: only applies with --int8 (a float export has nothing to fall back from)")
     return fp32_fallback
 
 
@@ -169,6 +175,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool | str 
         raise ExportError(f"{model_dir}: --int8 on a model that is already integer (distilkit-quantized); export "
                           "it without --int8: it is re-quantized by ONNX Runtime from the weights it stores")
     mode = mode or ("dynamic" if quant else None)
+    if fp32_fallback != "none" and mode is None:
+        raise ExportError("--fp32-fallback: only applies to int8 exports (--int8, or a distilkit-quantized model)")
     spec, rows = dev_rows(model_dir, task, data_dir, max_examples)
     calibration = calibration_rows(spec, data_dir, calibration_data, calibrate) if mode else []
     reference, tokenizer = load_saved(model_dir)
