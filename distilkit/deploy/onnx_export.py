@@ -96,24 +96,27 @@ def calibration_rows(spec: TaskSpec, data_dir: str | None, source: str | None, r
     """
     if rows <= 0:
         raise ExportError(f"--calibrate: needs a positive number of rows (got {rows})")
-    where = source or f"the {spec.name} train split"
+    where, table = source or f"the {spec.name} train split", None
+    if source is not None and not Path(source).is_dir():
+        raise ExportError(f"--calibration-data: {source}: no such folder (a transfer set saved by distilkit augment)")
+    state = Path(source or ".") / "state.json"
+    if source is not None and state.is_file() and not read_json(state).get("_data_files"):
+        table = []  # a table saved with no rows has no shards, which datasets cannot load
     try:
-        if source is not None:
+        if source is not None and table is None:
             import datasets
 
-            if not Path(source).is_dir():
-                raise ExportError(f"--calibration-data: {source}: no such folder (a transfer set saved by "
-                                  "distilkit augment)")
             table = datasets.load_from_disk(source)
-            table = table.select(range(min(rows, len(table))))
-        else:
+        elif source is None:
             table = load_split(spec, "train", data_dir=data_dir, max_examples=rows, seed=0)
-    except DistilkitError:
-        raise
+    except DistilkitError as exc:
+        raise ExportError(f"--calibrate: cannot read {where} to calibrate int8 on: {exc}") from None
     except Exception as exc:  # datasets' own errors for a folder that is not a saved table
         raise ExportError(f"--calibration-data: {source}: not a saved table ({type(exc).__name__}: {exc})") from None
     if len(table) == 0:
         raise ExportError(f"--calibration-data: {where} has no rows to calibrate int8 on")
+    if source is not None:
+        table = table.select(range(min(rows, len(table))))
     missing = [c for c in ("text_a", *(("text_b",) if spec.is_pair else ())) if c not in table.column_names]
     if missing:
         raise ExportError(f"--calibration-data: {where} has no column {missing[0]!r}")
