@@ -75,12 +75,18 @@ def optimize_graph(path: Path, config: dict, level: str) -> dict:
         ``{"level", "opt_level", "fused": {op type: count}, "attention_heads": [per fused Attention node]}``.
     """
     import onnx
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     opt_level = check_level(level)
     model = onnx.load(str(path))
     pinned = _pin_head_counts(model, config)
     onnx.save(model, str(path))
+    options = FusionOptions("bert")
+    # Layers sharing one block (parameter sharing) feed the same weights to several MatMuls: the fusion would
+    # fuse one layer and copy its Q/K/V weights, storing the block twice. Attention stays unfused there.
+    shared = _shared_matmul_weights(model)
+    options.enable_attention = not shared
     # The fusions log a warning per pattern they could not match (e.g. the classifier head): not the user's concern.
     quiet = [logging.getLogger(name) for name in ("fusion_base", "fusion_attention", "fusion_embedlayer",
                                                    "onnx_model", "onnx_model_bert", "fusion_utils")]
@@ -88,12 +94,60 @@ def optimize_graph(path: Path, config: dict, level: str) -> dict:
     for logger in quiet:
         logger.setLevel(logging.ERROR)
     try:
-        optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0, opt_level=opt_level)
+        optimized = optimize_model(str(path), model_type="bert", num_heads=0, hidden_size=0, opt_level=opt_level,
+                                   optimization_options=options)
     finally:
         for logger, old in zip(quiet, levels):
             logger.setLevel(old)
+    merged = share_identical_initializers(optimized.model)
     optimized.save_model_to_file(str(path))
-    return {"level": level, "opt_level": opt_level, **fused_summary(optimized.model), "pinned_head_counts": pinned}
+    return {"level": level, "opt_level": opt_level, **fused_summary(optimized.model), "pinned_head_counts": pinned,
+            "shared_initializers": merged, "attention_fusion": "off: layers share weights" if shared else "on"}
+
+
+def _shared_matmul_weights(model) -> bool:
+    """True when one weight initializer feeds more than one MatMul (layers sharing parameters; the exporter
+    hands the later uses an ``Identity`` of the first)."""
+    weights = {t.name: t.name for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
+    uses = Counter(weights[node.input[1]] for node in model.graph.node
+                   if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in weights)
+    return any(count > 1 for count in uses.values())
+
+
+def share_identical_initializers(model) -> int:
+    """Point every use of a duplicated weight at one copy; returns how many copies were dropped.
+
+    Fusion builds each ``Attention`` node's Q/K/V weight as a new tensor, so a student whose layers share one
+    block (parameter sharing) would store that block once per layer again; identical tensors are merged back.
+    """
+    import hashlib
+
+    from onnx import numpy_helper
+
+    keep: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    for tensor in model.graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        key = (array.dtype.str, array.shape, hashlib.sha256(array.tobytes()).hexdigest())
+        if key in keep:
+            rename[tensor.name] = keep[key]
+        else:
+            keep[key] = tensor.name
+    if not rename:
+        return 0
+    outputs = {o.name for o in model.graph.output}
+    rename = {old: new for old, new in rename.items() if old not in outputs}
+    for node in model.graph.node:
+        for index, name in enumerate(node.input):
+            if name in rename:
+                node.input[index] = rename[name]
+    stale = [t for t in model.graph.initializer if t.name in rename]
+    for tensor in stale:
+        model.graph.initializer.remove(tensor)
+    return len(stale)
 
 
 def fused_summary(model) -> dict:
