@@ -10,7 +10,8 @@ Both students are also served from ONNX Runtime (issue 26), exported with ``dist
 ``--onnx-dir`` (default: ``onnx/`` beside each student's folder; reused when already there): fp32 (transformer:
 ORT's transformer optimizer, fused attention) and dynamic int8 with ``--fp32-fallback auto``, each checked on
 every dev sentence (their dev metrics go into the JSON). ORT sessions get as many intra-op threads as torch
-has, and are timed in the same rounds on the same encoded batches as the PyTorch models.
+has (``--ort-threads`` to choose: small models at batch 1 are often fastest on one), and are timed in the same
+rounds on the same encoded batches as the PyTorch models.
 
     python scripts/glue_latency.py --task sst2 --data-dir ../shared/glue --teacher T --bilstm B \
         --small-transformer S [--onnx-dir DIR] [--no-onnx]
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128, help="the recipes' teacher and student max_length")
     parser.add_argument("--onnx-dir", default=None, help="where the ORT exports go (default: beside each student)")
     parser.add_argument("--no-onnx", action="store_true", help="time the PyTorch models only")
+    parser.add_argument("--ort-threads", type=int, default=None,
+                        help="ORT sessions' intra-op threads (default: as many as torch has)")
     args = parser.parse_args()
 
     task = load_task(args.task)
@@ -107,7 +110,8 @@ def main() -> None:
         from distilkit.deploy.ort_runner import OnnxClassifier
 
         for name, folder in onnx_exports(args, task).items():
-            served[name] = OnnxClassifier(folder, threads=torch.get_num_threads(), max_length=args.max_length)
+            served[name] = OnnxClassifier(folder, threads=args.ort_threads or torch.get_num_threads(),
+                                          max_length=args.max_length)
             report = json.loads((folder / "export.json").read_text())
             params[name] = params[name.rsplit("_ort_", 1)[0]]
             sizes[name] = round((folder / "model.onnx").stat().st_size / MB, 3)
@@ -132,7 +136,8 @@ def main() -> None:
     latency = {name: {k: round(statistics.median(v), 3) for k, v in s.items()} for name, s in samples.items()}
     print(json.dumps({"latency_ms": latency, "params": params, "size_mb": sizes, "rounds": args.rounds,
                       "threads": torch.get_num_threads(), "bert_large_config": BERT_LARGE,
-                      "dev_sentences": len(texts), "ort": ort_reports}))
+                      "dev_sentences": len(texts), "ort": ort_reports,
+                      "ort_threads": args.ort_threads or torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

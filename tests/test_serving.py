@@ -270,3 +270,17 @@ def test_bilstm_forward_equals_the_packed_reference(layers):
     new = model(input_ids=a, attention_mask=ma).logits
     torch.manual_seed(3)
     torch.testing.assert_close(new, reference_logits(model, a, ma), atol=1e-6, rtol=0)
+
+
+def test_without_a_train_split_plain_dynamic_int8_still_exports_and_static_is_named(tmp_path):
+    import shutil
+
+    (tmp_path / "glue" / "SST-2").mkdir(parents=True)
+    shutil.copy(FIXTURES / "glue" / "SST-2" / "dev.tsv", tmp_path / "glue" / "SST-2" / "dev.tsv")
+    data = str(tmp_path / "glue")
+    report = export_onnx(SAVED / "bilstm-int8", tmp_path / "onnx", task="sst2", data_dir=data, max_examples=32)
+    assert report["precision"] == "int8" and report["int8"]["calibration"] == {"source": None, "rows": 0}
+    assert report["int8"]["calibration_disagreement"] is None and report["max_abs_logit_diff"] < 0.05
+    with pytest.raises(ExportError, match="--calibrate: cannot read the sst2 train split"):
+        export_onnx(SAVED / "bilstm", tmp_path / "static", task="sst2", data_dir=data, int8="static")
+    assert not (tmp_path / "static").exists()

@@ -29,8 +29,9 @@ def export_command(args) -> None:
                                                                  or "nothing fused"))
     if "int8" in report:
         q = report["int8"]
-        print(f"int8 {q['mode']}: {len(q['fp32_nodes'])} of {q['quantizable_nodes']} nodes kept fp32; "
-              f"{q['calibration_disagreement']:.4f} of {q['calibration']['rows']} calibration predictions change")
+        agreement = ("no calibration rows (no train split)" if q["calibration_disagreement"] is None else
+                     f"{q['calibration_disagreement']:.4f} of {q['calibration']['rows']} calibration predictions change")
+        print(f"int8 {q['mode']}: {len(q['fp32_nodes'])} of {q['quantizable_nodes']} nodes kept fp32; {agreement}")
 
 
 def read_texts(path: Path, text_a: str | None, text_b: str | None) -> tuple[list[str], list[str] | None]:

@@ -181,7 +181,14 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool | str 
     if fp32_fallback != "none" and mode is None:
         raise ExportError("--fp32-fallback: only applies to int8 exports (--int8, or a distilkit-quantized model)")
     spec, rows = dev_rows(model_dir, task, data_dir, max_examples)
-    calibration = calibration_rows(spec, data_dir, calibration_data, calibrate) if mode else []
+    calibration = []
+    if mode:
+        try:
+            calibration = calibration_rows(spec, data_dir, calibration_data, calibrate)
+        except ExportError:
+            # Plain dynamic int8 needs no calibration: its agreement check is skipped when there is no train split.
+            if mode == "static" or fp32_fallback != "none" or calibration_data is not None or calibrate <= 0:
+                raise
     reference, tokenizer = load_saved(model_dir)
     model, _ = load_saved(model_dir, tokenizer=False, adapter=False)
     dequantized = dequantize_model(model)
@@ -224,8 +231,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool | str 
                                              spec, rows, max_length)
             report["int8"] = _quantize(tmp / ONNX_FILE, mode, calibration, tokenizer, encode, spec, max_length,
                                        fp32_fallback, fallback_tolerance)
-            report["int8"]["calibration"] = {"source": calibration_data or f"{spec.name} train split",
-                                             "rows": len(calibration)}
+            report["int8"]["calibration"] = {"source": (calibration_data or f"{spec.name} train split")
+                                             if calibration else None, "rows": len(calibration)}
         report["export_seconds"] = round(time.perf_counter() - start, 2)
         report.update(_fidelity(reference, tokenizer, encode, OnnxClassifier(tmp, max_length=max_length), spec, rows,
                                 max_length))

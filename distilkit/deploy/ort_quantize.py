@@ -156,6 +156,11 @@ def quantize_with_fallback(path: Path, mode: str, feeds: list[dict], run: Callab
     name_nodes(path)
     kinds = quantizable_nodes(path, mode)
     candidates, op_types = list(kinds), sorted(set(kinds.values()))
+    if not feeds:  # plain dynamic int8 without calibration rows: nothing to measure agreement on
+        quantize_file(path, path.with_name("model.int8.onnx"), mode, feeds, op_types)
+        path.with_name("model.int8.onnx").replace(path)
+        return {"mode": mode, "quantizable_nodes": len(candidates), "op_types": op_types, "fp32_nodes": [],
+                "calibration_disagreement": None, "calibration_max_abs_logit_diff": None}
     reference = run(path)
     work = path.parent / ".quantize"
     work.mkdir(exist_ok=True)
