@@ -30,7 +30,8 @@ def export_command(args) -> None:
     if "int8" in report:
         q = report["int8"]
         agreement = ("no calibration rows (no train split)" if q["calibration_disagreement"] is None else
-                     f"{q['calibration_disagreement']:.4f} of {q['calibration']['rows']} calibration predictions change")
+                     f"int8 changes {100 * q['calibration_disagreement']:.2f}% of {q['calibration']['rows']} calibration "
+                     "predictions (regression: 1 - Pearson r x 100)")
         print(f"int8 {q['mode']}: {len(q['fp32_nodes'])} of {q['quantizable_nodes']} nodes kept fp32; {agreement}")
 
 
