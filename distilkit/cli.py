@@ -57,7 +57,21 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a saved student to ONNX (checked against PyTorch on dev rows)")
     export.add_argument("model_dir", help="a save_pretrained directory (a recipe's OUTPUT_DIR/model)")
     export.add_argument("--onnx", required=True, metavar="OUT_DIR", help="folder for model.onnx, tokenizer, export.json")
-    export.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 (per-channel weights)")
+    export.add_argument("--int8", nargs="?", const="dynamic", default=None, metavar="dynamic|static",
+                        help="ONNX Runtime int8: dynamic (default when given alone: activations quantized at run "
+                             "time) or static (QDQ, activation ranges calibrated on --calibrate rows)")
+    export.add_argument("--optimize", default="basic", metavar="LEVEL",
+                        help="ORT transformer optimizer on transformer students (fused attention, skip-layer-norm, "
+                             "GELU): none, fusion, basic (default), extended or all")
+    export.add_argument("--calibrate", type=int, default=256, metavar="N",
+                        help="rows int8 is calibrated and checked on (default 256)")
+    export.add_argument("--calibration-data", default=None, metavar="DIR",
+                        help="a transfer set saved by distilkit augment (default: the task's train split)")
+    export.add_argument("--fp32-fallback", default="none", metavar="none|auto|NODE,...",
+                        help="int8 nodes kept in fp32: auto keeps the most sensitive ones until int8 agrees with fp32 "
+                             "on the calibration rows within --fallback-tolerance; or name the nodes")
+    export.add_argument("--fallback-tolerance", type=float, default=0.003,
+                        help="auto fallback's bound on the fraction of calibration predictions int8 changes")
     export.add_argument("--task", default=None, help="task of the dev rows to check on (default: the run's recipe)")
     export.add_argument("--data-dir", default=None)
     export.add_argument("--max-examples", type=int, default=256, help="dev rows the export is checked on")
@@ -70,8 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--text-a", default=None, help="column of the first sentence (default: the first column)")
     predict.add_argument("--text-b", default=None, help="column of the second sentence (pair tasks)")
     predict.add_argument("--batch-size", type=int, default=32)
-    predict.add_argument("--threads", type=int, default=None)
+    predict.add_argument("--threads", type=int, default=None,
+                         help="ONNX Runtime session threads (intra-op); for a PyTorch folder, torch's threads")
     predict.add_argument("--json", default=None, help="also write the predictions to this JSON file")
+    predict.add_argument("--time", action="store_true",
+                         help="also time the model on the inputs at batch 1 and --batch-size (tokenization excluded), "
+                              "side by side with --against or, for an ONNX folder, the PyTorch model it came from")
+    predict.add_argument("--against", default=None, metavar="DIR",
+                         help="with --time: another folder (PyTorch or ONNX) timed interleaved on the same inputs")
+    predict.add_argument("--rounds", type=int, default=5, help="with --time: interleaved timing rounds")
 
     sub.add_parser("tasks", help="list built-in tasks")
     return parser

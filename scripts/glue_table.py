@@ -23,7 +23,11 @@ PUBLISHED = {
 TEACHER_SST2 = 0.895
 BILSTM_SST2, BILSTM_PAIR = 0.96, 0.90
 TRANSFORMER_MACRO, MAX_LAYER_FRACTION = 0.97, 0.5
-SPEEDUP_TEACHER, SPEEDUP_BERT_LARGE = 15.0, 300.0
+SPEEDUP_TEACHER, SPEEDUP_BERT_LARGE = 15.0, 300.0  # the BiLSTM served from ONNX Runtime, batch 1 (issue 26)
+SPEEDUP_TEACHER_PYTORCH = 10.0  # the BiLSTM in PyTorch, batch 1
+INT8_METRIC_CHANGE = 0.003  # an int8 export's dev main metric against its PyTorch model
+#: ONNX Runtime rows of the latency cells (``glue_latency.py``), when a cell has them.
+ORT_MODELS = ("bilstm_ort_fp32", "bilstm_ort_int8", "small_transformer_ort_fp32", "small_transformer_ort_int8")
 TOTAL_HOURS = 4.0
 
 
@@ -70,12 +74,7 @@ def verdicts(cells: dict) -> list[dict]:
         retained.append(retention(small, task))
         rows.append(_row(task, "small_transformer", "retention", retained[-1], None, None))
         if latency:
-            ms = latency["latency_ms"]
-            for b in ("b1", "b32"):
-                for ref, target in (("teacher", SPEEDUP_TEACHER), ("bert_large", SPEEDUP_BERT_LARGE)):
-                    ratio = ms[ref][b] / ms["bilstm"][b]
-                    rows.append(_row(task, "bilstm", f"speed-up {b} vs {ref}", ratio,
-                                     f">= {target}" if b == "b1" else None, ratio >= target if b == "b1" else None))
+            rows += _latency_rows(task, latency)
     # Table-wide verdicts are given only once every task with training data has all its cells.
     wanted = [t for t in TASKS if f"{t}/data" not in cells]
     done = [t for t in wanted if all(f"{t}/{f}" in cells for f in ("bilstm", "small_transformer", "latency"))]
@@ -90,6 +89,30 @@ def verdicts(cells: dict) -> list[dict]:
         hours = sum(walls) / 3600
         rows.append(_row("all", "table", "wall hours" + scope, hours, f"<= {TOTAL_HOURS}",
                          hours <= TOTAL_HOURS if complete else None))
+    return rows
+
+
+def _latency_rows(task: str, latency: dict) -> list[dict]:
+    """Speed-ups of the BiLSTM (PyTorch and ORT) and the int8 exports' dev metric change, with their targets."""
+    rows, ms = [], latency["latency_ms"]
+    for name in ("bilstm", *(m for m in ORT_MODELS if m.startswith("bilstm") and m in ms)):
+        served = name != "bilstm"
+        for b in ("b1", "b32"):
+            for ref in ("teacher", "bert_large"):
+                target = (SPEEDUP_TEACHER if served else SPEEDUP_TEACHER_PYTORCH) if ref == "teacher" else \
+                    (SPEEDUP_BERT_LARGE if served else None)
+                target = target if b == "b1" else None
+                ratio = ms[ref][b] / ms[name][b]
+                rows.append(_row(task, name, f"speed-up {b} vs {ref}" + (" (PyTorch)" if served else ""), ratio,
+                                 None if target is None else f">= {target}",
+                                 None if target is None else ratio >= target))
+    for name, report in (latency.get("ort") or {}).items():
+        if report.get("precision") != "int8":
+            continue
+        metric = GLUE_METRICS[task][0]
+        change = abs(report["dev_metrics_onnx"][metric] - report["dev_metrics_pytorch"][metric])
+        rows.append(_row(task, name, f"int8 dev {metric} change vs PyTorch", change, f"<= {INT8_METRIC_CHANGE}",
+                         change <= INT8_METRIC_CHANGE + 1e-12))
     return rows
 
 
@@ -135,7 +158,7 @@ def render(results: dict, argv: list[str]) -> list[str]:
               "| model | " + " | ".join(TASKS) + " |", "| --- |" + " ---: |" * len(TASKS)]
     for name, values in PUBLISHED.items():
         lines.append(f"| {name} | " + " | ".join(_f(values.get(t), 1) for t in TASKS) + " |")
-    lines += _speed_table(cells) + _time_table(cells)
+    lines += _speed_table(cells) + _ort_table(cells) + _time_table(cells)
     lines += ["", "Verdicts:", ""]
     for row in results.get("results", []):
         if row["target"] is not None:
@@ -158,7 +181,9 @@ def _ratio(x: float) -> str:
 def _speed_table(cells: dict) -> list[str]:
     lines = ["", "Size and CPU latency, timed interleaved in one fresh process per task on its dev sentences. "
              "BERT-large is the architecture with random weights (latency does not depend on the values); its "
-             "MB are its fp32 weights.", "",
+             "MB are its fp32 weights. `*_ort_*` rows are the students served from ONNX Runtime (`distilkit "
+             "export`; transformer: ORT's transformer optimizer; int8: dynamic, `--fp32-fallback auto`), their MB "
+             "the `model.onnx`; every ratio is against the teacher and BERT-large in PyTorch.", "",
              "| task | model | params | MB | b1 ms | b32 ms | b1 vs teacher | b32 vs teacher | b1 vs BERT-large | "
              "b32 vs BERT-large |", "| --- | --- |" + " ---: |" * 8]
     for task in TASKS:
@@ -166,12 +191,32 @@ def _speed_table(cells: dict) -> list[str]:
         if not cell:
             continue
         ms = cell["latency_ms"]
-        for name in ("bert_large", "teacher", "small_transformer", "bilstm"):
+        for name in ("bert_large", "teacher", "small_transformer", "bilstm", *(m for m in ORT_MODELS if m in ms)):
             lines.append(f"| {task} | {name} | {cell['params'][name]:,} | {cell['size_mb'][name]:.1f} | "
                          f"{ms[name]['b1']:.2f} | {ms[name]['b32']:.1f} | "
                          + " | ".join(_ratio(ms[ref][b] / ms[name][b]) for ref in ("teacher", "bert_large")
                                       for b in ("b1", "b32")) + " |")
     return lines
+
+
+def _ort_table(cells: dict) -> list[str]:
+    """Dev metrics of the ORT exports against their PyTorch models (every dev sentence)."""
+    lines = []
+    for task in TASKS:
+        cell = cells.get(f"{task}/latency") or {}
+        for name, report in (cell.get("ort") or {}).items():
+            metric = GLUE_METRICS[task][0]
+            torch_value, ort_value = report["dev_metrics_pytorch"][metric], report["dev_metrics_onnx"][metric]
+            fused = ", ".join(f"{k} {v}" for k, v in (report.get("fused") or {}).items()) or "—"
+            kept = "—" if report.get("fp32_nodes") is None else str(len(report["fp32_nodes"]))
+            lines.append(f"| {task} | {name} | {SHORT[metric]} | {100 * torch_value:.2f} | {100 * ort_value:.2f} | "
+                         f"{100 * (ort_value - torch_value):+.2f} | {report['max_abs_logit_diff']:.1e} | {kept} | "
+                         f"{fused} |")
+    if not lines:
+        return []
+    return ["", "ONNX Runtime exports against their PyTorch models on every dev sentence (x100):", "",
+            "| task | model | metric | PyTorch | ORT | change | max abs logit diff | fp32 nodes | fused |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |", *lines]
 
 
 def _time_table(cells: dict) -> list[str]:

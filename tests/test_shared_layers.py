@@ -322,8 +322,18 @@ def test_onnx_export_keeps_one_copy_of_the_shared_block(tmp_path, tiny_tokenizer
         model.save_pretrained(tmp_path / name)
         tokenizer.save_pretrained(tmp_path / name)
         report = export_onnx(tmp_path / name, tmp_path / f"{name}-onnx", task="sst2", data_dir=str(FIXTURES / "glue"),
-                             max_examples=8, max_length=32)
+                             max_examples=8, max_length=32, optimize="none")
         assert report["max_abs_logit_diff"] < 1e-4
         sizes[name] = (tmp_path / f"{name}-onnx" / "model.onnx").stat().st_size
     per_layer = sum(p.numel() * 4 for p in layer_params(stock, 0).values())
     assert sizes["stock"] - sizes["shared"] > 2.9 * per_layer, sizes
+    # ORT's transformer optimizer (the default) must not store the shared block again (issue 26).
+    import onnx
+    from onnx import numpy_helper
+
+    report = export_onnx(tmp_path / "shared", tmp_path / "shared-opt", task="sst2", data_dir=str(FIXTURES / "glue"),
+                         max_examples=8, max_length=32)
+    assert report["max_abs_logit_diff"] < 1e-4 and report["optimizer"]["attention_fusion"].startswith("off")
+    weights = {name: sum(numpy_helper.to_array(t).nbytes for t in onnx.load(str(path / "model.onnx")).graph.initializer)
+               for name, path in (("none", tmp_path / "shared-onnx"), ("optimized", tmp_path / "shared-opt"))}
+    assert weights["optimized"] < weights["none"] + per_layer / 10, weights

@@ -27,7 +27,14 @@ def encoder_for_type(model_type: str):
 
 
 class OnnxClassifier:
-    """An exported folder (``model.onnx``, tokenizer, ``config.json``, ``export.json``) in ONNX Runtime."""
+    """An exported folder (``model.onnx``, tokenizer, ``config.json``, ``export.json``) in ONNX Runtime.
+
+    Args:
+        folder: The exported folder.
+        threads: The session's ``intra_op_num_threads`` (``None``: ONNX Runtime's default, every core). Small
+            models at batch 1 often run fastest on one thread; this never touches torch's thread setting.
+        max_length: Tokens per sentence (default: the export's).
+    """
 
     def __init__(self, folder: str | Path, *, threads: int | None = None, max_length: int | None = None):
         import onnxruntime as ort
@@ -46,31 +53,52 @@ class OnnxClassifier:
         self.max_length = max_length or report.get("max_length", 128)
         self.encode = encoder_for_type(self.config.get("model_type", ""))
         self.is_pair = bool(self.config.get("is_pair", report.get("is_pair", "input_ids_b" in self.inputs)))
+        self.source, self.precision = report.get("source"), report.get("precision", "fp32")
+
+    def feeds(self, texts: list[str], pairs: list[str] | None = None) -> dict:
+        """One batch encoded as the graph's inputs (int64 arrays)."""
+        batch = self.encode(self.tokenizer, texts, pairs, self.max_length)
+        return {k: at_least_one_column(v).numpy().astype(np.int64) for k, v in batch.items() if k in self.inputs}
+
+    def runner(self, texts: list[str], pairs: list[str] | None = None):
+        """A call that runs one forward on this batch, encoded once (what latency timing repeats)."""
+        feeds = self.feeds(texts, pairs)
+        return lambda: self.session.run(["logits"], feeds)
 
     def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32) -> np.ndarray:
         out = []
         for i in range(0, len(texts), batch_size):
-            batch = self.encode(self.tokenizer, texts[i:i + batch_size],
-                                None if pairs is None else pairs[i:i + batch_size], self.max_length)
-            feeds = {k: _at_least_one_column(v).numpy().astype(np.int64) for k, v in batch.items() if k in self.inputs}
+            feeds = self.feeds(texts[i:i + batch_size], None if pairs is None else pairs[i:i + batch_size])
             out.append(self.session.run(["logits"], feeds)[0])
         return np.concatenate(out).astype(np.float32)
 
 
 class TorchClassifier:
-    """A ``save_pretrained`` folder in PyTorch (any distilkit student, quantized ones included)."""
+    """A ``save_pretrained`` folder in PyTorch (any distilkit student, quantized ones included).
 
-    def __init__(self, folder: str | Path, *, threads: int | None = None, max_length: int = 128):
+    It runs on torch's process-wide threads as the caller set them (``torch.set_num_threads``): a library
+    object must not change a setting the whole process shares.
+    """
+
+    def __init__(self, folder: str | Path, *, max_length: int = 128):
         folder = Path(folder)
         if not (folder / "config.json").is_file():
             raise ExportError(f"{folder}: not a saved model folder (no config.json, no model.onnx)")
-        if threads:
-            torch.set_num_threads(threads)
+        self.source = str(folder)
         self.model, self.tokenizer = load_saved(folder)
         self.config = self.model.config.to_dict()
         self.max_length = max_length
         self.encode = encoder_for_type(self.config.get("model_type", ""))
         self.is_pair = bool(self.config.get("is_pair", False))
+
+    def runner(self, texts: list[str], pairs: list[str] | None = None):
+        """A call that runs one forward on this batch, encoded once (what latency timing repeats)."""
+        batch = self.encode(self.tokenizer, texts, pairs, self.max_length)
+
+        def call():
+            with torch.inference_mode():
+                return self.model(**batch)
+        return call
 
     def logits(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32) -> np.ndarray:
         out = []
@@ -82,17 +110,17 @@ class TorchClassifier:
         return np.concatenate(out)
 
 
-def _at_least_one_column(ids: torch.Tensor) -> torch.Tensor:
-    # A batch of empty sentences encodes to zero columns; the graph reads one padding token instead, as PyTorch.
+def at_least_one_column(ids: torch.Tensor) -> torch.Tensor:
+    """``ids``, or one padding column when a batch of empty sentences encoded to zero columns (as PyTorch reads it)."""
     return ids if ids.shape[1] else torch.zeros((ids.shape[0], 1), dtype=ids.dtype)
 
 
 def load_classifier(folder: str | Path, *, threads: int | None = None) -> OnnxClassifier | TorchClassifier:
-    """An ONNX folder (it holds ``model.onnx``) or a PyTorch one."""
+    """An ONNX folder (it holds ``model.onnx``; ``threads``: its session's intra-op threads) or a PyTorch one."""
     folder = Path(folder)
     if (folder / "model.onnx").is_file():
         return OnnxClassifier(folder, threads=threads)
-    return TorchClassifier(folder, threads=threads)
+    return TorchClassifier(folder)
 
 
 def predict(classifier, texts: list[str], pairs: list[str] | None = None, batch_size: int = 32) -> list[dict]:

@@ -154,29 +154,33 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
 
         Sequences are packed, so padding never enters the recurrence and a sentence's vector does not
         depend on how much padding its batch needed. An empty sentence is read as a single padding token.
+        A batch without padding (always so at batch 1) goes straight into one LSTM call: packing would only
+        add sorting, and the padding checks are skipped (at batch 1 they cost more than the head; issue 26).
         """
         batch = input_ids.shape[0]
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         if input_ids.shape[1] == 0:  # every sentence in the batch is empty
             pad = self.config.pad_token_id or 0
             input_ids = input_ids.new_full((batch, 1), pad)
             attention_mask = torch.zeros_like(input_ids)
+        if attention_mask is None or bool(attention_mask.all()):
+            _, (hidden, _) = self.lstm(self._drop(self.embeddings(input_ids)))
+            return torch.cat([hidden[-2], hidden[-1]], dim=-1)
         mask = attention_mask.bool()
         if (mask[:, 1:] & ~mask[:, :-1]).any():
             # Left (or holed) padding: move the real tokens to the front, keeping their order, because
             # packing assumes each row's tokens come first.
             order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
             input_ids, mask = input_ids.gather(1, order), mask.gather(1, order)
-        embedded = self.dropout(self.embeddings(input_ids))
-        if bool(mask.all()):  # no padding (always so at batch 1): packing would only add sorting overhead
-            _, (hidden, _) = self.lstm(embedded)
-        else:
-            lengths = mask.sum(dim=1).clamp(min=1).cpu()
-            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-            _, (hidden, _) = self.lstm(packed)
+        embedded = self._drop(self.embeddings(input_ids))
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+        _, (hidden, _) = self.lstm(packed)
         # hidden: [num_layers * 2, batch, hidden]; the last two rows are the top layer's two directions.
         return torch.cat([hidden[-2], hidden[-1]], dim=-1)
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        # Dropout is the identity in eval mode; skipping the call saves an op per use at batch 1.
+        return self.dropout(x) if self.training else x
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 input_ids_b: torch.Tensor | None = None, attention_mask_b: torch.Tensor | None = None,
@@ -210,8 +214,8 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
             if input_ids_b is not None:
                 raise ValueError("this BiLSTM reads single sentences (is_pair=False) but got input_ids_b")
             features = h1
-        hidden = torch.relu(self.mlp(self.dropout(features)))
-        logits = self.classifier(self.dropout(hidden))
+        hidden = torch.relu(self.mlp(self._drop(features)))
+        logits = self.classifier(self._drop(hidden))
         loss = None if labels is None else self._loss(logits, labels)
         if return_dict is False:
             return (logits,) if loss is None else (loss, logits)

@@ -1,0 +1,216 @@
+"""ONNX Runtime int8 for exported students: dynamic or static (calibrated), with per-node fp32 fallback (issue 26).
+
+* ``dynamic``: ``quantize_dynamic``, per-channel int8 weights, activations quantized at run time (integer
+  ``MatMulInteger``/``QAttention``/``DynamicQuantizeLSTM`` kernels). No calibration needed.
+* ``static``: ``quantize_static`` in QDQ form (ORT's recommended CPU format): per-channel int8 weights, uint8
+  activations whose ranges are fixed by MinMax calibration on sentences the model was trained on (the transfer
+  set or the train split, never the dev rows the export is checked on). The ranges are computed once and
+  cached, so trying many fallback sets costs no further calibration.
+
+Per-node fp32 fallback (``fallback="auto"``) keeps in float the nodes whose quantization moves the logits most,
+until int8 agrees with fp32 on the calibration rows within ``tolerance``:
+
+1. each quantizable node is quantized *alone* and scored by the mean squared logit change it causes on the
+   calibration rows (its sensitivity);
+2. with every node quantized, the disagreement with fp32 is measured (classification: the fraction of
+   calibration rows whose predicted class changes; regression: mean |score change| / std of the fp32 scores);
+3. while it exceeds ``tolerance``, the 1, 2, 4, ... most sensitive nodes are kept in fp32.
+
+This is the layer-wise sensitivity analysis of mixed-precision post-training quantization (e.g. Wu et al. 2020,
+"Integer Quantization for Deep Learning Inference", arXiv:2004.09602, Sec. 6: "partial quantization" keeps
+the most sensitive layers in floating point).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from distilkit.core.errors import ExportError
+
+INT8_MODES = ("dynamic", "static")
+
+
+def check_int8_mode(mode: str | None) -> None:
+    """Raises :class:`ExportError` for an ``--int8`` mode other than ``dynamic``/``static``."""
+    if mode is not None and mode not in INT8_MODES:
+        raise ExportError(f"--int8: '{mode}' is not an ONNX Runtime int8 mode; choose dynamic or static")
+
+
+def quantizable_nodes(path: Path, mode: str) -> dict[str, str]:
+    """Name -> op type of the nodes ``mode`` quantizes (named so ``nodes_to_exclude`` can address them)."""
+    import onnx
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
+
+    model = onnx.load(str(path))
+    kinds = IntegerOpsRegistry if mode == "dynamic" else QDQRegistry
+    weights = {t.name for t in model.graph.initializer}
+    # Only nodes that hold a weight: quantizing an activation-only op (Reshape, Transpose) buys no speed.
+    nodes = {}
+    for node in model.graph.node:
+        if not any(i in weights for i in node.input):
+            continue
+        if mode == "dynamic" and node.op_type == "Gemm":
+            # quantize_dynamic first rewrites each Gemm as MatMul + Add, naming the MatMul "<gemm>_MatMul".
+            nodes[f"{node.name}_MatMul"] = "MatMul"
+        elif node.op_type in kinds:
+            nodes[node.name] = node.op_type
+    return nodes
+
+
+def _infer_shapes(path: Path) -> None:
+    """ORT's pre-quantization shape inference, in place (the symbolic pass types the fused contrib nodes'
+    outputs, without which static calibration cannot see the tensors after them)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    staged = path.with_name("model.shapes.onnx")
+    try:
+        quant_pre_process(str(path), str(staged), skip_optimization=True, auto_merge=True)
+    except Exception:  # noqa: BLE001 -- a graph the symbolic pass cannot type is still quantizable, with less
+        staged.unlink(missing_ok=True)
+        return
+    staged.replace(path)
+
+
+def name_nodes(path: Path) -> None:
+    """Give every unnamed node a unique name, in place (the fallback addresses nodes by name)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    seen: set[str] = set()
+    changed = False
+    for index, node in enumerate(model.graph.node):
+        if not node.name or node.name in seen:
+            node.name, changed = f"{node.op_type}_{index}", True
+        seen.add(node.name)
+    if changed:
+        onnx.save(model, str(path))
+
+
+def _reader(feeds: list[dict]):
+    """An ORT ``CalibrationDataReader`` over the calibration batches (imported late: ORT is an extra)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class CalibrationRows(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(feeds)
+
+        def get_next(self) -> dict | None:
+            return next(self.batches, None)
+
+    return CalibrationRows()
+
+
+def quantize_file(source: Path, target: Path, mode: str, feeds: list[dict], op_types: list[str], *,
+                  only: list[str] | None = None, exclude: list[str] | None = None, cache: Path | None = None) -> None:
+    """Quantize ``source`` into ``target``: nodes of ``op_types`` (``only``: these nodes alone; ``exclude``: kept
+    fp32). Only weight-bearing op types are passed, so excluding every node leaves the fp32 graph."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    # Shape inference knows no types for ORT's fused (com.microsoft) nodes' outputs: they are float.
+    extra = {"DefaultTensorType": TensorProto.FLOAT}
+    if mode == "dynamic":
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=op_types, nodes_to_quantize=only, nodes_to_exclude=exclude or None, extra_options=extra)
+        return
+    quantize_static(str(source), str(target), _reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
+                    nodes_to_quantize=only,
+                    nodes_to_exclude=exclude or None, calibration_cache_path=cache, extra_options=extra)
+
+
+def disagreement(quantized: np.ndarray, reference: np.ndarray) -> float:
+    """Classification: fraction of rows whose argmax changes; regression: 1 - Pearson r of the two scores
+    (the metric's own scale: 0.003 is 0.3 points of Pearson x 100)."""
+    if reference.shape[1] == 1:
+        q, r = quantized[:, 0] - quantized[:, 0].mean(), reference[:, 0] - reference[:, 0].mean()
+        scale = float(np.sqrt((q * q).sum() * (r * r).sum()))
+        return 0.0 if scale == 0 and np.allclose(quantized, reference) else float(1 - (q * r).sum() / max(scale, 1e-30))
+    return float((quantized.argmax(1) != reference.argmax(1)).mean())
+
+
+def quantize_with_fallback(path: Path, mode: str, feeds: list[dict], run: Callable[[Path], np.ndarray], *,
+                           fallback: str | list[str] = "none", tolerance: float = 0.003) -> dict:
+    """Quantize the ONNX file at ``path`` in place (see the module doc); return what was done.
+
+    Args:
+        path: The (optimized) fp32 ``model.onnx``.
+        mode: ``dynamic`` or ``static``.
+        feeds: Calibration batches (ONNX input name -> int64 array), from the calibration rows.
+        run: ``run(onnx_path)`` -> logits of that file on the calibration rows.
+        fallback: ``none``, ``auto`` or a list of node names to keep in fp32.
+        tolerance: ``auto``'s bound on the disagreement with fp32 on the calibration rows.
+
+    Returns:
+        ``{"mode", "fp32_nodes", "quantizable_nodes", "calibration_disagreement", ...}`` (``auto`` adds the
+        sensitivities and the steps it tried).
+
+    Raises:
+        ExportError: a node named in ``fallback`` is not a quantizable node of the graph.
+    """
+    _infer_shapes(path)
+    name_nodes(path)
+    kinds = quantizable_nodes(path, mode)
+    candidates, op_types = list(kinds), sorted(set(kinds.values()))
+    if not feeds:  # plain dynamic int8 without calibration rows: nothing to measure agreement on
+        quantize_file(path, path.with_name("model.int8.onnx"), mode, feeds, op_types)
+        path.with_name("model.int8.onnx").replace(path)
+        return {"mode": mode, "quantizable_nodes": len(candidates), "op_types": op_types, "fp32_nodes": [],
+                "calibration_disagreement": None, "calibration_max_abs_logit_diff": None}
+    reference = run(path)
+    work = path.parent / ".quantize"
+    work.mkdir(exist_ok=True)
+    cache = work / "calibration.json" if mode == "static" else None
+    staged = work / "model.int8.onnx"
+
+    def quantized_logits(**kw) -> np.ndarray:
+        quantize_file(path, staged, mode, feeds, op_types, cache=cache, **kw)
+        return run(staged)
+
+    report: dict = {"mode": mode, "quantizable_nodes": len(candidates), "op_types": op_types, "tolerance": tolerance}
+    if isinstance(fallback, list):
+        fallback = [f"{n}_MatMul" if f"{n}_MatMul" in kinds and n not in kinds else n for n in fallback]
+        unknown = [n for n in fallback if n not in candidates]
+        if unknown:
+            raise ExportError(f"--fp32-fallback: {unknown} are not quantizable nodes of this graph; some that "
+                              f"are: {candidates[:8]}")
+        excluded = list(fallback)
+    else:
+        excluded = []
+        if fallback == "auto" and candidates:
+            excluded = _auto_fallback(candidates, reference, quantized_logits, tolerance, report)
+    final = quantized_logits(exclude=excluded)
+    report.update({"fp32_nodes": excluded, "calibration_disagreement": disagreement(final, reference),
+                   "calibration_max_abs_logit_diff": float(np.abs(final - reference).max())})
+    staged.replace(path)
+    for leftover in work.iterdir():
+        leftover.unlink()
+    work.rmdir()
+    return report
+
+
+def _auto_fallback(candidates: list[str], reference: np.ndarray, quantized_logits, tolerance: float,
+                   report: dict) -> list[str]:
+    steps = [{"fp32_nodes": 0, "disagreement": disagreement(quantized_logits(), reference)}]
+    report["steps"] = steps
+    if steps[0]["disagreement"] <= tolerance:
+        return []
+    sensitivity = {}
+    for name in tqdm(candidates, desc="int8 sensitivity per node", leave=False):
+        sensitivity[name] = float(((quantized_logits(only=[name]) - reference) ** 2).mean())
+    ranked = sorted(candidates, key=sensitivity.__getitem__, reverse=True)
+    report["sensitivity"] = {name: sensitivity[name] for name in ranked}
+    count = 1
+    while True:
+        steps.append({"fp32_nodes": count, "disagreement": disagreement(quantized_logits(exclude=ranked[:count]),
+                                                                        reference)})
+        if steps[-1]["disagreement"] <= tolerance:
+            return ranked[:count]
+        if count >= len(ranked):  # nothing met the bound (int8 interacts): the fewest fp32 nodes of the best step
+            best = min(steps, key=lambda step: (step["disagreement"], step["fp32_nodes"]))
+            return ranked[:best["fp32_nodes"]]
+        count = min(2 * count, len(ranked))
