@@ -1,5 +1,5 @@
 """Built-in student kinds, the one explicit dict of short names used by ``student.kind`` in recipes, and how
-a recipe's teacher and student are built from it (:func:`load_teacher`, :func:`make_student`).
+a recipe's student is built from it (:func:`make_student`; the teacher: :mod:`distilkit.run.teachers`).
 
 The dict sits in the recipe layer because two of its kinds are compression methods (``pruned``,
 ``linear_attention``); the BiLSTM and transformer students themselves live in :mod:`distilkit.models`.
@@ -10,23 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from accelerate import Accelerator
 from transformers import AutoConfig, AutoTokenizer
 
 from distilkit.core.errors import RecipeError
-from distilkit.core.plugins import is_plugin_path
-from distilkit.data.tasks import TaskSpec, load_split
-from distilkit.methods.distillation.ensemble import TeacherEnsemble
+from distilkit.data.tasks import TaskSpec
+from distilkit.methods.distillation.ensemble import teacher_members
 from distilkit.methods.linear_attention.swap import build_linear_attention_student
 from distilkit.methods.pruning.student import build_pruned_student
 from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
-from distilkit.models.config import SentencePieceConfig, TeacherConfig
-from distilkit.models.finetune import finetune_teacher
+from distilkit.models.config import SentencePieceConfig
 from distilkit.models.model_names import resolve_model_name
 from distilkit.models.sentencepiece_checks import transfer_texts
 from distilkit.models.sentencepiece_vocab import piece_embeddings, student_vocabulary
 from distilkit.models.shared_layers import layer_groups, share_layers
-from distilkit.models.teachers import HFTeacher, load_hf_teacher, load_plugin_teacher
+from distilkit.models.teachers import HFTeacher
 from distilkit.models.transformer import (
     build_copy_student,
     build_transformer_student,
@@ -94,42 +91,6 @@ def _share_groups(spec, teacher_config) -> list[list[int]] | None:
     return groups
 
 
-def load_teacher(recipe: Recipe, task: TaskSpec, train_ds, eval_ds, accelerator: Accelerator):
-    """The recipe's teacher, fine-tuned first when ``teacher.finetune`` is set, with ``teacher.adapter`` merged;
-    for a list of teachers a :class:`~distilkit.methods.distillation.ensemble.TeacherEnsemble` combining them as
-    ``loss.ensemble`` says."""
-    if not isinstance(recipe.teacher, list):
-        return load_one_teacher(recipe, recipe.teacher, task, train_ds, eval_ds, accelerator)
-    members = [load_one_teacher(recipe, cfg, task, train_ds, eval_ds, accelerator) for cfg in recipe.teachers]
-    return TeacherEnsemble(members, weights=recipe.teacher_weights, temperatures=recipe.teacher_temperatures,
-                           mode=recipe.loss.ensemble, temperature=recipe.loss.temperature,
-                           problem_type=task.problem_type, names=[cfg.model for cfg in recipe.teachers])
-
-
-def load_one_teacher(recipe: Recipe, cfg: TeacherConfig, task: TaskSpec, train_ds, eval_ds,
-                     accelerator: Accelerator):
-    """One teacher section (``recipe.teacher`` or one member of its list), fine-tuned first when asked."""
-    if is_plugin_path(cfg.model):
-        return load_plugin_teacher(cfg.model, cfg.kwargs, num_labels=task.num_labels, tokenizer=cfg.tokenizer,
-                                   max_length=cfg.max_length, device=accelerator.device,
-                                   require_fingerprint=recipe.cache.enabled)
-    model = cfg.model
-    if cfg.finetune is not None:
-        # The teacher learns from the labelled train split, sized by finetune.max_examples, independently of
-        # the transfer set: students distilled on other transfer-set sizes then reuse the same teacher.
-        limit = cfg.finetune.max_examples or recipe.data.max_train_examples
-        if limit != recipe.data.max_train_examples:
-            train_ds = load_split(task, recipe.data.train_split or task.train_split, data_dir=recipe.data.dir,
-                                  max_examples=limit, seed=cfg.finetune.seed)
-        model = str(finetune_teacher(cfg, task, train_ds, eval_ds, cache_dir=recipe.cache.dir,
-                                     accelerator=accelerator))
-    return load_hf_teacher(model, num_labels=task.num_labels, problem_type=task.problem_type,
-                           tokenizer=None if cfg.finetune else cfg.tokenizer,
-                           revision=None if cfg.finetune else cfg.revision,
-                           max_length=cfg.max_length, device=accelerator.device, dtype=cfg.dtype,
-                           adapter=cfg.adapter)
-
-
 def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict] | None = None):
     """Build the student and its tokenizer from ``recipe.student`` (teacher's tokenizer by default).
 
@@ -139,8 +100,7 @@ def make_student(recipe: Recipe, task: TaskSpec, teacher, train_rows: list[dict]
     tokenizer is then the SentencePiece one, cached under ``cache.dir/sentencepiece``).
     """
     spec = recipe.student
-    if isinstance(teacher, TeacherEnsemble):  # the first teacher's tokenizer, vocabulary and network
-        teacher = teacher.members[0]
+    teacher = teacher_members(teacher)[0]  # an ensemble: the first teacher's tokenizer, vocabulary and network
     hf_teacher = teacher if isinstance(teacher, HFTeacher) else None
     trained = spec.tokenizer if isinstance(spec.tokenizer, SentencePieceConfig) else None
     if trained is not None:  # a vocabulary of the student's own, learnt from the transfer set's texts
