@@ -4,7 +4,11 @@ This is a *recipe program*: the typed config is :class:`distilkit.run.schema.Rec
 top to bottom as the experiment does — data, teacher, cached teacher logits, student, training loop,
 evaluation, measurement. There is no trainer class and no callback system; copy this file to change it.
 Compression methods join the loop through one small interface, :class:`distilkit.core.method_hooks.MethodHooks`
-(see :data:`distilkit.run.methods.METHODS`), at fixed, numbered points.
+(see :data:`distilkit.run.methods.METHODS`), at fixed, numbered points. Steps whose inside the loop does not
+need are named calls to small sibling modules: loading the teacher (:mod:`distilkit.run.teachers`), labelling
+the transfer set and scoring the teacher (:mod:`distilkit.run.teacher_labels`), checkpoints and resume
+(:mod:`distilkit.run.checkpoints`). One recipe is one run; iterative pruning's rounds are several, run as
+pipeline stages by :func:`distilkit.run.pipeline.run_recipe`.
 
 Runs on one CPU, one GPU or many (``accelerate launch -m distilkit run recipe.yaml``). Each process
 trains on its own shard of every batch; gradients are averaged, so all replicas hold identical weights.
