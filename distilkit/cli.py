@@ -157,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             print(dump_recipe(recipe), end="")
             return 0
 
-        from distilkit.run.distill import run
+        from distilkit.run.pipeline import run_recipe
 
-        metrics = run(recipe)
+        metrics = run_recipe(recipe)  # iterative pruning's rounds run as pipeline stages
         if metrics is not None:
             print(format_summary(metrics))
         return 0

@@ -259,3 +259,56 @@ def test_ensemble_without_the_cache_runs_every_teacher_on_each_batch(tmp_path, n
     assert rec["train/soft_mse"] == pytest.approx(0.25 * rec["train/soft_mse_t0"] + 0.75 * rec["train/soft_mse_t1"],
                                                   rel=1e-4)
     assert len(metrics["teachers"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["average", "each"])
+def test_one_ensemble_test_decides_loading_the_student_and_the_loss(tmp_path, named_teachers, mode):
+    """``is_ensemble`` is the one question: the loaded teacher of a list is an ensemble (of one teacher: not),
+    the student's defaults come from its first member, and the step's loss follows its mode."""
+    from accelerate import Accelerator
+
+    from distilkit.methods.distillation.ensemble import is_ensemble, teacher_loss, teacher_members
+    from distilkit.methods.distillation.losses import distillation_loss
+    from distilkit.run.teachers import load_teacher
+
+    task = load_task("sst2")
+    ds = load_split(task, "validation", data_dir=FIXTURES / "glue", max_examples=8, seed=0)
+    listed = validate_recipe(ensemble_recipe(tmp_path, [member(named_teachers["a"]), member(named_teachers["b"])],
+                                             loss={"kind": "kl", "ensemble": mode, "temperature": 2.0}))
+    single = validate_recipe(ensemble_recipe(tmp_path, [member(named_teachers["a"])], loss={"kind": "kl"}))
+    ensemble = load_teacher(listed, task, ds, ds, Accelerator(cpu=True))
+    alone = load_teacher(single, task, ds, ds, Accelerator(cpu=True))
+    assert is_ensemble(ensemble) and not is_ensemble(alone)
+    assert [m.name for m in teacher_members(ensemble)] == [str(named_teachers["a"]), str(named_teachers["b"])]
+    assert teacher_members(alone) == [alone]
+
+    torch.manual_seed(0)
+    student = torch.randn(8, 2)
+    targets = ensemble(list(ds["text_a"]))
+    loss, parts = teacher_loss(ensemble, student, targets, None, kind="kl", temperature=2.0, alpha=0.0,
+                               problem_type=task.problem_type)
+    if mode == "each":  # one target per teacher, each matched at its own temperature and weight
+        assert targets.shape == (8, 2, 2)
+        expected, _ = each_teacher_loss(student, targets, None, weights=[0.5, 0.5], temperatures=[2.0, 2.0],
+                                        kind="kl")
+        assert "soft_kl_t1" in parts
+    else:  # the averaged target, at the loss temperature
+        assert targets.shape == (8, 2)
+        expected, _ = distillation_loss(student, targets, kind="kl", temperature=2.0)
+    torch.testing.assert_close(loss, expected)
+    single_targets = alone(list(ds["text_a"]))
+    loss, _ = teacher_loss(alone, student, single_targets, None, kind="kl", temperature=2.0, alpha=0.0,
+                           problem_type=task.problem_type)
+    torch.testing.assert_close(loss, distillation_loss(student, single_targets, kind="kl", temperature=2.0)[0])
+
+
+def test_no_module_asks_the_teacher_type_another_way():
+    """Whether a teacher is an ensemble is asked only through ``is_ensemble`` (methods/distillation/ensemble.py):
+    no module tests the classes, the logits' rank or the recipe's teacher list itself."""
+    root = Path(__file__).resolve().parents[1] / "distilkit"
+    patterns = ("isinstance(teacher, TeacherEnsemble)", "EnsembleLogits)", "ndim == 3", "isinstance(recipe.teacher, list)")
+    owners = {"run/schema.py", "run/recipe_checks.py", "run/preflight.py"}  # recipe-level checks (not loaded teachers)
+    found = [f"{path.relative_to(root)}: {pattern}" for path in root.rglob("*.py")
+             if str(path.relative_to(root)) not in owners | {"methods/distillation/ensemble.py"}
+             for pattern in patterns if pattern in path.read_text()]
+    assert found == []

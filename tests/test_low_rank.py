@@ -278,4 +278,3 @@ def test_the_section_switches_on_the_low_rank_method_only(tmp_path):
 
     (method,) = active_methods(validate_recipe(tiny_recipe(tmp_path, tmp_path / "teacher", {"energy": 0.9})))
     assert method.name == "low_rank" and method.parameter_groups(nn.Linear(2, 2)) is None
-    assert method.run_instead(None, run=lambda r: pytest.fail("must not run")) is None

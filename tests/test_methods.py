@@ -19,7 +19,7 @@ def recipe(tmp_path, **sections):
 @pytest.mark.parametrize("sections, names", [
     ({}, []),
     ({"quantize": {"linear": "int8"}}, ["quantization"]),
-    ({"student": {"kind": "pruned", "heads": 0.5, "rounds": 2}}, ["pruning"]),
+    ({"student": {"kind": "pruned", "heads": 0.5, "rounds": 2}}, []),  # rounds are pipeline stages, not hooks
     ({"student": {"kind": "pruned", "heads": 0.5}}, []),  # one-shot: the student kind alone does it
     ({"student": {"kind": "linear_attention"}, "quantize": {"linear": "int8", "qat": True}},
      ["linear_attention", "quantization"]),
@@ -50,8 +50,7 @@ def test_two_methods_cannot_both_set_the_optimizer_groups():
         parameter_groups(model, [Groups("a"), Groups("b")])
 
 
-def test_quantization_adds_no_loss_groups_or_outer_loop(tmp_path):
+def test_quantization_adds_no_loss_or_groups(tmp_path):
     (method,) = active_methods(recipe(tmp_path, quantize={"linear": "int8"}))
     assert method.extra_losses(nn.Linear(2, 2)) == {}
-    assert method.run_instead(None, run=lambda r: pytest.fail("must not run")) is None
     assert method.parameter_groups(nn.Linear(2, 2)) is None

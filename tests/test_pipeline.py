@@ -172,3 +172,34 @@ def test_distil_prune_quantize_pipeline_then_report_and_push_folder(tmp_path, ti
     assert cli_main(["push", str(out), "--repo", "me/pipe", "--dry-run", str(tmp_path / "up")]) == 0
     card = (tmp_path / "up" / "README.md").read_text()
     assert "## Pipeline stages" in card and "| int8 |" in card and "stages:" in card
+
+
+def test_a_stage_with_pruning_rounds_runs_them_as_stages_of_its_own(tmp_path, tiny_teacher_dir):
+    """A stage that prunes iteratively: its rounds run (and resume) like stages in ``<stage>/rounds/<r>``, each
+    taught by the stage's teacher, and the next stage is taught by the last round's model."""
+    stages = [
+        {"name": "prune", "student": {"kind": "pruned", "max_length": 32, "heads": 0.5, "rounds": 2,
+                                      "importance_examples": 32}},
+        {"name": "int8", "student": {"kind": "copy", "max_length": 32}, "train": {"epochs": 0},
+         "quantize": {"linear": "int8"}},
+    ]
+    tree = pipeline_tree(tmp_path, tiny_teacher_dir, stages)
+    summary = run_pipeline(validate_pipeline(tree), measure_side_by_side=False)
+    prune = Path(tree["output_dir"]) / "0-prune"
+    metrics = json.loads((prune / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2]
+    heads = [sum(json.loads((prune / "rounds" / str(r) / "model" / "config.json").read_text())
+                 ["distilkit_pruning"]["heads"]) for r in (1, 2)]
+    assert heads == [3, 2]  # 4 heads: a quarter removed in round 1, half in all by round 2
+    for r in (1, 2):
+        assert yaml.safe_load((prune / "rounds" / str(r) / "recipe.yaml").read_text())["teacher"]["model"] == \
+            str(tiny_teacher_dir)
+    assert yaml.safe_load((Path(tree["output_dir"]) / "1-int8" / "recipe.yaml").read_text())["teacher"]["model"] \
+        == str(prune / "model")
+    rows = {row["name"]: row for row in summary["stages"]}
+    assert rows["int8"]["params"] == rows["prune"]["params"] == metrics["student"]["params"]
+    stamp = (prune / "rounds" / "1" / "metrics.json").stat().st_mtime_ns
+    again = run_pipeline(validate_pipeline(tree), measure_side_by_side=False)
+    resumed = {row["name"]: row.get("resumed") for row in again["stages"]}
+    assert resumed["prune"] == resumed["int8"] == "skipped (already complete)"
+    assert (prune / "rounds" / "1" / "metrics.json").stat().st_mtime_ns == stamp

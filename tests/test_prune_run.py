@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from distilkit.cli import main as cli_main
+from distilkit.core.errors import RecipeError
 from distilkit.core.measure import count_parameters
 from distilkit.methods.quantization.layers import QuantLinear
 from distilkit.run.distill import run
+from distilkit.run.pipeline import run_recipe
 from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import make_tiny_teacher
@@ -55,7 +59,7 @@ def test_one_shot_heads_and_ffn_with_recovery(tmp_path, wide_teacher):
 
 def test_iterative_rounds_drop_a_layer_then_prune_heads(tmp_path, wide_teacher):
     tree = pruned_recipe(tmp_path, wide_teacher, heads=0.5, layers=1, rounds=2)
-    metrics = run(validate_recipe(tree))
+    metrics = run_recipe(validate_recipe(tree))
     out = Path(tree["output_dir"])
     first = json.loads((out / "rounds" / "1" / "model" / "config.json").read_text())["distilkit_pruning"]
     final = json.loads((out / "model" / "config.json").read_text())["distilkit_pruning"]
@@ -67,10 +71,43 @@ def test_iterative_rounds_drop_a_layer_then_prune_heads(tmp_path, wide_teacher):
     assert [r["round"] for r in metrics["rounds"]] == [1, 2]
     assert (out / "recipe.yaml").is_file() and (out / "metrics.json").is_file()
     assert metrics["rounds"][0]["params"] > metrics["rounds"][1]["params"]
+    assert metrics["student"] == json.loads((out / "rounds" / "2" / "metrics.json").read_text())["student"]
+    # Every round is taught by the unpruned teacher and starts from the previous round's model.
+    second = yaml.safe_load((out / "rounds" / "2" / "recipe.yaml").read_text())
+    assert second["teacher"]["model"] == str(wide_teacher)
+    assert second["student"]["start_from"] == str(out / "rounds" / "1" / "model")
+    assert second["student"]["round_fraction"] == 1.0 and second["student"]["rounds"] == 1
     # Resume: a finished round is not re-run.
     stamp = (out / "rounds" / "1" / "metrics.json").stat().st_mtime_ns
-    run(validate_recipe(tree))
+    run_recipe(validate_recipe(tree))
     assert (out / "rounds" / "1" / "metrics.json").stat().st_mtime_ns == stamp
+    # The rounds are pipeline stages: a finished round that ran other settings is named, not reused.
+    tree["student"]["heads"] = 0.25
+    with pytest.raises(RecipeError, match=r"round 1 of 2.*student.heads: 0.5 -> 0.25"):
+        run_recipe(validate_recipe(tree))
+
+
+def test_iterative_rounds_resume_a_crashed_round_from_its_checkpoint(tmp_path, wide_teacher):
+    tree = pruned_recipe(tmp_path, wide_teacher, heads=0.5, rounds=2)
+    tree["train"]["epochs"] = 2
+    out = Path(tree["output_dir"])
+    with pytest.raises(RecipeError, match="student.rounds: 2 rounds are 2 runs"):
+        run(validate_recipe(tree))  # the one-run recipe program refuses: rounds are a pipeline
+    assert not (out / "rounds").exists()
+    run_recipe(validate_recipe(tree))
+    reference = json.loads((out / "metrics.json").read_text())
+    # Round 2 crashed after its first epoch: its metrics and model are gone, its epoch-1 checkpoint is left.
+    second = out / "rounds" / "2"
+    (second / "metrics.json").unlink()
+    for step in sorted((second / "checkpoints").glob("step-*"))[1:]:
+        shutil.rmtree(step)
+    stamp = (out / "rounds" / "1" / "metrics.json").stat().st_mtime_ns
+    resumed = run_recipe(validate_recipe(tree))
+    assert (out / "rounds" / "1" / "metrics.json").stat().st_mtime_ns == stamp
+    assert yaml.safe_load((second / "recipe.yaml").read_text())["train"]["resume_from"] == "latest"
+    # Resuming continues exactly: the second epoch retrains from the checkpoint to the same student.
+    assert resumed["student"]["metrics"] == reference["student"]["metrics"]
+    assert resumed["history"] == reference["history"]
 
 
 def test_parameter_budget_is_met(tmp_path, wide_teacher):

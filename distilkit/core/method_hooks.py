@@ -7,7 +7,6 @@ registry entry (:attr:`distilkit.core.method_spec.Method.hooks`, :data:`distilki
 calls the hooks of the active methods at these fixed points:
 
 =====================  ====================================================================================
-``run_instead``        before anything: a method that needs several runs (iterative pruning) drives them
 ``attach_teacher``     once the teacher is loaded: a method that reads the teacher's inside keeps it
 ``prepare_student``    once the student is built, before the optimizer: fake-quantize, record attention...
 ``parameter_groups``   the optimizer's groups (e.g. a larger learning rate for new parameters)
@@ -25,7 +24,6 @@ recipe as a plain object (methods sit below the recipe layer and never import it
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,11 +34,6 @@ class MethodHooks:
     """What a compression method adds to a distillation run; subclass and override the hooks you need."""
 
     name: str = "method"
-
-    def run_instead(self, recipe, run: Callable) -> dict | None:
-        """Run the whole recipe yourself (calling ``run`` on derived recipes) and return its metrics, or
-        return ``None`` to let the normal single run go ahead."""
-        return None
 
     def attach_teacher(self, teacher) -> None:
         """Keep the loaded teacher (an ``HFTeacher``, a plug-in or an ensemble) for later hooks; called once,

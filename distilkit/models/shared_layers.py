@@ -24,6 +24,8 @@ of the gradients the group's layers give it, as in ALBERT.
 
 This file is self-contained (torch, transformers and the standard library only) because ``save_pretrained``
 copies it next to the weights for ``trust_remote_code=True`` users without distilkit. Do not import distilkit.
+For the same reason the per-family class factory (:func:`_shared_classes`) is this file's own, though the pruned
+and linear-attention classes are built the same way: a saved model carries one such file alone.
 """
 
 from __future__ import annotations
@@ -104,57 +106,34 @@ class _SharedLayersMixin:
         return {**stock, **self._tied_weights_keys}
 
 
-class SharedBertConfig(BertConfig):
-    """:class:`~transformers.BertConfig` plus ``distilkit_share_layers = {"groups": [[...], ...]}``."""
+def _shared_classes(family: str, label: str, stock_config: type, stock_model: type) -> tuple[type, type]:
+    """The shared config and classifier classes of one family, e.g. ``SharedBertConfig`` (``model_type:
+    distilkit-shared-bert``, the stock config plus ``distilkit_share_layers = {"groups": [[...], ...]}``) and
+    ``SharedBertForSequenceClassification`` (the stock classifier whose layer groups share one block's parameters,
+    ties made by ``post_init``).
 
-    model_type = "distilkit-shared-bert"
-    distilkit_family = "bert"
-    distilkit_share_layers: dict | None = None
-
-
-class SharedRobertaConfig(RobertaConfig):
-    """:class:`~transformers.RobertaConfig` plus ``distilkit_share_layers`` (see :class:`SharedBertConfig`)."""
-
-    model_type = "distilkit-shared-roberta"
-    distilkit_family = "roberta"
-    distilkit_share_layers: dict | None = None
-
-
-class SharedDistilBertConfig(DistilBertConfig):
-    """:class:`~transformers.DistilBertConfig` plus ``distilkit_share_layers`` (see :class:`SharedBertConfig`)."""
-
-    model_type = "distilkit-shared-distilbert"
-    distilkit_family = "distilbert"
-    distilkit_share_layers: dict | None = None
-
-
-class SharedBertForSequenceClassification(_SharedLayersMixin, BertForSequenceClassification):
-    """BERT classifier whose layer groups share one block's parameters (ties made by ``post_init``)."""
-
-    config_class = SharedBertConfig
-    distilkit_family = "bert"
-
-
-class SharedRobertaForSequenceClassification(_SharedLayersMixin, RobertaForSequenceClassification):
-    """RoBERTa classifier whose layer groups share one block's parameters."""
-
-    config_class = SharedRobertaConfig
-    distilkit_family = "roberta"
-
-
-class SharedDistilBertForSequenceClassification(_SharedLayersMixin, DistilBertForSequenceClassification):
-    """DistilBERT classifier whose layer groups share one block's parameters."""
-
-    config_class = SharedDistilBertConfig
-    distilkit_family = "distilbert"
+    The three families differ only in their stock classes, so their classes are made here rather than written
+    out three times; they are bound to module names below, which ``auto_map`` and remote-code loading look up.
+    """
+    config_class = type(f"Shared{label}Config", (stock_config,), {
+        "__doc__": f":class:`~transformers.{stock_config.__name__}` plus ``distilkit_share_layers``.",
+        "__annotations__": {"distilkit_share_layers": "dict | None"},  # a config field (configs are dataclasses)
+        "model_type": f"distilkit-shared-{family}", "distilkit_family": family, "distilkit_share_layers": None})
+    model_class = type(f"Shared{label}ForSequenceClassification", (_SharedLayersMixin, stock_model), {
+        "__doc__": f"{label} classifier whose layer groups share one block's parameters.",
+        "config_class": config_class, "distilkit_family": family})
+    return config_class, model_class
 
 
 # family -> (shared config class, shared sequence-classification class)
 SHARED_CLASSES = {
-    "bert": (SharedBertConfig, SharedBertForSequenceClassification),
-    "roberta": (SharedRobertaConfig, SharedRobertaForSequenceClassification),
-    "distilbert": (SharedDistilBertConfig, SharedDistilBertForSequenceClassification),
+    "bert": _shared_classes("bert", "Bert", BertConfig, BertForSequenceClassification),
+    "roberta": _shared_classes("roberta", "Roberta", RobertaConfig, RobertaForSequenceClassification),
+    "distilbert": _shared_classes("distilbert", "DistilBert", DistilBertConfig, DistilBertForSequenceClassification),
 }
+SharedBertConfig, SharedBertForSequenceClassification = SHARED_CLASSES["bert"]
+SharedRobertaConfig, SharedRobertaForSequenceClassification = SHARED_CLASSES["roberta"]
+SharedDistilBertConfig, SharedDistilBertForSequenceClassification = SHARED_CLASSES["distilbert"]
 
 _STOCK_CONFIGS = {"bert": BertConfig, "roberta": RobertaConfig, "distilbert": DistilBertConfig}
 _STOCK_CLASSES = {"bert": BertForSequenceClassification, "roberta": RobertaForSequenceClassification,

@@ -18,7 +18,8 @@ from distilkit.models.inference import encoder_for
 from distilkit.run.pipeline_config import SearchConfig
 from distilkit.run.recipe_io import apply_override, validate_recipe
 from distilkit.run.schema import Recipe
-from distilkit.run.students import load_teacher, make_student
+from distilkit.run.students import make_student
+from distilkit.run.teachers import load_teacher
 
 
 def yaml_scalar(value: Any) -> str:

@@ -18,7 +18,7 @@ from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.convert import quantize_directory
 from distilkit.models.inference import encoder_for, evaluate_model, load_saved
 from distilkit.run.recipe_io import format_validation_error
-from distilkit.run.students import load_teacher
+from distilkit.run.teachers import load_teacher
 
 
 def augment_command(recipe, out: str | None = None) -> Path:

@@ -4,7 +4,11 @@ This is a *recipe program*: the typed config is :class:`distilkit.run.schema.Rec
 top to bottom as the experiment does — data, teacher, cached teacher logits, student, training loop,
 evaluation, measurement. There is no trainer class and no callback system; copy this file to change it.
 Compression methods join the loop through one small interface, :class:`distilkit.core.method_hooks.MethodHooks`
-(see :data:`distilkit.run.methods.METHODS`), at fixed, numbered points.
+(see :data:`distilkit.run.methods.METHODS`), at fixed, numbered points. Steps whose inside the loop does not
+need are named calls to small sibling modules: loading the teacher (:mod:`distilkit.run.teachers`), labelling
+the transfer set and scoring the teacher (:mod:`distilkit.run.teacher_labels`), checkpoints and resume
+(:mod:`distilkit.run.checkpoints`). One recipe is one run; iterative pruning's rounds are several, run as
+pipeline stages by :func:`distilkit.run.pipeline.run_recipe`.
 
 Runs on one CPU, one GPU or many (``accelerate launch -m distilkit run recipe.yaml``). Each process
 trains on its own shard of every batch; gradients are averaged, so all replicas hold identical weights.
@@ -15,8 +19,6 @@ or the temperature KL of Hinton et al. 2015, see :mod:`distilkit.methods.distill
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -35,7 +37,6 @@ from distilkit.core.errors import RecipeError
 from distilkit.core.faults import fault_point
 from distilkit.core.saved_files import read_json
 from distilkit.core.tracking import build_trackers
-from distilkit.data.augment import augment_for_run
 from distilkit.data.batches import (
     eval_loader,
     make_collate,
@@ -46,60 +47,53 @@ from distilkit.data.batches import (
 )
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import TaskSpec, load_split, load_task
-from distilkit.methods.distillation.ensemble import (
-    EnsembleLogits,
-    TeacherEnsemble,
-    each_teacher_loss,
-    label_with_ensemble,
-)
-from distilkit.methods.distillation.losses import distillation_loss
+from distilkit.methods.distillation.ensemble import teacher_loss
+from distilkit.methods.pruning.rounds import pruning_rounds
 from distilkit.models.inference import encoder_for
 from distilkit.models.teachers import fingerprint_module
 from distilkit.report.hub import push
 from distilkit.report.run_metrics import measure_run
+from distilkit.run.checkpoints import Progress, resume, save_checkpoint
 from distilkit.run.methods import METHODS, active_methods, parameter_groups
 from distilkit.run.optimizer import build_optimizer, clip_gradients
 from distilkit.run.recipe_io import dump_recipe
 from distilkit.run.schema import Recipe
-from distilkit.run.students import load_teacher, make_student
+from distilkit.run.students import make_student
+from distilkit.run.teacher_labels import label_transfer_set, score_teacher
+from distilkit.run.teachers import load_teacher
 
 
-class Progress:
-    """Where training is; saved in every checkpoint so a resumed run continues exactly."""
-
-    def __init__(self):
-        self.epoch, self.batch_in_epoch, self.global_step = 0, 0, 0
-        self.best, self.best_epoch, self.history = None, None, []
-
-    def state_dict(self) -> dict:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest complete checkpoint under ``out/checkpoints`` (temporaries are never complete)."""
-    found = sorted((out / "checkpoints").glob("step-*"))
-    return found[-1] if found else None
-
-
-def save_checkpoint(accelerator: Accelerator, out: Path, progress: Progress, keep: int) -> None:
-    """Save model, optimizer, scheduler, RNG states and progress; publish atomically; keep the newest."""
-    root = out / "checkpoints"
-    final, tmp = root / f"step-{progress.global_step:08d}", root / f".step-{progress.global_step:08d}.tmp"
+def start_run(recipe: Recipe) -> Accelerator:
+    """The run's accelerator (mixed precision, gradient accumulation, trackers), seeded; ``output_dir`` cleared of
+    a crashed run's temporaries and given the resolved ``recipe.yaml``."""
+    out, tcfg = Path(recipe.output_dir), recipe.train
+    accelerator = Accelerator(
+        mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.grad_accum,
+        log_with=build_trackers(tcfg.log_with, out.name, out / "logs"),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
+    set_seed(tcfg.seed)
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        for old in sorted(root.glob("step-*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+        remove_stale_temporaries(out)
+        remove_stale_temporaries(out / "checkpoints")
+        write_text_atomic(out / "recipe.yaml", dump_recipe(recipe))
+    accelerator.init_trackers(out.name, config=recipe.model_dump(mode="json"))
+    return accelerator
+
+
+def load_data(recipe: Recipe, task: TaskSpec) -> tuple:
+    """The train split (the transfer set before augmentation) and ``{split: dataset}`` of the eval splits.
+
+    Raises:
+        RecipeError: ``loss.kind: kl`` on a regression task (no class probabilities to soften).
+    """
+    data, seed = recipe.data, recipe.train.seed
+    train_ds = load_split(task, data.train_split or task.train_split, data_dir=data.dir,
+                          max_examples=data.max_train_examples, seed=seed)
+    eval_sets = {split: load_split(task, split, data_dir=data.dir, max_examples=data.max_eval_examples, seed=seed)
+                 for split in (data.eval_splits or task.eval_splits)}
+    if recipe.loss.kind == "kl" and task.problem_type == "regression":
+        raise RecipeError(f"loss.kind: 'kl' needs class probabilities but task {task.name} is a regression; use mse")
+    return train_ds, eval_sets
 
 
 def evaluate_and_keep_best(accelerator: Accelerator, student, tokenizer, eval_dls: dict, task: TaskSpec,
@@ -125,80 +119,49 @@ def evaluate_and_keep_best(accelerator: Accelerator, student, tokenizer, eval_dl
     return record
 
 
+def save_results(recipe: Recipe, out: Path, metrics: dict, accelerator: Accelerator) -> None:
+    """Write ``metrics.json`` beside the run and inside its saved model, then push the model to the Hugging Face
+    Hub when ``hub.push`` asks (main process only)."""
+    write_json_atomic(out / "model" / "metrics.json", metrics)
+    write_json_atomic(out / "metrics.json", metrics)
+    if recipe.hub is not None and recipe.hub.push:
+        accelerator.print(f"Pushed to {push(out, recipe.hub.repo, private=recipe.hub.private)}")
+
+
 def run(recipe: Recipe) -> dict:
-    """Run a distillation recipe end to end and return the metrics written to ``metrics.json``."""
+    """Run a distillation recipe end to end and return the metrics written to ``metrics.json``.
+
+    Raises:
+        RecipeError: iterative pruning (``student.rounds > 1``) is several runs, a pipeline: run it with
+            :func:`distilkit.run.pipeline.run_recipe` (what ``distilkit run`` does).
+    """
+    if pruning_rounds(recipe.model_dump(mode="json")) > 1:
+        raise RecipeError(f"student.rounds: {recipe.student.rounds} rounds are {recipe.student.rounds} runs, a "
+                          "pipeline; run the recipe with distilkit.run.pipeline.run_recipe (as `distilkit run` does)")
     out, tcfg = Path(recipe.output_dir), recipe.train
     methods = active_methods(recipe)  # the compression methods this recipe uses (run/methods.py)
-    for method in methods:  # e.g. iterative pruning: one full run per round
-        metrics = method.run_instead(recipe, run)
-        if metrics is not None:
-            write_text_atomic(out / "recipe.yaml", dump_recipe(recipe))
-            return metrics
-    accelerator = Accelerator(
-        mixed_precision=tcfg.mixed_precision, gradient_accumulation_steps=tcfg.grad_accum,
-        log_with=build_trackers(tcfg.log_with, out.name, out / "logs"),
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
-    set_seed(tcfg.seed)
-    if accelerator.is_main_process:
-        remove_stale_temporaries(out)
-        remove_stale_temporaries(out / "checkpoints")
-        write_text_atomic(out / "recipe.yaml", dump_recipe(recipe))
-    accelerator.init_trackers(out.name, config=recipe.model_dump(mode="json"))
+    accelerator = start_run(recipe)
 
     # 1. Data: the transfer set (train split) and eval splits, normalized to id / text_a / text_b / label.
     task = load_task(recipe.task)
-    data = recipe.data
-    train_ds = load_split(task, data.train_split or task.train_split, data_dir=data.dir,
-                          max_examples=data.max_train_examples, seed=tcfg.seed)
-    eval_sets = {split: load_split(task, split, data_dir=data.dir, max_examples=data.max_eval_examples,
-                                   seed=tcfg.seed) for split in (data.eval_splits or task.eval_splits)}
-    if recipe.loss.kind == "kl" and task.problem_type == "regression":
-        raise RecipeError(f"loss.kind: 'kl' needs class probabilities but task {task.name} is a regression; use mse")
+    train_ds, eval_sets = load_data(recipe, task)
 
-    # 2. Teacher(s) and their logits, computed once and cached (keyed by teacher and data fingerprints; an
-    #    ensemble caches each teacher under its own key and combines the cached logits, methods/distillation).
-    first_eval = next(iter(eval_sets.values()))
-    teacher = load_teacher(recipe, task, train_ds, first_eval, accelerator)
+    # 2. Teacher(s): the transfer set labelled with their logits (cached), and their scores on the eval splits.
+    teacher = load_teacher(recipe, task, train_ds, next(iter(eval_sets.values())), accelerator)
     for method in methods:  # intermediate-layer distillation reads the teacher's hidden states per batch
         method.attach_teacher(teacher)
-    cache_dir = recipe.cache.dir if recipe.cache.enabled else None
-    batch_size = [cfg.batch_size for cfg in recipe.teachers]  # one per teacher (label_with_ensemble)
-    augment_counts = None
-    if data.augment is not None:  # Tang et al. transfer set, labelled below by the teacher(s) like any other
-        train_ds, augment_counts = augment_for_run(train_ds, data.augment, teacher, cache_dir, accelerator)
-    start = time.perf_counter()
-    train_rows = list(train_ds)
-    if recipe.cache.enabled:
-        cached = label_with_ensemble(teacher, train_ds, cache_dir=cache_dir, batch_size=batch_size,
-                                     accelerator=accelerator, desc="teacher logits (train)")
-        for row, logits in zip(train_rows, cached.aligned(train_ds["id"]).tolist()):
-            row["teacher_logits"] = logits
-    labelling_seconds = time.perf_counter() - start
-    if data.labels == "none":
-        for row in train_rows:
-            row["label"] = None
-    teacher_metrics = {}
-    member_metrics = [{"name": cfg.model, "weight": weight} for cfg, weight in
-                      zip(recipe.teachers, recipe.teacher_weights)] if isinstance(teacher, TeacherEnsemble) else []
-    for split, ds in eval_sets.items():
-        logits = label_with_ensemble(teacher, ds, cache_dir=cache_dir, batch_size=batch_size,
-                                     accelerator=accelerator, desc=f"teacher logits ({split})")
-        if isinstance(logits, EnsembleLogits):  # the ensemble's own prediction, and each teacher's
-            teacher_metrics[split] = compute_metrics(task, logits.predictions(ds["id"]), ds["label"])
-            for entry, member in zip(member_metrics, logits.members):
-                entry[split] = compute_metrics(task, member.aligned(ds["id"]), ds["label"])
-        else:
-            teacher_metrics[split] = compute_metrics(task, logits.aligned(ds["id"]), ds["label"])
-    accelerator.print(f"Teacher: {teacher_metrics}")
+    transfer = label_transfer_set(recipe, teacher, train_ds, accelerator)
+    teacher_scores = score_teacher(recipe, task, teacher, eval_sets, accelerator)
+    accelerator.print(f"Teacher: {teacher_scores.splits}")
 
     # 3. Student, loaders, optimizer and schedule.
     set_seed(tcfg.seed)  # the student's initial weights must not depend on whether the teacher came from a cache
-    student, tokenizer = make_student(recipe, task, teacher, train_rows)
+    student, tokenizer = make_student(recipe, task, teacher, transfer.rows)
     for method in methods:  # QAT: fake-quantized weights; linear attention: record attention transfer
         method.prepare_student(student)
     # How texts become inputs follows the network, not the kind: a copy of a BiLSTM reads words as a BiLSTM.
     collate = make_collate(encoder_for(student), tokenizer, recipe.student.max_length, task.problem_type)
-    train_dl = train_loader(train_rows, collate, tcfg.batch_size, tcfg.seed, tcfg.group_by_length)
+    train_dl = train_loader(transfer.rows, collate, tcfg.batch_size, tcfg.seed, tcfg.group_by_length)
     eval_dls = {split: eval_loader(list(ds), collate, 2 * tcfg.batch_size) for split, ds in eval_sets.items()}
     steps_per_epoch = optimizer_steps_per_epoch(len(train_dl), tcfg.grad_accum)
     total_steps = min(tcfg.max_steps or 10**12, tcfg.epochs * steps_per_epoch)
@@ -213,15 +176,7 @@ def run(recipe: Recipe) -> dict:
 
     # 4. Resume: restores weights, optimizer, scheduler, RNG states and progress, then skips seen batches.
     if tcfg.resume_from:
-        ckpt = latest_checkpoint(out) if tcfg.resume_from == "latest" else Path(tcfg.resume_from)
-        if ckpt is None or not ckpt.is_dir():
-            raise RecipeError(f"train.resume_from: no checkpoint at '{tcfg.resume_from}' (looked in {out / 'checkpoints'})")
-        try:
-            accelerator.load_state(str(ckpt))
-        except Exception as exc:  # a truncated or zeroed checkpoint file: name it instead of a torch traceback
-            raise RecipeError(f"train.resume_from: checkpoint {ckpt} is damaged ({type(exc).__name__}: "
-                              f"{str(exc).strip()[:200]}); resume from an older one under {out / 'checkpoints'} "
-                              "or start over without resume_from") from None
+        ckpt = resume(accelerator, out, tcfg.resume_from)
         accelerator.print(f"Resumed from {ckpt} at epoch {progress.epoch}, step {progress.global_step}")
         for method in methods:  # re-derive what a method keeps beside the weights (masks, codebooks) from them
             method.after_step(accelerator.unwrap_model(student), progress.global_step, total_steps)
@@ -248,15 +203,10 @@ def run(recipe: Recipe) -> dict:
                 teacher_logits = batch.get("teacher_logits")
                 if teacher_logits is None:  # cache disabled: run the teacher on this very batch
                     teacher_logits = teacher(batch["texts"], batch["text_pairs"]).to(student_logits.device)
-                if teacher_logits.ndim == 3:  # loss.ensemble: each -- one weighted soft loss per teacher
-                    loss, parts = each_teacher_loss(
-                        student_logits, teacher_logits, batch["labels"], weights=recipe.teacher_weights,
-                        temperatures=recipe.teacher_temperatures, kind=recipe.loss.kind, alpha=recipe.loss.alpha,
-                        problem_type=task.problem_type)
-                else:
-                    loss, parts = distillation_loss(
-                        student_logits, teacher_logits, batch["labels"], kind=recipe.loss.kind,
-                        temperature=recipe.loss.temperature, alpha=recipe.loss.alpha, problem_type=task.problem_type)
+                # loss.ensemble: each -- one weighted soft loss per teacher (methods/distillation/ensemble.py)
+                loss, parts = teacher_loss(teacher, student_logits, teacher_logits, batch["labels"],
+                                           kind=recipe.loss.kind, temperature=recipe.loss.temperature,
+                                           alpha=recipe.loss.alpha, problem_type=task.problem_type)
                 weight = 1.0
                 for method in methods:  # e.g. TinyBERT's first stage: intermediate layers only, no logit loss
                     weight *= method.distillation_weight(progress.global_step, total_steps)
@@ -317,27 +267,25 @@ def run(recipe: Recipe) -> dict:
             method.after_training(out)
     accelerator.wait_for_everyone()
 
-    if tcfg.record_batch_ids:
-        audit = {"rank": accelerator.process_index, "ids": seen_ids,
-                 "weights": fingerprint_module(accelerator.unwrap_model(student))}
-        write_json_atomic(out / "logs" / f"rank-{accelerator.process_index}.json", audit)
+    if tcfg.record_batch_ids:  # which rows each process saw, and the weights it ended with (tests/test_distributed.py)
+        write_json_atomic(out / "logs" / f"rank-{accelerator.process_index}.json",
+                          {"rank": accelerator.process_index, "ids": seen_ids,
+                           "weights": fingerprint_module(accelerator.unwrap_model(student))})
 
     # 8. Measure the best student (reloaded from disk, which also proves it round-trips) against the teacher.
     metrics = None
     fault_point("measure.start")
     if accelerator.is_main_process:
-        metrics = measure_run(recipe, task, teacher, eval_sets[main_split], teacher_metrics, progress,
-                              {"examples": len(train_rows), "examples_seen": examples,
+        metrics = measure_run(recipe, task, teacher, eval_sets[main_split], teacher_scores.splits, progress,
+                              {"examples": len(transfer.rows), "examples_seen": examples,
                                "seconds": round(train_seconds, 2),
                                "examples_per_second": round(examples / max(train_seconds, 1e-9), 1),
-                               "teacher_labelling_seconds": round(labelling_seconds, 2), "augment": augment_counts,
-                               "num_processes": accelerator.num_processes}, METHODS.values())
-        if member_metrics:  # an ensemble: metrics["teacher"] is the ensemble's own; here each teacher's
-            metrics["teachers"] = member_metrics
-        write_json_atomic(out / "model" / "metrics.json", metrics)
-        write_json_atomic(out / "metrics.json", metrics)
-        if recipe.hub is not None and recipe.hub.push:
-            accelerator.print(f"Pushed to {push(out, recipe.hub.repo, private=recipe.hub.private)}")
+                               "teacher_labelling_seconds": round(transfer.labelling_seconds, 2),
+                               "augment": transfer.augment_counts, "num_processes": accelerator.num_processes},
+                              METHODS.values())
+        if teacher_scores.members:  # an ensemble: metrics["teacher"] is the ensemble's own; here each teacher's
+            metrics["teachers"] = teacher_scores.members
+        save_results(recipe, out, metrics, accelerator)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics if metrics is not None else read_json(out / "metrics.json")

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 METHODS: dict[str, Method] = {
     "distillation": distillation.METHOD,          # the loss section (the loop itself distils)
-    "pruning": pruning.METHOD,                    # student.kind: pruned (rounds > 1 or blocks: hooks)
+    "pruning": pruning.METHOD,                    # student.kind: pruned (blocks: hooks; rounds: pipeline stages)
     "linear_attention": linear_attention.METHOD,  # student.kind: linear_attention
     "low_rank": low_rank.METHOD,                  # a factorize section (SVD factors, ALBERT embedding)
     "quantization": quantization.METHOD,          # a quantize section (PTQ or QAT)

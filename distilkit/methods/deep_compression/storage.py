@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from distilkit.core.hf_quantizers import register_weight_format
 from distilkit.methods.deep_compression.huffman import HuffmanStream, huffman_decode, huffman_encode
 
 QUANT_METHOD = "distilkit-deep-compression"
@@ -187,43 +188,8 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 # ------------------------------------------------------------------------------------ transformers loading
 def register() -> None:
     """Make ``quant_method: distilkit-deep-compression`` loadable by transformers (idempotent; run on
-    ``import distilkit``)."""
-    from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
-    from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
-    from transformers.utils.quantization_config import QuantizationConfigMixin
-
-    if QUANT_METHOD in AUTO_QUANTIZER_MAPPING:
-        return
-
-    class DeepCompressionConfig(QuantizationConfigMixin):
-        """``quantization_config`` of a Deep Compression checkpoint; ``dequantize``: the loaded model is
-        plain float, so transformers drops this config once the weights are decoded."""
-
-        def __init__(self, modules: dict | None = None, **kwargs):
-            self.quant_method = QUANT_METHOD
-            self.modules = modules or {}
-            self.dequantize = True
-
-    class DeepCompressionLoader(HfQuantizer):
-        """Rebuilds the encoded holders before the weights load and decodes them after."""
-
-        requires_calibration = True  # only pre-encoded checkpoints
-
-        def _process_model_before_weight_loading(self, model, **kwargs):
-            build_encoded_modules(model, self.quantization_config.to_dict())
-            return model
-
-        def _process_model_after_weight_loading(self, model, **kwargs):
-            decode_modules(model)
-            return model
-
-        def is_serializable(self, *args, **kwargs) -> bool:
-            return False  # the decoded model is float: save it again through encode_modules
-
-        @property
-        def is_trainable(self) -> bool:
-            return True
-
-    if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
-        register_quantization_config(QUANT_METHOD)(DeepCompressionConfig)
-    register_quantizer(QUANT_METHOD)(DeepCompressionLoader)
+    ``import distilkit``): holders are built before the weights load and decoded after. ``dequantize``: the loaded
+    model is plain float, so transformers drops the config; it is not saved as is (save through
+    :func:`encode_modules` again)."""
+    register_weight_format(QUANT_METHOD, name="DeepCompression", before_weights=build_encoded_modules,
+                           after_weights=decode_modules, dequantize=True, serializable=False, trainable=True)

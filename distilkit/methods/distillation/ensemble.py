@@ -175,11 +175,41 @@ class EnsembleLogits:
         return self.aligned(ids, "average")
 
 
+def is_ensemble(teacher) -> bool:
+    """Whether a loaded teacher is several (a :class:`TeacherEnsemble`): the one test the recipe program,
+    the student builders and the labelling use, so what counts as an ensemble is decided here alone."""
+    return isinstance(teacher, TeacherEnsemble)
+
+
+def teacher_members(teacher) -> list:
+    """The teachers behind ``teacher``: an ensemble's members, else the teacher alone (its first member gives
+    the student its default tokenizer, word vectors and network)."""
+    return list(teacher.members) if is_ensemble(teacher) else [teacher]
+
+
+def teacher_loss(teacher, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+                 *, kind: str, temperature: float, alpha: float,
+                 problem_type: str) -> tuple[torch.Tensor, dict[str, float]]:
+    """The distillation loss of one step against ``teacher``'s targets (its cached or freshly computed logits).
+
+    An ensemble in ``each`` mode gives ``[batch, teachers, num_labels]`` targets and is matched teacher by
+    teacher (:func:`each_teacher_loss`, at the members' weights and temperatures); every other teacher gives
+    ``[batch, num_labels]`` targets for :func:`~distilkit.methods.distillation.losses.distillation_loss` at
+    ``temperature``. ``kind``, ``alpha`` and ``problem_type`` are the recipe's ``loss`` section and task.
+    """
+    if is_ensemble(teacher) and teacher.mode == "each":
+        return each_teacher_loss(student_logits, teacher_logits, labels, weights=teacher.weights,
+                                 temperatures=teacher.temperatures, kind=kind, alpha=alpha,
+                                 problem_type=problem_type)
+    return distillation_loss(student_logits, teacher_logits, labels, kind=kind, temperature=temperature,
+                             alpha=alpha, problem_type=problem_type)
+
+
 def label_with_ensemble(teacher, ds, *, cache_dir, batch_size: int | list[int] = 64, accelerator=None,
                         desc: str = "teacher logits"):
     """:func:`~distilkit.data.logit_cache.label_with_teacher` for one teacher or a :class:`TeacherEnsemble`
     (each member labels ``ds`` under its own cache key; ``batch_size`` may be one per member)."""
-    if not isinstance(teacher, TeacherEnsemble):
+    if not is_ensemble(teacher):
         size = batch_size[0] if isinstance(batch_size, list) else batch_size
         return label_with_teacher(teacher, ds, cache_dir=cache_dir, batch_size=size,
                                   accelerator=accelerator, desc=desc)

@@ -1,7 +1,8 @@
 """Linear-attention variants for BERT-family encoders, and classifier classes that reload them.
 
 Self-contained (torch + transformers only): ``save_pretrained`` copies this file next to the weights so
-``trust_remote_code=True`` users need no distilkit. Softmax attention ``softmax(QK^T/sqrt(d)) V`` costs
+``trust_remote_code=True`` users need no distilkit (which is also why its per-family class factory,
+:func:`_linear_classes`, is its own and not shared with the pruned and shared-layer files). Softmax attention ``softmax(QK^T/sqrt(d)) V`` costs
 O(n^2) in sequence length n; every variant here costs O(n), except sinkhorn (O(n^2 / B), see below):
 
 * ``elu``: kernelized attention with phi(x) = elu(x) + 1 (Katharopoulos et al. 2020, "Transformers are RNNs",
@@ -190,47 +191,37 @@ def attach(model: nn.Module, spec: dict) -> None:
     model.set_attn_implementation(ATTENTION_NAME)
 
 
-class LinearAttentionBertConfig(BertConfig):
-    """:class:`~transformers.BertConfig` plus ``distilkit_linear_attention`` (variant and sizes)."""
+def _linear_classes(family: str, label: str, stock_config: type, stock_model: type) -> tuple[type, type]:
+    """The config and classifier classes of one family, e.g. ``LinearAttentionBertConfig`` (``model_type:
+    distilkit-linear-bert``, the stock config plus ``distilkit_linear_attention``: variant and sizes) and
+    ``LinearAttentionBertForSequenceClassification`` (the stock classifier whose self-attention is that variant).
 
-    model_type = "distilkit-linear-bert"
-    distilkit_linear_attention: dict | None = None
+    The families differ only in their stock classes, so their classes are made here rather than written out
+    once each; they are bound to module names below, which ``auto_map`` and remote-code loading look up.
+    """
+    config_class = type(f"LinearAttention{label}Config", (stock_config,), {
+        "__doc__": f":class:`~transformers.{stock_config.__name__}` plus ``distilkit_linear_attention``.",
+        "__annotations__": {"distilkit_linear_attention": "dict | None"},  # a config field (dataclass configs)
+        "model_type": f"distilkit-linear-{family}", "distilkit_linear_attention": None})
 
-
-class LinearAttentionRobertaConfig(RobertaConfig):
-    """:class:`~transformers.RobertaConfig` plus ``distilkit_linear_attention``."""
-
-    model_type = "distilkit-linear-roberta"
-    distilkit_linear_attention: dict | None = None
-
-
-class LinearAttentionBertForSequenceClassification(BertForSequenceClassification):
-    """BERT classifier whose self-attention is the linear variant recorded in its config."""
-
-    config_class = LinearAttentionBertConfig
-
-    def __init__(self, config: LinearAttentionBertConfig):
-        super().__init__(config)
+    def __init__(self, config):
+        super(model_class, self).__init__(config)
         if config.distilkit_linear_attention:
             attach(self, config.distilkit_linear_attention)
 
-
-class LinearAttentionRobertaForSequenceClassification(RobertaForSequenceClassification):
-    """RoBERTa classifier whose self-attention is the linear variant recorded in its config."""
-
-    config_class = LinearAttentionRobertaConfig
-
-    def __init__(self, config: LinearAttentionRobertaConfig):
-        super().__init__(config)
-        if config.distilkit_linear_attention:
-            attach(self, config.distilkit_linear_attention)
+    model_class = type(f"LinearAttention{label}ForSequenceClassification", (stock_model,), {
+        "__doc__": f"{label} classifier whose self-attention is the linear variant recorded in its config.",
+        "config_class": config_class, "__init__": __init__})
+    return config_class, model_class
 
 
 # model_type of the softmax model -> (config class, classifier class)
 LINEAR_CLASSES = {
-    "bert": (LinearAttentionBertConfig, LinearAttentionBertForSequenceClassification),
-    "roberta": (LinearAttentionRobertaConfig, LinearAttentionRobertaForSequenceClassification),
+    "bert": _linear_classes("bert", "Bert", BertConfig, BertForSequenceClassification),
+    "roberta": _linear_classes("roberta", "Roberta", RobertaConfig, RobertaForSequenceClassification),
 }
+LinearAttentionBertConfig, LinearAttentionBertForSequenceClassification = LINEAR_CLASSES["bert"]
+LinearAttentionRobertaConfig, LinearAttentionRobertaForSequenceClassification = LINEAR_CLASSES["roberta"]
 
 for _config_class, _model_class in LINEAR_CLASSES.values():
     _config_class.register_for_auto_class()

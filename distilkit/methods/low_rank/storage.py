@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from distilkit.core.hf_quantizers import register_weight_format
 from distilkit.methods.low_rank.block_term import BlockTermLinear
 from distilkit.methods.low_rank.factors import FactorizedEmbedding, LowRankLinear
 from distilkit.methods.low_rank.tensor_train import TTLinear
@@ -94,43 +95,8 @@ def build_factored_modules(model: nn.Module, modules: dict[str, dict]) -> None:
 
 
 def register() -> None:
-    """Make ``quant_method: distilkit-low-rank`` loadable by transformers (idempotent; run on ``import distilkit``)."""
-    from transformers.quantizers import HfQuantizer, register_quantization_config, register_quantizer
-    from transformers.quantizers.auto import AUTO_QUANTIZATION_CONFIG_MAPPING, AUTO_QUANTIZER_MAPPING
-    from transformers.utils.quantization_config import QuantizationConfigMixin
-
-    if QUANT_METHOD in AUTO_QUANTIZER_MAPPING:
-        return
-
-    class LowRankConfig(QuantizationConfigMixin):
-        """``quantization_config`` of a factorised checkpoint. ``dequantize``: transformers removes its quantizer
-        state after loading; the loader puts the plain record back."""
-
-        def __init__(self, modules: dict | None = None, **kwargs):
-            self.quant_method = QUANT_METHOD
-            self.modules = modules or {}
-            self.dequantize = True
-
-    class LowRankLoader(HfQuantizer):
-        """Builds the factored modules before the weights load; records them on the config afterwards."""
-
-        requires_calibration = True  # only checkpoints that are already factorised
-
-        def _process_model_before_weight_loading(self, model, **kwargs):
-            build_factored_modules(model, self.quantization_config.modules)
-            return model
-
-        def _process_model_after_weight_loading(self, model, **kwargs):
-            record_factors(model)
-            return model
-
-        def is_serializable(self, *args, **kwargs) -> bool:
-            return True
-
-        @property
-        def is_trainable(self) -> bool:
-            return True
-
-    if QUANT_METHOD not in AUTO_QUANTIZATION_CONFIG_MAPPING:
-        register_quantization_config(QUANT_METHOD)(LowRankConfig)
-    register_quantizer(QUANT_METHOD)(LowRankLoader)
+    """Make ``quant_method: distilkit-low-rank`` loadable by transformers (idempotent; run on ``import distilkit``):
+    the factored modules are built before the weights load and recorded on the config again after."""
+    register_weight_format(QUANT_METHOD, name="LowRank",
+                           before_weights=lambda model, config: build_factored_modules(model, config["modules"]),
+                           after_weights=record_factors, dequantize=True, serializable=True, trainable=True)

@@ -1,14 +1,14 @@
-"""Pruning in the recipe program: iterative rounds replace the single run; block pruning masks during training.
+"""Pruning in the recipe program: block pruning masks during training.
 
 One-shot pruning of heads, neurons and layers needs no hook: ``student.kind: pruned`` builds the pruned copy
-(:func:`distilkit.methods.pruning.student.build_pruned_student`) and the ordinary loop recovers it.
+(:func:`distilkit.methods.pruning.student.build_pruned_student`) and the ordinary loop recovers it. Iterative
+rounds need none either: they are a pipeline of such runs (:mod:`distilkit.methods.pruning.rounds`).
 ``student.blocks`` adds :class:`BlockPruningHooks`: masks on a cubic schedule after every optimizer step, and the
 structural removal of emptied heads and neurons once the best student is saved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,16 +27,6 @@ from distilkit.methods.pruning.blocks import (
 )
 from distilkit.methods.pruning.compact import compact_output
 from distilkit.methods.pruning.config import BlockPruningConfig, block_problems
-from distilkit.methods.pruning.student import run_iterative
-
-
-class IterativePruningHooks(MethodHooks):
-    """``student: {kind: pruned, rounds: R > 1}``: R prune -> recover runs (Han et al. 2015's prune-retrain loop)."""
-
-    name = "pruning"
-
-    def run_instead(self, recipe, run: Callable) -> dict | None:
-        return run_iterative(recipe, run)
 
 
 class BlockPruningHooks(MethodHooks):
@@ -96,7 +86,7 @@ class BlockPruningHooks(MethodHooks):
 
 
 def from_recipe(recipe) -> MethodHooks | None:
-    """Iterative rounds (``rounds > 1``) or block pruning (``student.blocks``) of a pruned student.
+    """Block pruning (``student.blocks``) of a pruned student (iterative rounds are stages, not hooks).
 
     Raises:
         RecipeError: ``student.blocks`` that cannot work with this recipe (movement scores without training).
@@ -109,8 +99,6 @@ def from_recipe(recipe) -> MethodHooks | None:
         if problems:
             raise RecipeError("\n".join(problems))
         return BlockPruningHooks(spec.blocks, one_shot=recipe.train.epochs == 0)
-    if spec.rounds > 1:
-        return IterativePruningHooks()
     return None
 
 

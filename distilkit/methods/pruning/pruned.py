@@ -14,7 +14,10 @@ self-attention modules infer the head count from the projection width (``view(..
 
 This file is self-contained (torch, transformers and the standard library only) because
 ``save_pretrained`` copies it next to the weights for ``trust_remote_code=True`` users without distilkit.
-Do not import anything from distilkit here.
+Do not import anything from distilkit here. For the same reason the per-family class factory
+(:func:`_pruned_classes`) is this file's own, though ``models/shared_layers.py`` and
+``methods/linear_attention/linear.py`` build theirs the same way: a saved model carries one such file alone, and
+a shared module would be one more file to copy and keep in step beside every checkpoint.
 """
 
 from __future__ import annotations
@@ -151,66 +154,39 @@ def apply_shapes(model: nn.Module, shapes: dict | None) -> None:
             keep_neurons(layer, family, list(range(widths[i])))
 
 
-class PrunedBertConfig(BertConfig):
-    """:class:`~transformers.BertConfig` plus per-layer shapes (``distilkit_pruning``, see module doc)."""
+def _pruned_classes(family: str, label: str, stock_config: type, stock_model: type) -> tuple[type, type]:
+    """The pruned config and classifier classes of one family, e.g. ``PrunedBertConfig`` (``model_type:
+    distilkit-pruned-bert``, the stock config plus ``distilkit_pruning``) and ``PrunedBertForSequenceClassification``
+    (the stock classifier, its blocks shrunk to the recorded shapes as it is built).
 
-    model_type = "distilkit-pruned-bert"
-    distilkit_family = "bert"
-    distilkit_pruning: dict | None = None
+    The three families differ only in their stock classes, so their classes are made here rather than written
+    out three times; they are bound to module names below, which ``auto_map`` and remote-code loading look up.
+    """
+    config_class = type(f"Pruned{label}Config", (stock_config,), {
+        "__doc__": f":class:`~transformers.{stock_config.__name__}` plus per-layer shapes (``distilkit_pruning``, "
+                   "see the module docstring).",
+        "__annotations__": {"distilkit_pruning": "dict | None"},  # a config field (configs are dataclasses)
+        "model_type": f"distilkit-pruned-{family}", "distilkit_family": family, "distilkit_pruning": None})
 
-
-class PrunedRobertaConfig(RobertaConfig):
-    """:class:`~transformers.RobertaConfig` plus per-layer shapes (``distilkit_pruning``)."""
-
-    model_type = "distilkit-pruned-roberta"
-    distilkit_family = "roberta"
-    distilkit_pruning: dict | None = None
-
-
-class PrunedDistilBertConfig(DistilBertConfig):
-    """:class:`~transformers.DistilBertConfig` plus per-layer shapes (``distilkit_pruning``)."""
-
-    model_type = "distilkit-pruned-distilbert"
-    distilkit_family = "distilbert"
-    distilkit_pruning: dict | None = None
-
-
-class PrunedBertForSequenceClassification(BertForSequenceClassification):
-    """BERT classifier whose blocks have the head counts and FFN widths recorded in its config."""
-
-    config_class = PrunedBertConfig
-
-    def __init__(self, config: PrunedBertConfig):
-        super().__init__(config)
+    def __init__(self, config):
+        super(model_class, self).__init__(config)
         apply_shapes(self, config.distilkit_pruning)
 
-
-class PrunedRobertaForSequenceClassification(RobertaForSequenceClassification):
-    """RoBERTa classifier whose blocks have the head counts and FFN widths recorded in its config."""
-
-    config_class = PrunedRobertaConfig
-
-    def __init__(self, config: PrunedRobertaConfig):
-        super().__init__(config)
-        apply_shapes(self, config.distilkit_pruning)
-
-
-class PrunedDistilBertForSequenceClassification(DistilBertForSequenceClassification):
-    """DistilBERT classifier whose blocks have the head counts and FFN widths recorded in its config."""
-
-    config_class = PrunedDistilBertConfig
-
-    def __init__(self, config: PrunedDistilBertConfig):
-        super().__init__(config)
-        apply_shapes(self, config.distilkit_pruning)
+    model_class = type(f"Pruned{label}ForSequenceClassification", (stock_model,), {
+        "__doc__": f"{label} classifier whose blocks have the head counts and FFN widths recorded in its config.",
+        "config_class": config_class, "__init__": __init__})
+    return config_class, model_class
 
 
 # family -> (pruned config class, pruned sequence-classification class)
 PRUNED_CLASSES = {
-    "bert": (PrunedBertConfig, PrunedBertForSequenceClassification),
-    "roberta": (PrunedRobertaConfig, PrunedRobertaForSequenceClassification),
-    "distilbert": (PrunedDistilBertConfig, PrunedDistilBertForSequenceClassification),
+    "bert": _pruned_classes("bert", "Bert", BertConfig, BertForSequenceClassification),
+    "roberta": _pruned_classes("roberta", "Roberta", RobertaConfig, RobertaForSequenceClassification),
+    "distilbert": _pruned_classes("distilbert", "DistilBert", DistilBertConfig, DistilBertForSequenceClassification),
 }
+PrunedBertConfig, PrunedBertForSequenceClassification = PRUNED_CLASSES["bert"]
+PrunedRobertaConfig, PrunedRobertaForSequenceClassification = PRUNED_CLASSES["roberta"]
+PrunedDistilBertConfig, PrunedDistilBertForSequenceClassification = PRUNED_CLASSES["distilbert"]
 
 # ``save_pretrained`` then writes ``auto_map`` into config.json and copies this file next to the weights.
 for _config_class, _model_class in PRUNED_CLASSES.values():

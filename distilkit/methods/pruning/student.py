@@ -3,26 +3,19 @@
 One-shot: :func:`build_pruned_student` copies the teacher, scores units on a few transfer-set batches and
 removes them structurally; :func:`distilkit.run.distill.run` then distils the pruned copy from the unpruned
 teacher (recovery; ``train.epochs: 0`` skips it). Iterative (``rounds > 1``, Michel et al. 2019 sec. 5 and
-the prune-retrain loop of Han et al. 2015): :func:`run_iterative` reaches the targets in equal steps, each a
-full distillation run in ``output_dir/rounds/<r>`` starting from the previous round's model, always taught by
-the unpruned teacher. Block pruning (``student.blocks``, :mod:`distilkit.methods.pruning.blocks`) masks rows,
+the prune-retrain loop of Han et al. 2015): :mod:`distilkit.methods.pruning.rounds` reaches the targets in
+equal steps, each a full distillation run (a pipeline stage) in ``output_dir/rounds/<r>`` starting from the
+previous round's model, always taught by the unpruned teacher. Block pruning (``student.blocks``, :mod:`distilkit.methods.pruning.blocks`) masks rows,
 columns or blocks during the recovery distillation and removes emptied heads and neurons after it.
 """
 
 from __future__ import annotations
 
-import copy
-import shutil
-from collections.abc import Callable
-from pathlib import Path
-
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from distilkit.core.atomic import atomic_directory, write_json_atomic
 from distilkit.core.errors import RecipeError
 from distilkit.core.measure import count_parameters
-from distilkit.core.saved_files import read_json
 from distilkit.methods.pruning.config import PrunedStudentConfig
 from distilkit.methods.pruning.pruned import encoder_layers, ffn_parts, num_heads
 from distilkit.methods.pruning.select import _family
@@ -113,35 +106,6 @@ def build_pruned_student(spec: PrunedStudentConfig, hf_teacher, task, rows: list
         if count_parameters(model) > budget:
             prune_to_budget(model, head_importance(model, batches), ffn_importance(model, batches), budget)
     return model.train()
-
-
-def run_iterative(recipe, run: Callable[[object], dict]) -> dict:
-    """``rounds`` prune -> distil steps towards the student's targets; returns the last round's metrics.
-
-    Args:
-        recipe: The validated recipe (``student.kind: pruned``, ``rounds > 1``).
-        run: The recipe program (:func:`distilkit.run.distill.run`), called once per round.
-    """
-    spec, out = recipe.student, Path(recipe.output_dir)
-    tree, previous, history = recipe.model_dump(mode="json"), None, []
-    for r in range(1, spec.rounds + 1):
-        sub = copy.deepcopy(tree)
-        sub["output_dir"] = str(out / "rounds" / str(r))
-        sub["student"].update(rounds=1, start_from=previous, round_fraction=r / spec.rounds)
-        if r < spec.rounds:
-            sub["quantize"] = None  # only the final model is quantized
-            # Only the final model is trimmed: each round re-scores its start model with the teacher's tokenizer.
-            sub["student"]["vocab"] = None
-        done = Path(sub["output_dir"]) / "metrics.json"
-        metrics = read_json(done) if done.is_file() else run(type(recipe).model_validate(sub))
-        previous = str(Path(sub["output_dir"]) / "model")
-        history.append({"round": r, "params": metrics["student"]["params"], **metrics["student"]["metrics"]})
-    with atomic_directory(out / "model") as tmp:
-        shutil.copytree(previous, tmp, dirs_exist_ok=True)
-    metrics["rounds"] = history
-    write_json_atomic(out / "metrics.json", metrics)
-    return metrics
-
 
 
 def build_student(spec: PrunedStudentConfig, inputs):
