@@ -126,7 +126,7 @@ def model_problems(recipe: Recipe, teacher_exists: bool = True) -> list[str]:
 
 def _teacher_keys(recipe: Recipe) -> list[tuple[str, object]]:
     """``(key, section)`` per teacher: ``teacher`` alone, ``teacher[i]`` in a list."""
-    if not isinstance(recipe.teacher, list):
+    if not recipe.is_ensemble:
         return [("teacher", recipe.teacher)]
     return [(f"teacher[{i}]", teacher) for i, teacher in enumerate(recipe.teacher)]
 
@@ -135,7 +135,7 @@ def teacher_label_problems(recipe: Recipe, task: TaskSpec, teacher_exists: bool 
     """An ensemble's teachers must predict the task's number of labels, in the same named order
     (``config.json``'s ``num_labels``/``id2label``, read without loading weights); a teacher that will be
     fine-tuned gets the task's head, and a plug-in is checked when it is built."""
-    if not isinstance(recipe.teacher, list) or not teacher_exists:
+    if not recipe.is_ensemble or not teacher_exists:
         return []
     problems, first = [], None
     for key, teacher in _teacher_keys(recipe):

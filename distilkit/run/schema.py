@@ -176,6 +176,12 @@ class _RecipeCore(Section):
         return [getattr(t, "temperature", None) or self.loss.temperature for t in self.teachers]
 
     @property
+    def is_ensemble(self) -> bool:
+        """Whether the recipe lists several teachers (a one-element list is validated into one teacher section);
+        the recipe-level counterpart of :func:`distilkit.methods.distillation.ensemble.is_ensemble`."""
+        return isinstance(self.teacher, list)
+
+    @property
     def primary_teacher(self) -> TeacherConfig:
         """The first teacher: its tokenizer and word vectors are the student's defaults."""
         return self.teachers[0]

@@ -6,7 +6,7 @@ from distilkit.core.recipe_rules import Rule, written
 
 
 def _ensemble(recipe) -> bool:
-    return isinstance(recipe.teacher, list)
+    return recipe.is_ensemble
 
 
 MEANINGLESS = (
