@@ -46,7 +46,7 @@ from distilkit.core.measure import MB, count_parameters, cpu_latency_ms, repeate
 from distilkit.data.tasks import load_split, load_task
 from distilkit.models.inference import encoder_for, evaluate_model
 from distilkit.models.model_names import resolve_model_name
-from distilkit.run.distill import run
+from distilkit.run.pipeline import run_recipe
 from distilkit.run.recipe_io import load_recipe
 
 RESULTS = ROOT / "docs" / "results" / "bert_large_shape.json"
@@ -150,7 +150,7 @@ def run_cell(task: str, family: str, teacher: Path, work: Path, args) -> dict:
     recipe = load_recipe(path, sets)
     shutil.rmtree(recipe.output_dir, ignore_errors=True)
     start = time.perf_counter()
-    metrics = run(recipe)
+    metrics = run_recipe(recipe)  # prune-heads recipes have rounds: pipeline stages
     seconds = time.perf_counter() - start
     model_dir = Path(recipe.output_dir) / "model"
     spec = load_task(task)

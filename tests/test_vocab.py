@@ -29,6 +29,7 @@ from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
 from distilkit.models.transformer import encode_transformer
 from distilkit.models.vocab import count_tokens, kept_tokens, trim_vocabulary
 from distilkit.run.distill import run
+from distilkit.run.pipeline import run_recipe
 from distilkit.run.recipe_io import validate_recipe
 
 from .conftest import FIXTURES
@@ -247,7 +248,7 @@ def test_iterative_pruning_trims_only_the_final_round(tmp_path, tiny_teacher_dir
     tree = tiny_recipe(tmp_path, tiny_teacher_dir, train={"epochs": 1}, measure={"latency": False})
     tree["student"] = {"kind": "pruned", "max_length": 32, "importance_examples": 32, "heads": 0.5, "rounds": 2,
                        "vocab": {"max_tokens": 400}}
-    metrics = run(validate_recipe(tree))
+    metrics = run_recipe(validate_recipe(tree))  # the rounds are pipeline stages
     out = Path(tree["output_dir"])
     first = json.loads((out / "rounds" / "1" / "model" / "config.json").read_text())
     final = json.loads((out / "model" / "config.json").read_text())

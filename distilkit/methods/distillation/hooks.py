@@ -22,8 +22,7 @@ from distilkit.core.saved_files import read_json
 from distilkit.data.batches import model_inputs
 from distilkit.data.tasks import load_split, load_task
 from distilkit.methods.distillation.config import LossConfig, MutualConfig
-from distilkit.methods.distillation.ensemble import each_teacher_loss
-from distilkit.methods.distillation.losses import distillation_loss
+from distilkit.methods.distillation.ensemble import teacher_loss
 from distilkit.methods.distillation.mutual import Peers, make_peer, mutual_loss
 from distilkit.methods.distillation.mutual_checks import peer_scope
 from distilkit.models.inference import encoder_for, evaluate_model
@@ -36,14 +35,12 @@ class MutualLearningHooks(MethodHooks):
 
     def __init__(self, cfg: MutualConfig, loss: LossConfig, *, problem_type: str, scope: str, seed: int,
                  lr: float, weight_decay: float = 0.0, warmup_ratio: float = 0.0, max_grad_norm: float | None = None,
-                 grad_accum: int = 1, teacher_weights: list[float] | None = None,
-                 teacher_temperatures: list[float] | None = None,
+                 grad_accum: int = 1,
                  evaluate: Callable[[nn.Module, object], dict] | None = None):
         self.cfg, self.loss, self.problem_type, self.scope = cfg, loss, problem_type, scope
         self.seeds = [seed + k for k in range(1, cfg.students)]
         self.optim = dict(lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_grad_norm=max_grad_norm,
                           grad_accum=grad_accum)
-        self.teacher_weights, self.teacher_temperatures = teacher_weights, teacher_temperatures
         self.evaluate = evaluate
         self.teacher = None
         self.peers: Peers | None = None
@@ -63,15 +60,11 @@ class MutualLearningHooks(MethodHooks):
         return 1.0
 
     def teacher_loss(self, logits: torch.Tensor, teacher_logits: torch.Tensor, labels) -> torch.Tensor:
-        """A peer's loss against the teacher: exactly the main student's objective (``loss`` section)."""
-        kind, alpha = self.loss.kind, self.loss.alpha
-        if teacher_logits.ndim == 3:  # loss.ensemble: each -- one weighted soft loss per teacher
-            loss, _ = each_teacher_loss(logits, teacher_logits, labels, weights=self.teacher_weights,
-                                        temperatures=self.teacher_temperatures, kind=kind, alpha=alpha,
-                                        problem_type=self.problem_type)
-        else:
-            loss, _ = distillation_loss(logits, teacher_logits, labels, kind=kind, temperature=self.loss.temperature,
-                                        alpha=alpha, problem_type=self.problem_type)
+        """A peer's loss against the teacher: exactly the main student's objective (``loss`` section; an
+        ensemble's per-teacher sum when its mode is ``each``, decided by the one ensemble test)."""
+        loss, _ = teacher_loss(self.teacher, logits, teacher_logits, labels, kind=self.loss.kind,
+                               temperature=self.loss.temperature, alpha=self.loss.alpha,
+                               problem_type=self.problem_type)
         return loss
 
     def extra_losses(self, student: nn.Module, batch: dict | None = None, outputs=None) -> dict[str, torch.Tensor]:
@@ -150,8 +143,7 @@ def from_recipe(recipe) -> MutualLearningHooks | None:
         cfg, recipe.loss, problem_type=task.problem_type,
         scope=peer_scope(recipe.student, cfg.init), seed=tcfg.seed if cfg.seed is None else cfg.seed,
         lr=tcfg.lr, weight_decay=tcfg.weight_decay, warmup_ratio=tcfg.warmup_ratio,
-        max_grad_norm=tcfg.max_grad_norm, grad_accum=tcfg.grad_accum, teacher_weights=recipe.teacher_weights,
-        teacher_temperatures=recipe.teacher_temperatures, evaluate=peer_evaluation(recipe, task))
+        max_grad_norm=tcfg.max_grad_norm, grad_accum=tcfg.grad_accum, evaluate=peer_evaluation(recipe, task))
 
 
 def metrics(recipe, student, output_dir, rescore) -> dict:
