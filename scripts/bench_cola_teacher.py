@@ -18,11 +18,10 @@ it finishes, with the git commit it ran on, so an interrupted sweep resumes (``-
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
-from bench_common import ROOT, bench_parser, command_line, publish, pyplot
+from bench_common import ROOT, bench_parser, command_line, git_commit, publish, pyplot
 
 from distilkit.core.atomic import write_text_atomic
 from distilkit.data.tasks import load_split, load_task
@@ -45,12 +44,6 @@ CELLS = {
     "no-group-by-length": {"group_by_length": False},
 }
 QUICK = {"epochs": 0.05}
-
-
-def git_commit() -> str:
-    """The commit the cells run on (recorded per cell: a cell from older code is visible as such)."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
 
 
 def load_results() -> dict:

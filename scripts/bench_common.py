@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -64,6 +65,18 @@ def sst2_minilm_teacher(data_dir: str | Path = DEFAULT_DATA_DIR, cache_dir: str 
     cfg = TeacherConfig(model="minilm", max_length=TEACHER_MAX_LENGTH, batch_size=128,
                         finetune=FinetuneConfig(**finetune))
     return finetune_teacher(cfg, task, train, dev, cache_dir=cache_dir)
+
+
+def git_commit() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes), recorded with every cell."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
 
 
 def write_section(begin: str, end: str, section: str) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from bench_common import (  # noqa: E402
     ROOT,
     bench_parser,
     command_line,
+    git_commit,
     publish,
     require_sst2,
     sst2_minilm_teacher,
@@ -53,18 +53,6 @@ RESULTS = ROOT / "docs" / "results" / "mutual.json"
 TARGET_GAIN = 0.0
 #: ``--quick``: a tiny teacher (fine-tuned on 200 sentences for one epoch), only to check the script end to end.
 QUICK_FINETUNE = {"max_examples": 200, "epochs": 1}
-
-
-def git_commit() -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), recorded with every cell."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
 
 
 def recipe_tree(args, teacher: Path, out: Path, students: int | None) -> dict:
