@@ -1,0 +1,145 @@
+"""Benchmark: what each part of the shipped small-transformer GLUE recipe buys (issue 24).
+
+The shipped ``recipes/glue/<task>/bert-large-to-small-transformer.yaml`` trains a student with half the
+teacher's layers on the teacher's logits *and* its inside (``intermediate:``: hidden states of uniformly
+mapped layers, TinyBERT, Jiao et al. 2020 eq. 8; the last layers' attention distributions and value
+relations, MiniLM, Wang et al. 2020 eq. 6-9). Each cell here is that recipe with one part changed, run as a
+user runs it (a fresh ``distilkit run`` process) with bench_glue.py's overrides (the offline all-MiniLM-L6-v2
+fine-tuned on the task's train split replaces the Hub BERT-large teacher; GLUE TSVs; the benchmark cache), so
+the teacher and its cached logits are the ones bench_glue.py's cells use. The recipe as shipped is
+bench_glue.py's ``small_transformer`` cell (``docs/results/glue.json``), shown beside these, not run twice:
+
+* ``logits``        -- the same depth, logits only (no ``intermediate:``);
+* ``quarter-depth`` -- the previous recipe: a quarter of the teacher's depth, logits only;
+* ``two-stage``     -- TinyBERT's schedule: the first half of the steps on the intermediate terms alone;
+* ``hidden-only``   -- the hidden-state term without MiniLM's attention and value-relation terms.
+
+Every finished cell is written at once to ``docs/results/intermediate.json`` (with the git commit it ran on
+and the resolved recipe), and a rerun skips it, so the sweep resumes across sessions and machines; a cell whose
+overrides changed is rerun. The docs section and the ``results`` rows (task, model, metric, value, target, met)
+are regenerated from the JSON.
+
+    python scripts/bench_intermediate.py --data-dir ../shared/glue --tasks stsb mrpc --variants logits shipped
+    python scripts/bench_intermediate.py --table-only
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_common import ROOT, bench_parser, git_commit, publish
+from bench_glue import RECIPES, overrides
+from glue_table import score
+
+from distilkit.core.atomic import write_text_atomic
+
+RESULTS = ROOT / "docs" / "results" / "intermediate.json"
+BEGIN, END = "<!-- bench_intermediate:begin -->", "<!-- bench_intermediate:end -->"
+#: Each variant: what it changes in the shipped recipe (``--set`` overrides) and what the table calls it.
+VARIANTS = {
+    "shipped": (None, "as shipped: half depth, logits + hidden + attention + value relation (bench_glue.py)"),
+    "logits": (["intermediate=null"], "half depth, logits only"),
+    "quarter-depth": (["intermediate=null", "student.num_layers=0.25"], "quarter depth, logits only (previous recipe)"),
+    "two-stage": (["intermediate.stages={intermediate_fraction: 0.5}"],
+                  "as shipped, TinyBERT's two stages (first half of the steps: inside only)"),
+    "hidden-only": (["intermediate.attention=null", "intermediate.value_relation=null"],
+                    "half depth, logits + hidden states only"),
+}
+
+
+def load() -> dict:
+    """The finished cells (none on a new checkout)."""
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"cells": {}}
+
+
+def shipped_cells() -> dict:
+    """bench_glue.py's ``small_transformer`` cells run from the recipes as shipped now (same table columns)."""
+    path = ROOT / "docs" / "results" / "glue.json"
+    glue = json.loads(path.read_text())["cells"] if path.is_file() else {}
+    cells = {}
+    for key, cell in glue.items():
+        task, family = key.split("/")
+        if family != "small_transformer" or "recipe_sha256" not in cell:
+            continue  # cells from before the current recipes carry no recipe hash
+        metrics = cell["metrics"]
+        cells[f"{task}/shipped"] = {
+            "task": task, "variant": "shipped", "wall_seconds": cell["wall_seconds"], "date": cell["date"],
+            "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
+            "params": metrics["student"]["params"], "commit": cell.get("commit", "?")}
+    return cells
+
+
+def run_cell(task: str, variant: str, args) -> dict:
+    """One recipe run in a fresh process; returns what the table needs (score, time, provenance)."""
+    recipe = Path("recipes") / "glue" / task / RECIPES["small_transformer"]
+    sets = overrides(task, f"intermediate-{variant}", args) + VARIANTS[variant][0]
+    command = [sys.executable, "-m", "distilkit", "run", str(recipe), "--set", *sets]
+    print(f"[{task} {variant}] {' '.join(command[1:])}", flush=True)
+    start = time.time()
+    subprocess.run(command, check=True, cwd=ROOT)
+    out = Path(args.cache_dir) / "glue" / f"{task}-intermediate-{variant}"
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"task": task, "variant": variant, "overrides": sets, "variant_overrides": VARIANTS[variant][0], "wall_seconds": round(time.time() - start, 1),
+            "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
+            "student_metrics": metrics["student"]["metrics"], "best_epoch": metrics["student"].get("best_epoch"),
+            "params": metrics["student"]["params"], "resolved_recipe": (out / "recipe.yaml").read_text(),
+            "commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
+
+
+def render(results: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
+    """The docs section and the results rows, one per finished cell (Δ against ``logits`` of the same task)."""
+    cells = dict(results["cells"])
+    for key, glue_cell in shipped_cells().items():
+        cells[key] = glue_cell
+    commits = sorted({c["commit"] for c in cells.values()})
+    lines = ["## Small-transformer recipe: what each part buys (issue 24)", "",
+             f"Command: `python scripts/bench_intermediate.py {' '.join(argv)}` (cells resume; each ran in its own "
+             f"process on commit {', '.join(commits) or '—'}; dates and seconds per cell below). Teacher: "
+             "all-MiniLM-L6-v2 fine-tuned on the task (bench_glue.py's teacher); dev scores (GLUE main metric; "
+             "MRPC F1, STS-B Pearson); retention = student / teacher.", "",
+             "| task | variant | student | teacher | retention | Δ vs logits only (points) | params | cell s | date |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    rows = []
+    for key in sorted(cells, key=lambda k: (cells[k]["task"], list(VARIANTS).index(cells[k]["variant"]))):
+        c = cells[key]
+        base = cells.get(f"{c['task']}/logits")
+        delta = f"{100 * (c['student'] - base['student']):+.2f}" if base and c["variant"] != "logits" else "—"
+        lines.append(f"| {c['task']} | {VARIANTS[c['variant']][1]} | {c['student']:.4f} | {c['teacher']:.4f} | "
+                     f"{c['student'] / c['teacher']:.3f} | {delta} | {c['params']:,} | {c['wall_seconds']:.0f} | "
+                     f"{c['date']} |")
+        rows.append({"task": c["task"], "model": f"small_transformer ({c['variant']})", "metric": "dev score",
+                     "value": round(c["student"], 4), "target": None, "met": None, "commit": c["commit"]})
+    return lines, rows
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--tasks", nargs="+", default=["stsb", "mrpc", "rte"], help="GLUE tasks")
+    runnable = [v for v in VARIANTS if VARIANTS[v][0] is not None]
+    parser.add_argument("--variants", nargs="+", default=runnable, choices=runnable)
+    parser.add_argument("--table-only", action="store_true", help="regenerate the section from the JSON")
+    args = parser.parse_args()
+    args.cache_dir = str(Path(args.cache_dir).expanduser().resolve())
+    results = load()
+    if not args.table_only:
+        for task in args.tasks:
+            for variant in args.variants:
+                key = f"{task}/{variant}"
+                done = results["cells"].get(key)
+                if done and done["variant_overrides"] == VARIANTS[variant][0]:
+                    continue  # finished with the same change; a variant whose change was edited reruns
+                results["cells"][key] = run_cell(task, variant, args)
+                write_text_atomic(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
+    lines, rows = render(results, [a for a in sys.argv[1:] if a != "--table-only"])
+    results["results"] = rows
+    publish(BEGIN, END, lines, args)
+    if not args.no_write:
+        write_text_atomic(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
