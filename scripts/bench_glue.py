@@ -11,10 +11,21 @@ in the benchmark cache. QNLI has only its dev file here and is listed as "no tra
 Then, per task, a fresh process times the teacher, both students and the BERT-large architecture (random
 weights: latency does not depend on the values) interleaved on the task's dev sentences at batch 1 and 32.
 
-Every finished cell (task x {bilstm, small_transformer, latency}) is written to ``docs/results/glue.json`` at
-once; a rerun skips finished cells (``--only TASK``, ``--redo TASK``), so the table resumes across interrupted
-runs and machines (fine-tuned teachers and transfer sets go to the benchmark cache; a machine without it
-recomputes only the missing cells). The GLUE section of ``docs/benchmarks.md`` is regenerated from the JSON.
+A third recipe family, ``baseline`` (issue 24), is the plain model a user tries first: the task's shipped
+small-transformer recipe with the teacher truncated to the student's depth and fine-tuned on gold labels
+(:func:`baseline_overrides`: ``student.init_from_teacher_layers=bottom loss.alpha=1.0 data.labels=gold``, and
+``intermediate=null`` -- likewise ``data.augment``, ``loss.mutual`` -- where the recipe has that section), same
+depth, epochs and lr. For STS-B, alpha 1 is the MSE on the gold scores.
+
+Every finished cell (task x {bilstm, small_transformer, baseline, latency}) is written to
+``docs/results/glue.json`` at once; a rerun skips finished cells (``--only TASK``, ``--redo TASK``), so the table
+resumes across interrupted runs and machines (fine-tuned teachers and transfer sets go to the benchmark cache; a
+machine without it recomputes only the missing cells). A finished cell is rerun anyway when it is stale
+(:func:`stale_reason`, printed): a recipe cell records the commit it ran on, the sha256 of its shipped recipe
+file and its overrides, and is rerun when the file or the overrides changed; a latency cell records the model
+cells it timed and is rerun when one of them was rerun after it. The GLUE section of ``docs/benchmarks.md`` is
+regenerated from the JSON, with the numbers of ``docs/results/glue_previous.json`` (the table before issue 24's
+recipe changes, never written here) beside the new ones.
 
     python scripts/bench_glue.py --data-dir ../shared/glue
     python scripts/bench_glue.py --data-dir ../shared/glue --only rte mrpc --redo rte
@@ -22,6 +33,7 @@ recomputes only the missing cells). The GLUE section of ``docs/benchmarks.md`` i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -29,12 +41,24 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import ROOT, bench_parser, publish
+from bench_common import ROOT, bench_parser, git_commit, publish
 from glue_table import TASKS, render, verdicts
 
+from distilkit.core.yaml_files import read_yaml
+
 RESULTS = ROOT / "docs" / "results" / "glue.json"
+PREVIOUS = ROOT / "docs" / "results" / "glue_previous.json"
 BEGIN, END = "<!-- bench_glue:begin -->", "<!-- bench_glue:end -->"
-RECIPES = {"bilstm": "bert-large-to-bilstm.yaml", "small_transformer": "bert-large-to-small-transformer.yaml"}
+#: The shipped recipe each family runs (the baseline runs the small transformer's, with its own overrides).
+RECIPES = {"bilstm": "bert-large-to-bilstm.yaml", "small_transformer": "bert-large-to-small-transformer.yaml",
+           "baseline": "bert-large-to-small-transformer.yaml"}
+#: The model cells a latency cell times (the baseline has the small transformer's architecture: not timed).
+TIMED = ("bilstm", "small_transformer")
+#: Families whose cells from before the sha rule (no ``recipe_sha256``) are rerun: their recipes changed since.
+RERUN_WITHOUT_SHA = ("small_transformer", "baseline")
+OLDER = "older than the sha rule"
+#: Overrides that say where things are on this machine, not what runs: left out of the stale comparison.
+LOCATION_KEYS = ("data.dir", "output_dir", "cache.dir")
 
 
 def load_results() -> dict:
@@ -59,15 +83,99 @@ def has_data(data_dir: Path, task: str) -> bool:
     return all((folder / spec.files[split].file).is_file() for split in ("train", "validation"))
 
 
+def recipe_path(task: str, family: str) -> Path:
+    """The shipped recipe a family's cell runs, relative to the repository root."""
+    return Path("recipes") / "glue" / task / RECIPES[family]
+
+
+def recipe_sha256(task: str, family: str) -> str:
+    """sha256 of the shipped recipe file's bytes (what a cell's numbers depend on besides the code)."""
+    return hashlib.sha256((ROOT / recipe_path(task, family)).read_bytes()).hexdigest()
+
+
+def baseline_overrides(recipe: Path) -> list[str]:
+    """What turns a shipped small-transformer recipe into the plain baseline: the teacher truncated to the
+    student's depth (``bottom``), trained on gold labels alone (``alpha`` 1; MSE on the gold scores for STS-B).
+
+    Whatever else in the recipe learns from the teacher goes too, when the recipe has it: ``intermediate``
+    (layer-to-layer terms), ``data.augment`` (a teacher-labelled transfer set: rows without gold labels, which
+    would only add steps) and ``loss.mutual``. Depth, epochs, lr and batch stay the shipped student's.
+    """
+    tree = read_yaml(ROOT / recipe)
+    sets = ["student.init_from_teacher_layers=bottom", "loss.alpha=1.0", "data.labels=gold"]
+    for section, key in (("", "intermediate"), ("data", "augment"), ("loss", "mutual")):
+        holder = tree.get(section) if section else tree
+        if isinstance(holder, dict) and holder.get(key) is not None:
+            sets.append(f"{section + '.' if section else ''}{key}=null")  # --set KEY=null drops the section
+    return sets
+
+
 def overrides(task: str, family: str, args) -> list[str]:
-    """The only changes to the shipped recipe: teacher, its fine-tuning, the data; where outputs go."""
-    return ["teacher.model=minilm", "teacher.finetune={}", f"data.dir={Path(args.data_dir).resolve()}",
+    """The only changes to the shipped recipe: teacher, its fine-tuning, the data; where outputs go; for the
+    baseline, :func:`baseline_overrides`."""
+    extra = baseline_overrides(recipe_path(task, family)) if family == "baseline" else []
+    return ["teacher.model=minilm", "teacher.finetune={}", *extra, f"data.dir={Path(args.data_dir).resolve()}",
             f"output_dir={Path(args.cache_dir) / 'glue' / f'{task}-{family}'}", f"cache.dir={args.cache_dir}"]
+
+
+def _what_runs(sets: list[str]) -> list[str]:
+    """The overrides that change what runs (not where): the part of a cell's overrides the stale rule compares."""
+    return [s for s in sets if s.split("=", 1)[0] not in LOCATION_KEYS]
+
+
+def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str]]]) -> str | None:
+    """Why a finished cell must be rerun, or ``None`` to keep it.
+
+    Args:
+        key: ``"<task>/<family>"``.
+        cells: Every cell so far (a latency cell is judged against its task's model cells).
+        current: Per recipe family of the task, ``(sha256 of the shipped recipe, overrides)`` as they are now.
+
+    A recipe cell is stale when its shipped recipe file's sha256 or its overrides (locations aside) differ from
+    the recorded ones. A cell from before the sha rule has none recorded: a small-transformer or baseline cell
+    is stale then (those recipes changed since); a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
+    stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
+    from the cells' now (a latency cell without that record predates every model cell that has one).
+    """
+    task, family = key.split("/")
+    cell = cells[key]
+    if family == "latency":
+        timed = cell.get("model_cells")
+        for name in TIMED:
+            model = cells.get(f"{task}/{name}") or {}
+            stamp = {k: model.get(k) for k in ("commit", "finished")}
+            if timed is None and model.get("commit") is not None:
+                return f"{task}/{name} was rerun ({model['commit']}, {model.get('finished')}) after this latency cell"
+            if timed is not None and timed.get(name) != stamp:
+                return (f"{task}/{name} was rerun ({stamp['commit']}, {stamp['finished']}) after this latency "
+                        f"cell timed it ({(timed.get(name) or {}).get('commit')}, "
+                        f"{(timed.get(name) or {}).get('finished')})")
+        return None
+    sha, sets = current[family]
+    if "recipe_sha256" not in cell:
+        if family in RERUN_WITHOUT_SHA:
+            return (f"no recipe sha256 recorded: a cell from before the sha rule, and the {family} recipes have "
+                    "changed since")
+        return None
+    if cell["recipe_sha256"] != sha:
+        return (f"{recipe_path(task, family)} changed: sha256 {cell['recipe_sha256'][:12]} recorded, "
+                f"{sha[:12]} now")
+    if _what_runs(cell.get("overrides", [])) != _what_runs(sets):
+        return f"overrides changed: {_what_runs(cell.get('overrides', []))} recorded, {_what_runs(sets)} now"
+    return None
+
+
+def mark_older(cell: dict) -> None:
+    """A kept cell from before the sha rule says so (the table's code column shows it)."""
+    if "recipe_sha256" not in cell and "commit" not in cell:
+        cell["code"] = OLDER
 
 
 def run_recipe_cell(task: str, family: str, args) -> dict:
     """Run one shipped recipe in a fresh ``distilkit run`` process and collect what the table needs."""
-    recipe = Path("recipes") / "glue" / task / RECIPES[family]
+    recipe = recipe_path(task, family)
+    sha = recipe_sha256(task, family)  # before the run: the file the run read
+    commit = git_commit()
     sets = overrides(task, family, args)
     command = [sys.executable, "-m", "distilkit", "run", str(recipe), "--set", *sets]
     print(f"[{task} {family}] {' '.join(command[1:])}", flush=True)
@@ -79,14 +187,15 @@ def run_recipe_cell(task: str, family: str, args) -> dict:
     resolved = (out / "recipe.yaml").read_text()
     teacher_dir = Path(metrics["teacher"]["name"])
     finetune = json.loads((teacher_dir / "finetune.json").read_text()) if (teacher_dir / "finetune.json").is_file() else {}
-    return {"recipe": str(recipe), "overrides": sets, "wall_seconds": round(wall, 1), "metrics": metrics,
-            "teacher_finetune": finetune, "resolved_recipe": resolved, "model_dir": str(out / "model"),
-            "date": time.strftime("%Y-%m-%d")}
+    return {"recipe": str(recipe), "recipe_sha256": sha, "commit": commit, "overrides": sets,
+            "wall_seconds": round(wall, 1), "metrics": metrics, "teacher_finetune": finetune,
+            "resolved_recipe": resolved, "model_dir": str(out / "model"), "date": time.strftime("%Y-%m-%d"),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def latency_cell(task: str, args, results: dict) -> dict:
     """Time teacher, both students and BERT-large in a fresh process (see :func:`measure_latency`)."""
-    dirs = {family: results["cells"][f"{task}/{family}"]["model_dir"] for family in RECIPES}
+    dirs = {family: results["cells"][f"{task}/{family}"]["model_dir"] for family in TIMED}
     teacher = results["cells"][f"{task}/bilstm"]["metrics"]["teacher"]["name"]
     command = [sys.executable, str(Path(__file__).with_name("glue_latency.py")), "--task", task,
                "--data-dir", str(args.data_dir), "--teacher", teacher, "--bilstm", dirs["bilstm"],
@@ -96,7 +205,27 @@ def latency_cell(task: str, args, results: dict) -> dict:
     done = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
     cell = json.loads(done.stdout.strip().splitlines()[-1])
     cell["wall_seconds"] = round(time.time() - start, 1)
+    cell["commit"] = git_commit()
+    # The model cells timed: a later rerun of one makes this cell stale (stale_reason).
+    cell["model_cells"] = {family: {k: results["cells"][f"{task}/{family}"].get(k) for k in ("commit", "finished")}
+                           for family in TIMED}
     return cell
+
+
+def due(task: str, family: str, results: dict, args) -> bool:
+    """Whether a cell runs now: missing, asked for (``--redo``) or stale (the reason is printed)."""
+    key = f"{task}/{family}"
+    cells = results["cells"]
+    if key not in cells or task in args.redo:
+        return True
+    current = {f: (recipe_sha256(task, f), overrides(task, f, args)) for f in RECIPES}
+    reason = stale_reason(key, cells, current)
+    if reason is None:
+        if family != "latency":
+            mark_older(cells[key])
+        return False
+    print(f"[{key}] stale, rerunning: {reason}", flush=True)
+    return True
 
 
 def main() -> None:
@@ -120,18 +249,18 @@ def main() -> None:
     save_results(results)
     if not args.table_only:
         for task in (t for t in tasks if f"{t}/data" not in results["cells"]):
-            for family in (*RECIPES, "latency"):
-                key = f"{task}/{family}"
-                if key in results["cells"] and task not in args.redo:
+            for family in (*RECIPES, "latency"):  # latency last: it is judged against the cells just run
+                if not due(task, family, results, args):
                     continue
                 cell = (latency_cell(task, args, results) if family == "latency"
                         else run_recipe_cell(task, family, args))
-                results["cells"][key] = cell
+                results["cells"][f"{task}/{family}"] = cell
                 save_results(results)  # each finished cell is kept, whatever happens next
     results["results"] = verdicts(results["cells"])
     save_results(results)
     argv = [a for a in sys.argv[1:] if a != "--table-only"]  # the command that makes the cells
-    publish(BEGIN, END, render(results, argv=argv), args)
+    previous = json.loads(PREVIOUS.read_text()) if PREVIOUS.is_file() else None
+    publish(BEGIN, END, render(results, argv=argv, previous=previous), args)
 
 
 if __name__ == "__main__":

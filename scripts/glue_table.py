@@ -23,6 +23,9 @@ PUBLISHED = {
 TEACHER_SST2 = 0.895
 BILSTM_SST2, BILSTM_PAIR = 0.96, 0.90
 TRANSFORMER_MACRO, MAX_LAYER_FRACTION = 0.97, 0.5
+TRANSFORMER_TASK = 0.90  # the small transformer's retention on every task (issue 24)
+#: The model cells of a task, in table order: both students and the plain baseline (issue 24).
+MODELS = ("bilstm", "small_transformer", "baseline")
 SPEEDUP_TEACHER, SPEEDUP_BERT_LARGE = 15.0, 300.0  # the BiLSTM served from ONNX Runtime, batch 1 (issue 26)
 SPEEDUP_TEACHER_PYTORCH = 10.0  # the BiLSTM in PyTorch, batch 1
 INT8_METRIC_CHANGE = 0.003  # an int8 export's dev main metric against its PyTorch model
@@ -51,45 +54,65 @@ def _row(task, model, metric, value, target, met) -> dict:
             "target": target, "met": met}
 
 
+def teacher_cell(cells: dict, task: str) -> dict | None:
+    """A model cell of the task to read the teacher's numbers from (every family fine-tunes the same teacher)."""
+    return next((cells[f"{task}/{f}"] for f in MODELS if f"{task}/{f}" in cells), None)
+
+
 def verdicts(cells: dict) -> list[dict]:
     """Every number and target verdict as plain rows (task, model, metric, value, target, met)."""
     rows, retained = [], []
     for task in TASKS:
-        bilstm, small, latency = (cells.get(f"{task}/{f}") for f in ("bilstm", "small_transformer", "latency"))
-        if bilstm is None or small is None:
+        present = {f: cells[f"{task}/{f}"] for f in MODELS if f"{task}/{f}" in cells}
+        if not present:
             continue
-        teacher = bilstm["metrics"]["teacher"]["metrics"]
+        teacher = teacher_cell(cells, task)["metrics"]["teacher"]["metrics"]
         for metric in GLUE_METRICS[task]:
             rows.append(_row(task, "teacher", metric, teacher[metric], None, None))
-            rows.append(_row(task, "bilstm", metric, bilstm["metrics"]["student"]["metrics"][metric], None, None))
-            rows.append(_row(task, "small_transformer", metric, small["metrics"]["student"]["metrics"][metric],
-                             None, None))
+            rows += [_row(task, f, metric, c["metrics"]["student"]["metrics"][metric], None, None)
+                     for f, c in present.items()]
         if task == "sst2":
             rows.append(_row(task, "teacher", "accuracy (target)", teacher["accuracy"], f">= {TEACHER_SST2}",
                              teacher["accuracy"] >= TEACHER_SST2))
-        need = BILSTM_SST2 if task == "sst2" else BILSTM_PAIR if task in PAIR_TASKS else None
-        kept = retention(bilstm, task)
-        rows.append(_row(task, "bilstm", "retention", kept, None if need is None else f">= {need}",
-                         None if need is None else kept >= need))
-        retained.append(retention(small, task))
-        rows.append(_row(task, "small_transformer", "retention", retained[-1], None, None))
+        if "bilstm" in present:
+            need = BILSTM_SST2 if task == "sst2" else BILSTM_PAIR if task in PAIR_TASKS else None
+            kept = retention(present["bilstm"], task)
+            rows.append(_row(task, "bilstm", "retention", kept, None if need is None else f">= {need}",
+                             None if need is None else kept >= need))
+        if "small_transformer" in present:
+            retained.append(retention(present["small_transformer"], task))
+            rows.append(_row(task, "small_transformer", "retention", retained[-1], f">= {TRANSFORMER_TASK}",
+                             retained[-1] >= TRANSFORMER_TASK))
+        if "baseline" in present:
+            rows.append(_row(task, "baseline", "retention", retention(present["baseline"], task), None, None))
+        if "small_transformer" in present and "baseline" in present:
+            lead = lead_over_baseline(present["small_transformer"], present["baseline"], task)
+            rows.append(_row(task, "small_transformer", "vs baseline", lead, "> 0", lead > 0))
+        latency = cells.get(f"{task}/latency")
         if latency:
             rows += _latency_rows(task, latency)
-    # Table-wide verdicts are given only once every task with training data has all its cells.
+    # Table-wide verdicts are given only once every task with training data has its cells.
     wanted = [t for t in TASKS if f"{t}/data" not in cells]
-    done = [t for t in wanted if all(f"{t}/{f}" in cells for f in ("bilstm", "small_transformer", "latency"))]
-    complete = len(done) == len(wanted)
-    scope = "" if complete else f" ({len(done)} of {len(wanted)} tasks so far: no verdict yet)"
     if retained:
+        done = [t for t in wanted if f"{t}/small_transformer" in cells]
+        scope = "" if len(done) == len(wanted) else f" ({len(done)} of {len(wanted)} tasks so far: no verdict yet)"
         macro = statistics.mean(retained)
         rows.append(_row("macro", "small_transformer", "retention" + scope, macro, f">= {TRANSFORMER_MACRO}",
-                         macro >= TRANSFORMER_MACRO if complete else None))
-    walls = [c["wall_seconds"] for c in cells.values() if "wall_seconds" in c]
+                         macro >= TRANSFORMER_MACRO if not scope else None))
+    # The wall-time budget is issue 11's table (both students and latency); the baseline came later (issue 24).
+    walls = [c["wall_seconds"] for k, c in cells.items() if "wall_seconds" in c and not k.endswith("/baseline")]
     if walls:
+        done = [t for t in wanted if all(f"{t}/{f}" in cells for f in ("bilstm", "small_transformer", "latency"))]
+        scope = "" if len(done) == len(wanted) else f" ({len(done)} of {len(wanted)} tasks so far: no verdict yet)"
         hours = sum(walls) / 3600
-        rows.append(_row("all", "table", "wall hours" + scope, hours, f"<= {TOTAL_HOURS}",
-                         hours <= TOTAL_HOURS if complete else None))
+        rows.append(_row("all", "table", "wall hours (issue 11 cells)" + scope, hours, f"<= {TOTAL_HOURS}",
+                         hours <= TOTAL_HOURS if not scope else None))
     return rows
+
+
+def lead_over_baseline(small: dict, baseline: dict, task: str) -> float:
+    """The small transformer's GLUE score minus the baseline's (above 0: distillation beat the plain baseline)."""
+    return score(small["metrics"]["student"]["metrics"], task) - score(baseline["metrics"]["student"]["metrics"], task)
 
 
 def _latency_rows(task: str, latency: dict) -> list[dict]:
@@ -120,40 +143,21 @@ def _f(x, digits=4) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
-def render(results: dict, argv: list[str]) -> list[str]:
-    """The Markdown section of docs/benchmarks.md."""
+def render(results: dict, argv: list[str], previous: dict | None = None) -> list[str]:
+    """The Markdown section of docs/benchmarks.md; ``previous``: the frozen earlier table
+    (``docs/results/glue_previous.json``), shown beside the new scores."""
     cells = results["cells"]
     walls = sum(c.get("wall_seconds", 0) for c in cells.values())
     lines = ["## GLUE: every task with training data, MiniLM teacher, BiLSTM and small transformer (issue 11)", "",
              command_line(walls, argv=argv, note=" (sum of the cells' wall times; cells resume across runs)"), "",
              "Each row runs the shipped `recipes/glue/<task>/bert-large-to-bilstm.yaml` and "
              "`bert-large-to-small-transformer.yaml` with `teacher.model=minilm teacher.finetune={}` (the task's "
-             "`teacher_finetune` settings, full train split) and `data.dir`; nothing else changes. Dev-set scores; "
-             "retention = student / teacher on the task's main metric.", "",
-             "| task | metric | teacher | BiLSTM | retained | small transformer | retained |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    teacher_scores, bilstm_scores, small_scores = [], [], []
-    for task in TASKS:
-        if f"{task}/data" in cells:
-            lines.append(f"| {task} | — | no training data | | | | |")
-            continue
-        bilstm, small = cells.get(f"{task}/bilstm"), cells.get(f"{task}/small_transformer")
-        if bilstm is None or small is None:
-            lines.append(f"| {task} | — | not run yet | | | | |")
-            continue
-        t, b, s = (c["metrics"][w]["metrics"] for c, w in ((bilstm, "teacher"), (bilstm, "student"), (small, "student")))
-        names = "/".join(SHORT[m] for m in GLUE_METRICS[task])
-        lines.append(f"| {task} | {names} | {_show(t, task)} | {_show(b, task)} | {retention(bilstm, task):.3f} | "
-                     f"{_show(s, task)} | "
-                     f"{retention(small, task):.3f} |")
-        teacher_scores.append(score(t, task))
-        bilstm_scores.append(score(b, task))
-        small_scores.append(score(s, task))
-    if teacher_scores:
-        lines.append(f"| **macro** ({len(teacher_scores)} tasks) | GLUE score | {100 * statistics.mean(teacher_scores):.1f} | "
-                     f"{100 * statistics.mean(bilstm_scores):.1f} | {statistics.mean(bilstm_scores) / statistics.mean(teacher_scores):.3f} | "
-                     f"{100 * statistics.mean(small_scores):.1f} | "
-                     f"{statistics.mean(small_scores) / statistics.mean(teacher_scores):.3f} |")
+             "`teacher_finetune` settings, full train split) and `data.dir`; nothing else changes. The baseline "
+             "(issue 24) is the plain model a user tries first: the small-transformer recipe with "
+             "`student.init_from_teacher_layers=bottom loss.alpha=1.0 data.labels=gold` (and `intermediate=null`, "
+             "`data.augment=null`, `loss.mutual=null` where the recipe has them), i.e. the teacher truncated to the student's depth and fine-tuned on gold "
+             "labels, same depth, epochs and lr. Dev-set scores x100; retention = model / teacher on the task's "
+             "main metric.", "", *score_table(cells, (previous or {}).get("cells"))]
     lines += ["", "Published dev-set numbers, for comparison (not measured here):", "",
               "| model | " + " | ".join(TASKS) + " |", "| --- |" + " ---: |" * len(TASKS)]
     for name, values in PUBLISHED.items():
@@ -169,9 +173,79 @@ def render(results: dict, argv: list[str]) -> list[str]:
     return lines
 
 
-def _show(metrics: dict, task: str) -> str:
-    """The task's GLUE metrics x100, slash-separated."""
-    return "/".join(f"{100 * metrics[k]:.1f}" for k in GLUE_METRICS[task])
+def _show(metrics: dict | None, task: str) -> str:
+    """The task's GLUE metrics x100, slash-separated ("—" for none)."""
+    return "—" if metrics is None else "/".join(f"{100 * metrics[k]:.1f}" for k in GLUE_METRICS[task])
+
+
+NAMES = {"teacher": "teacher", "bilstm": "BiLSTM", "small_transformer": "small transformer",
+         "baseline": "baseline (teacher truncated, gold labels)"}
+
+
+def score_table(cells: dict, previous: dict | None) -> list[str]:
+    """Dev scores per task and model: the new score, the previous table's (``previous``: its cells, matched by
+    ``<task>/<family>`` key; ``None``: no previous file), the change, retention, and on the baseline row the
+    small transformer's lead over it; the code column is the commit a cell ran on. Missing cells: "not run"."""
+    lines = ["| task | model | metric | score | previous | Δ | retained | small transformer's lead | code |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    # Per model: (score, teacher's score, previous score or None, whether the cell is the previous one) per task.
+    totals: dict[str, list[tuple]] = {m: [] for m in ("teacher", *MODELS)}
+    for task in TASKS:
+        if f"{task}/data" in cells:
+            lines.append(f"| {task} | — | — | no training data | | | | | |")
+            continue
+        source = teacher_cell(cells, task)
+        teacher = None if source is None else source["metrics"]["teacher"]["metrics"]
+        names = "/".join(SHORT[m] for m in GLUE_METRICS[task])
+        old_source = teacher_cell(previous, task) if previous else None
+        rows = [("teacher", teacher, old_source and old_source["metrics"]["teacher"]["metrics"], None, None)]
+        for family in MODELS:
+            cell, old = cells.get(f"{task}/{family}"), (previous or {}).get(f"{task}/{family}")
+            rows.append((family, cell and cell["metrics"]["student"]["metrics"],
+                         old and old["metrics"]["student"]["metrics"], cell, old))
+        for family, new, old, cell, old_cell in rows:
+            if new is None:
+                lines.append(f"| {task} | {NAMES[family]} | {names} | not run | {_show(old, task)} | | | | |")
+                continue
+            kept = "—" if cell is None else f"{retention(cell, task):.3f}"
+            lead = "—"
+            if family == "baseline" and f"{task}/small_transformer" in cells:
+                lead = f"{100 * lead_over_baseline(cells[f'{task}/small_transformer'], cell, task):+.1f}"
+            lines.append(f"| {task} | {NAMES[family]} | {names} | {_show(new, task)} | {_show(old, task)} | "
+                         f"{_change(new, old, task, same=_same(cell, old_cell))} | {kept} | "
+                         f"{lead} | {_code(cell)} |")
+            if teacher is not None:
+                totals[family].append((score(new, task), score(teacher, task), old and score(old, task),
+                                       _same(cell, old_cell)))
+    for family, scores in totals.items():
+        if not scores:
+            lines.append(f"| **macro** | {NAMES[family]} | GLUE score | not run | | | | | |")
+            continue
+        mean, teacher_mean = (statistics.mean(x[i] for x in scores) for i in (0, 1))
+        old = None if any(x[2] is None for x in scores) else statistics.mean(x[2] for x in scores)
+        change = "—" if old is None else "same run" if all(x[3] for x in scores) else f"{100 * (mean - old):+.1f}"
+        lines.append(f"| **macro** ({len(scores)} tasks) | {NAMES[family]} | GLUE score | {100 * mean:.1f} | "
+                     f"{_f(None if old is None else 100 * old, 1)} | {change} | {mean / teacher_mean:.3f} | | |")
+    return lines
+
+
+def _same(cell: dict | None, old: dict | None) -> bool:
+    """Whether a model cell is the previous table's own (kept, not rerun): the same metrics, timings included."""
+    return cell is not None and old is not None and cell["metrics"] == old["metrics"]
+
+
+def _change(new: dict, old: dict | None, task: str, same: bool) -> str:
+    """The GLUE score's change from the previous table, in points; "same run" when the cell was kept."""
+    if old is None:
+        return "—"
+    return "same run" if same else f"{100 * (score(new, task) - score(old, task)):+.1f}"
+
+
+def _code(cell: dict | None) -> str:
+    """The commit a cell ran on, or what is known of its code (a cell from before cells recorded commits)."""
+    if cell is None:
+        return ""
+    return f"`{cell['commit']}`" if cell.get("commit") else cell.get("code", "older than the sha rule")
 
 
 def _ratio(x: float) -> str:
@@ -222,7 +296,8 @@ def _ort_table(cells: dict) -> list[str]:
 def _time_table(cells: dict) -> list[str]:
     lines = ["", "Wall time per stage (seconds) and the teacher's labelling throughput:", "",
              "| task | teacher fine-tune | transfer set built | labelled rows | labelling (ex/s) | BiLSTM training "
-             "(ex/s) | transformer training (ex/s) | cells total |", "| --- |" + " ---: |" * 7]
+             "(ex/s) | transformer training (ex/s) | baseline training (ex/s) | cells total |",
+             "| --- |" + " ---: |" * 8]
     for task in TASKS:
         bilstm, small = cells.get(f"{task}/bilstm"), cells.get(f"{task}/small_transformer")
         if bilstm is None or small is None:
@@ -231,10 +306,11 @@ def _time_table(cells: dict) -> list[str]:
         augment = train.get("augment") or {}
         labelled = train["examples"]
         seconds = train["teacher_labelling_seconds"]
-        total = sum(cells[f"{task}/{f}"].get("wall_seconds", 0) for f in ("bilstm", "small_transformer", "latency")
-                    if f"{task}/{f}" in cells)
+        total = sum(cells[f"{task}/{f}"].get("wall_seconds", 0) for f in (*MODELS, "latency") if f"{task}/{f}" in cells)
+        base = (cells.get(f"{task}/baseline") or {}).get("metrics", {}).get("train")
+        base = "not run" if base is None else f"{base['seconds']:.0f} ({base['examples_per_second']:.0f})"
         lines.append(f"| {task} | {bilstm['teacher_finetune'].get('seconds', '—')} | {augment.get('seconds', '—')} | "
                      f"{labelled:,} | {seconds:.0f} ({labelled / max(seconds, 1e-9):.0f}) | "
                      f"{train['seconds']:.0f} ({train['examples_per_second']:.0f}) | "
-                     f"{small_train['seconds']:.0f} ({small_train['examples_per_second']:.0f}) | {total:.0f} |")
+                     f"{small_train['seconds']:.0f} ({small_train['examples_per_second']:.0f}) | {base} | {total:.0f} |")
     return lines

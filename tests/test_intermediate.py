@@ -27,7 +27,7 @@ from distilkit.methods.intermediate.losses import (
 )
 from distilkit.methods.intermediate.projection import PROJECTION_MODULE, saved_projections
 from distilkit.models.teachers import HFTeacher
-from distilkit.models.transformer import uniform_layers
+from distilkit.models.transformer import build_transformer_student, uniform_layers
 from distilkit.run.distill import run
 from distilkit.run.preflight import preflight
 from distilkit.run.recipe_io import validate_recipe
@@ -249,6 +249,20 @@ def test_hooks_compute_every_term_as_by_hand():
     assert all(p.grad is None for p in teacher.parameters())  # the teacher never trains
 
 
+def test_layer_maps_fit_a_bottom_initialised_student():
+    # The truncated-teacher baseline (init_from_teacher_layers: bottom) keeps every layer map valid: maps pair
+    # layers by depth, whichever teacher layers the student started from.
+    teacher = tiny_bert(4, 12, 3, seed=1)
+    student = build_transformer_student(teacher_config=teacher.config, num_labels=2,
+                                        problem_type="single_label_classification", num_layers=2,
+                                        init_from_teacher_layers="bottom", teacher_model=teacher)
+    torch.testing.assert_close(student.bert.encoder.layer[1].output.dense.weight,
+                               teacher.bert.encoder.layer[1].output.dense.weight)
+    hooks = hooks_for({"hidden": {}, "attention": {"layer_map": "last"}, "cls": {"layer_map": [[0, 0], [1, 1]]}},
+                      teacher, student.train())
+    assert hooks.maps == {"hidden": [(0, 1), (1, 3)], "attention": [(1, 3)], "cls": [(0, 0), (1, 1)]}
+
+
 def test_two_stage_schedule():
     assert first_stage_steps(None, 100) == 0 and first_stage_steps(0.3, 100) == 30
     assert first_stage_steps(0.01, 10) == 1 and first_stage_steps(0.99, 10) == 9 and first_stage_steps(0.5, 1) == 0
@@ -383,6 +397,18 @@ def test_recipe_checks_name_the_keys(tmp_path, teacher4):
         validate_recipe({**base, "intermediate": {"projection": "keep"}})
     with pytest.raises(RecipeError, match="intermediate.hidden.layer_map"):
         validate_recipe({**base, "intermediate": {"hidden": {"layer_map": [[0, -1]]}}})
+
+
+def test_bottom_init_validates_with_layer_maps(tmp_path, teacher4):
+    student = {"hidden_size": None, "num_attention_heads": None, "intermediate_size": None,
+               "init_from_teacher_layers": "bottom"}
+    tree = intermediate_recipe(tmp_path, teacher4, {"hidden": {}, "cls": {"layer_map": [[0, 0], [1, 1]]},
+                                                    "attention": {"layer_map": "last"}}, student=student)
+    recipe = validate_recipe(tree)
+    assert recipe.student.init_from_teacher_layers == "bottom"
+    preflight(recipe)
+    with pytest.raises(RecipeError, match=r"pair \[1, 4\] names teacher layer 4"):
+        preflight(validate_recipe({**tree, "intermediate": {"hidden": {"layer_map": [[1, 4]]}}}))
 
 
 def test_preflight_names_layer_maps_and_relation_heads(tmp_path, teacher4):

@@ -25,7 +25,12 @@ from transformers import (
 from distilkit.core.errors import RecipeError
 from distilkit.core.plugins import resolve
 from distilkit.models.bilstm import BiLSTMForSequenceClassification, build_bilstm_student, encode_bilstm
-from distilkit.models.transformer import build_transformer_student, encode_transformer, uniform_layers
+from distilkit.models.transformer import (
+    bottom_layers,
+    build_transformer_student,
+    encode_transformer,
+    uniform_layers,
+)
 from distilkit.run.students import STUDENTS, encode_for_student, get_student_kind
 
 from .conftest import assert_loads_without_distilkit
@@ -272,6 +277,32 @@ def test_student_is_float32_and_layers_may_repeat():
                                    teacher.bert.encoder.layer[i].attention.self.query.weight.float())
 
 
+@pytest.mark.parametrize("config_cls,model_cls,kw,prefix", TEACHERS[:1] + TEACHERS[2:3], ids=["bert", "distilbert"])
+def test_bottom_init_is_the_teacher_truncated(config_cls, model_cls, kw, prefix):
+    teacher = tiny(config_cls, model_cls, **kw)
+    student = build_transformer_student(teacher_config=teacher.config, num_labels=2,
+                                        problem_type="single_label_classification", num_layers=3,
+                                        init_from_teacher_layers="bottom", teacher_model=teacher)
+    t_state, s_state = teacher.state_dict(), student.state_dict()
+    for j in range(3):  # student layer j is teacher layer j, every weight of it
+        keys = [k for k in s_state if f".layer.{j}." in k]
+        assert keys
+        for key in keys:
+            torch.testing.assert_close(s_state[key], t_state[key])
+    assert not any(".layer.3." in k for k in s_state)
+    # The truncated teacher computes the teacher's own first three layers.
+    ids = torch.tensor([[2, 5, 7, 9, 11]])
+    with torch.no_grad():
+        t_hidden = getattr(teacher.eval(), prefix)(input_ids=ids, output_hidden_states=True).hidden_states[3]
+        s_hidden = getattr(student.eval(), prefix)(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(s_hidden, t_hidden)
+    assert bottom_layers(24, 6) == [0, 1, 2, 3, 4, 5] and bottom_layers(4, 4) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="'bottom' truncates the teacher, but the student has 5 layers"):
+        build_transformer_student(teacher_config=teacher.config, num_labels=2,
+                                  problem_type="single_label_classification", num_layers=5,
+                                  init_from_teacher_layers="bottom", teacher_model=teacher)
+
+
 def test_transformer_student_errors_and_uniform():
     assert uniform_layers(12, 4) == [2, 5, 8, 11] and uniform_layers(6, 2) == [2, 5]
     assert uniform_layers(6, 6) == list(range(6)) and uniform_layers(6, 4) == [1, 2, 4, 5]
@@ -289,7 +320,7 @@ def test_transformer_student_errors_and_uniform():
                                   init_from_teacher_layers="uniform", **common)
     with pytest.raises(ValueError, match="attention heads is 4"):
         build_transformer_student(num_layers=2, num_attention_heads=4, init_from_teacher_layers="uniform", **common)
-    with pytest.raises(ValueError, match="'uniform'"):
+    with pytest.raises(ValueError, match="'uniform' or 'bottom'"):
         build_transformer_student(num_layers=2, init_from_teacher_layers="even", **common)
     with pytest.raises(ValueError, match="needs the teacher model"):
         build_transformer_student(num_layers=2, init_from_teacher_layers="uniform",

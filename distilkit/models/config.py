@@ -200,7 +200,11 @@ class TransformerStudentConfig(Section):
     hidden_size: int | None = Field(default=None, gt=0)
     num_attention_heads: int | None = Field(default=None, gt=0)
     intermediate_size: int | None = Field(default=None, gt=0)
-    init_from_teacher_layers: list[int] | Literal["uniform"] | None = "uniform"
+    init_from_teacher_layers: list[int] | Literal["uniform", "bottom"] | None = "uniform"
+    """Which teacher layer each student layer starts as: ``uniform``, evenly spaced layers ending with the
+    teacher's last (DistilBERT, BERT-PKD skip); ``bottom``, the first ``num_layers`` (the teacher truncated to
+    the student's depth: the plain baseline); a list of one teacher layer index per student layer; or ``null``,
+    fresh random layers."""
     config_from: str | None = None
     """Base config (Hub id or path) when the teacher is a plug-in without a Hugging Face config."""
     vocab: VocabConfig | None = None

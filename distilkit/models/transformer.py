@@ -1,6 +1,7 @@
 """Small-transformer student: the teacher's architecture with fewer (optionally narrower) layers,
 optionally initialised from chosen teacher layers, as in DistilBERT (Sanh et al. 2019, which takes one
-layer out of two) and the "skip" strategy of BERT-PKD (Sun et al. 2019).
+layer out of two) and the "skip" strategy of BERT-PKD (Sun et al. 2019), or from the teacher's first layers
+(``bottom``: the teacher truncated to the student's depth, the plain baseline).
 
 The student is a stock ``AutoModelForSequenceClassification`` (e.g. ``BertForSequenceClassification``),
 so its ``save_pretrained`` output reloads with plain transformers and no remote code.
@@ -48,6 +49,20 @@ def uniform_layers(teacher_layers: int, student_layers: int) -> list[int]:
     return [-(-teacher_layers * (i + 1) // student_layers) - 1 for i in range(student_layers)]
 
 
+def bottom_layers(teacher_layers: int, student_layers: int) -> list[int]:
+    """The teacher's first layers, e.g. 12 -> 4 gives ``[0, 1, 2, 3]``: the teacher truncated to the student's
+    depth (the plain baseline a user tries first: keep the bottom of the network, fine-tune a fresh top).
+
+    Raises:
+        ValueError: the student is deeper than the teacher (there is no truncation then; use ``uniform``,
+            which repeats layers, or a list).
+    """
+    if student_layers > teacher_layers:
+        raise ValueError(f"init_from_teacher_layers: 'bottom' truncates the teacher, but the student has "
+                         f"{student_layers} layers and the teacher only {teacher_layers}; use 'uniform' or a list")
+    return list(range(student_layers))
+
+
 def student_depth(teacher_config: PreTrainedConfig, num_layers: int | float) -> int:
     """The student's layer count: ``num_layers`` itself, or that fraction of the teacher's depth (half up, >= 1)."""
     if isinstance(num_layers, float):  # a fraction of the teacher's depth, so one recipe fits any teacher
@@ -58,7 +73,7 @@ def student_depth(teacher_config: PreTrainedConfig, num_layers: int | float) -> 
 def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: int, problem_type: str,
                               num_layers: int | float, hidden_size: int | None = None,
                               num_attention_heads: int | None = None, intermediate_size: int | None = None,
-                              init_from_teacher_layers: list[int] | Literal["uniform"] | None = None,
+                              init_from_teacher_layers: list[int] | Literal["uniform", "bottom"] | None = None,
                               teacher_model: PreTrainedModel | None = None,
                               id2label: Mapping[int, str] | None = None) -> PreTrainedModel:
     """Build a shallower copy of the teacher's architecture.
@@ -74,7 +89,9 @@ def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: i
         num_attention_heads: Heads per layer when narrowing.
         intermediate_size: Feed-forward width when narrowing.
         init_from_teacher_layers: One teacher layer index per student layer (student layer ``j`` starts
-            as teacher layer ``init[j]``), or ``"uniform"`` for evenly spaced layers ending with the last.
+            as teacher layer ``init[j]``), ``"uniform"`` for evenly spaced layers ending with the last, or
+            ``"bottom"`` for the first ``num_layers`` teacher layers (the teacher truncated to the student's
+            depth; the student may not be deeper than the teacher then).
             The teacher's embeddings and pooler are copied too; the classification head is copied only
             when the teacher has one of the same shape, else it stays freshly initialised.
         teacher_model: The teacher to copy from: a bare encoder (e.g. ``BertModel``) or a
@@ -120,7 +137,7 @@ def build_transformer_student(*, teacher_config: PreTrainedConfig, num_labels: i
 
 
 def _check_init(init, teacher_model, config, teacher_config, teacher_layers: int, num_layers: int) -> list[int]:
-    """Validate ``init_from_teacher_layers`` and resolve ``"uniform"`` to indices."""
+    """Validate ``init_from_teacher_layers`` and resolve ``"uniform"`` and ``"bottom"`` to indices."""
     if teacher_model is None:
         raise ValueError("init_from_teacher_layers needs the teacher model (teacher_model=...)")
     for names, what in ((_WIDTH, "hidden size"), (_FFN, "FFN size"), (_HEADS, "attention heads")):
@@ -130,9 +147,11 @@ def _check_init(init, teacher_model, config, teacher_config, teacher_layers: int
                              f"sizes and heads: {what} is {student} but the teacher's is {teacher}; "
                              f"drop the width overrides or set init_from_teacher_layers to null")
     if isinstance(init, str):
-        if init != "uniform":
-            raise ValueError(f"init_from_teacher_layers: expected a list of layer indices or 'uniform', got {init!r}")
-        return uniform_layers(teacher_layers, num_layers)
+        named = {"uniform": uniform_layers, "bottom": bottom_layers}
+        if init not in named:
+            raise ValueError(f"init_from_teacher_layers: expected a list of layer indices, 'uniform' or 'bottom', "
+                             f"got {init!r}")
+        return named[init](teacher_layers, num_layers)
     layers = [int(i) for i in init]
     if len(layers) != num_layers:
         raise ValueError(f"init_from_teacher_layers has {len(layers)} indices for {num_layers} student layers")

@@ -7,7 +7,9 @@ of block ``i``, i.e. ``hidden_states[i + 1]`` of a Hugging Face forward (``hidde
 embedding output, which the ``embedding`` term reads). ``uniform`` pairs student layer ``j`` of ``M`` with
 teacher layer ``ceil(N (j + 1) / M) - 1`` of ``N`` (TinyBERT's ``g(m) = m N / M``: 6 -> 2 gives
 ``[[0, 2], [1, 5]]``), the same layers ``student.init_from_teacher_layers: uniform`` copies; ``last`` pairs
-the last student layer with the last teacher layer (MiniLM).
+the last student layer with the last teacher layer (MiniLM). Maps pair layers by depth whatever the student was
+initialised from (with ``init_from_teacher_layers: bottom``, the pairs ``[[j, j], ...]`` keep each student layer
+learning from the teacher layer it started as).
 """
 
 from __future__ import annotations

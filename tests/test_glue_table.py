@@ -1,0 +1,166 @@
+"""scripts/glue_table.py and bench_glue.py's bookkeeping (issue 24): the table renders from a partial glue.json,
+the previous numbers and the baseline rows sit beside the new ones, the verdicts judge the small transformer
+against its targets and the baseline, and stale cells are found (changed recipe, cells from before the sha rule,
+latency cells whose model cells were rerun)."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_glue
+        import glue_table
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return glue_table, bench_glue
+
+
+def model_cell(teacher: dict, student: dict, **extra) -> dict:
+    """A recipe cell as bench_glue writes it, with the fields the table reads."""
+    train = {"examples": 100, "teacher_labelling_seconds": 2.0, "augment": None, "seconds": 10.0,
+             "examples_per_second": 30.0}
+    return {"metrics": {"teacher": {"metrics": teacher, "name": "/cache/teacher"}, "student": {"metrics": student},
+                        "train": train},
+            "teacher_finetune": {"seconds": 5.0}, "wall_seconds": 60.0, **extra}
+
+
+SST2_TEACHER = {"accuracy": 0.90}
+MRPC_TEACHER = {"f1": 0.84, "accuracy": 0.78}
+
+
+def partial_cells() -> dict:
+    """SST-2 with both students, MRPC with the BiLSTM only, QNLI without training data; nothing else run."""
+    return {"sst2/bilstm": model_cell(SST2_TEACHER, {"accuracy": 0.88}),
+            "sst2/small_transformer": model_cell(SST2_TEACHER, {"accuracy": 0.873}),
+            "mrpc/bilstm": model_cell(MRPC_TEACHER, {"f1": 0.80, "accuracy": 0.70}),
+            "qnli/data": {"status": "no training data"}}
+
+
+def rows_of(lines: list[str], task: str, model: str) -> list[str]:
+    return [line for line in lines if line.startswith(f"| {task} | {model} |")]
+
+
+def test_render_from_a_partial_table_without_baseline_or_previous(scripts):
+    glue_table, _ = scripts
+    cells = partial_cells()
+    results = {"cells": cells, "results": glue_table.verdicts(cells)}
+    lines = glue_table.render(results, argv=["--table-only"])
+    assert rows_of(lines, "sst2", "small transformer")[0].split(" | ")[3:8] == ["87.3", "—", "—", "0.970", "—"]
+    assert "not run" in rows_of(lines, "sst2", "baseline (teacher truncated, gold labels)")[0]
+    assert "not run" in rows_of(lines, "mrpc", "small transformer")[0]
+    assert rows_of(lines, "mrpc", "BiLSTM")[0].split(" | ")[3] == "80.0/70.0"
+    cola = [line for line in lines if line.startswith("| cola |")]
+    assert len(cola) == 4 and all("not run" in line for line in cola)  # teacher, both students, baseline
+    assert "no training data" in next(line for line in lines if line.startswith("| qnli |"))
+    assert any(line.startswith("| **macro** | baseline") and "not run" in line for line in lines)
+    # Cells without a recorded commit are older than the sha rule; nothing is judged table-wide yet.
+    assert rows_of(lines, "sst2", "BiLSTM")[0].rstrip(" |").endswith("older than the sha rule")
+    macro = next(r for r in results["results"] if r["task"] == "macro")
+    assert macro["met"] is None and "1 of 6 tasks so far" in macro["metric"]
+
+
+def test_previous_column_and_change(scripts):
+    glue_table, _ = scripts
+    previous = {"cells": copy.deepcopy(partial_cells())}
+    cells = partial_cells()
+    cells["sst2/small_transformer"] = model_cell(SST2_TEACHER, {"accuracy": 0.891}, commit="abc1234")
+    lines = glue_table.render({"cells": cells, "results": []}, argv=[], previous=previous)
+    small = rows_of(lines, "sst2", "small transformer")[0].split(" | ")
+    assert small[3:6] == ["89.1", "87.3", "+1.8"] and small[8].startswith("`abc1234`")
+    assert rows_of(lines, "sst2", "BiLSTM")[0].split(" | ")[5] == "same run"  # kept, not rerun
+    macro = next(line for line in lines if line.startswith("| **macro** (1 tasks) | small transformer"))
+    assert macro.split(" | ")[3:6] == ["89.1", "87.3", "+1.8"]
+
+
+def test_verdicts_against_the_baseline(scripts):
+    glue_table, _ = scripts
+    cells = partial_cells()
+    cells["sst2/baseline"] = model_cell(SST2_TEACHER, {"accuracy": 0.85})  # the small transformer leads
+    cells["mrpc/small_transformer"] = model_cell(MRPC_TEACHER, {"f1": 0.83, "accuracy": 0.74})
+    cells["mrpc/baseline"] = model_cell(MRPC_TEACHER, {"f1": 0.84, "accuracy": 0.76})  # it trails
+    rows = {(r["task"], r["model"], r["metric"]): r for r in glue_table.verdicts(cells)}
+    ahead, behind = rows["sst2", "small_transformer", "vs baseline"], rows["mrpc", "small_transformer", "vs baseline"]
+    assert ahead["value"] == pytest.approx(0.023) and ahead["target"] == "> 0" and ahead["met"] is True
+    assert behind["value"] == pytest.approx(-0.015) and behind["met"] is False
+    retained = rows["mrpc", "small_transformer", "retention"]
+    assert retained["value"] == pytest.approx(0.83 / 0.84, abs=1e-4) and retained["met"] is True
+    assert retained["target"] == ">= 0.9"
+    assert rows["sst2", "baseline", "retention"]["target"] is None
+    lines = glue_table.render({"cells": cells, "results": []}, argv=[])
+    assert rows_of(lines, "sst2", "baseline (teacher truncated, gold labels)")[0].split(" | ")[7] == "+2.3"
+    assert rows_of(lines, "mrpc", "baseline (teacher truncated, gold labels)")[0].split(" | ")[7] == "-1.5"
+
+
+def test_stale_cells(scripts, tmp_path):
+    _, bench = scripts
+    args = type("Args", (), {"data_dir": str(tmp_path / "glue"), "cache_dir": str(tmp_path / "cache")})()
+    current = {f: (bench.recipe_sha256("sst2", f), bench.overrides("sst2", f, args)) for f in bench.RECIPES}
+    sha, sets = current["small_transformer"]
+    stamp = {"commit": "abc1234", "finished": "2026-12-01T10:00:00"}
+    fresh = {"recipe_sha256": sha, "overrides": sets, **stamp}
+    cells = {"sst2/small_transformer": dict(fresh), "sst2/bilstm": {"metrics": {}},
+             "sst2/baseline": {"recipe_sha256": current["baseline"][0], "overrides": current["baseline"][1], **stamp}}
+    assert bench.stale_reason("sst2/small_transformer", cells, current) is None
+    assert bench.stale_reason("sst2/baseline", cells, current) is None
+    # Another machine's paths are not a change of what runs.
+    elsewhere = [s.replace(str(tmp_path), "/elsewhere") for s in sets]
+    assert bench.stale_reason("sst2/small_transformer", {"sst2/small_transformer": {**fresh, "overrides": elsewhere}},
+                              current) is None
+    changed = {"sst2/small_transformer": {**fresh, "recipe_sha256": "0" * 64}}
+    reason = bench.stale_reason("sst2/small_transformer", changed, current)
+    assert "bert-large-to-small-transformer.yaml changed: sha256 000000000000 recorded" in reason
+    other = {"sst2/small_transformer": {**fresh, "overrides": [*sets, "train.epochs=9"]}}
+    assert "overrides changed" in bench.stale_reason("sst2/small_transformer", other, current)
+    # Before the sha rule: small transformer and baseline cells rerun, BiLSTM cells are kept and marked.
+    assert "before the sha rule" in bench.stale_reason("sst2/small_transformer", {"sst2/small_transformer": {}}, current)
+    assert "before the sha rule" in bench.stale_reason("sst2/baseline", {"sst2/baseline": {}}, current)
+    assert bench.stale_reason("sst2/bilstm", cells, current) is None
+    bench.mark_older(cells["sst2/bilstm"])
+    assert cells["sst2/bilstm"]["code"] == "older than the sha rule"
+    # Latency: stale once a model cell it timed was rerun after it.
+    cells["sst2/latency"] = {"model_cells": {"bilstm": {"commit": None, "finished": None}, "small_transformer": stamp}}
+    assert bench.stale_reason("sst2/latency", cells, current) is None
+    cells["sst2/small_transformer"] = {**fresh, "finished": "2026-12-02T09:00:00"}
+    assert "sst2/small_transformer was rerun" in bench.stale_reason("sst2/latency", cells, current)
+    assert "was rerun" in bench.stale_reason("sst2/latency", {**cells, "sst2/latency": {}}, current)  # older cell
+    assert bench.stale_reason("sst2/latency", {"sst2/bilstm": {}, "sst2/latency": {}}, current) is None
+
+
+def test_baseline_overrides_make_the_truncated_teacher_on_gold_labels(scripts, tmp_path):
+    _, bench = scripts
+    from distilkit.run.recipe_io import load_recipe
+
+    shipped = bench.recipe_path("stsb", "baseline")
+    assert bench.baseline_overrides(shipped) == ["student.init_from_teacher_layers=bottom", "loss.alpha=1.0",
+                                                 "data.labels=gold"]
+    recipe = load_recipe(ROOT / shipped, ["teacher.model=minilm", *bench.baseline_overrides(shipped)])
+    assert recipe.student.init_from_teacher_layers == "bottom" and recipe.loss.alpha == 1.0
+    assert recipe.loss.kind == "mse" and recipe.data.labels == "gold"
+    # STS-B: alpha 1 is the MSE on the gold scores alone, whatever the teacher says.
+    from distilkit.methods.distillation.losses import distillation_loss
+
+    student, teacher, gold = torch.tensor([[0.5], [2.0]]), torch.tensor([[9.0], [-9.0]]), torch.tensor([1.0, 3.0])
+    loss, _ = distillation_loss(student, teacher, gold, kind="mse", alpha=1.0, problem_type="regression")
+    torch.testing.assert_close(loss, F.mse_loss(student[:, 0], gold))
+    # A recipe with an intermediate section: --set intermediate=null drops it.
+    tree = yaml.safe_load((ROOT / shipped).read_text())
+    tree["intermediate"] = {"hidden": {"layer_map": "uniform"}}
+    path = tmp_path / "with-intermediate.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    sets = bench.baseline_overrides(path)
+    assert sets[-1] == "intermediate=null"
+    assert load_recipe(path, []).intermediate is not None
+    assert load_recipe(path, ["teacher.model=minilm", *sets]).intermediate is None
