@@ -233,6 +233,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None, metavar="TASK", help="run only these tasks")
     parser.add_argument("--redo", nargs="+", default=[], metavar="TASK", help="rerun these tasks' cells")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds")
+    parser.add_argument("--families", nargs="+", default=[*RECIPES, "latency"], choices=[*RECIPES, "latency"],
+                        help="run only these cells of each task (e.g. leave latency for an idle machine)")
     parser.add_argument("--table-only", action="store_true", help="regenerate the section from the JSON")
     args = parser.parse_args()
     args.cache_dir = str(Path(args.cache_dir).expanduser().resolve())
@@ -250,7 +252,7 @@ def main() -> None:
     if not args.table_only:
         for task in (t for t in tasks if f"{t}/data" not in results["cells"]):
             for family in (*RECIPES, "latency"):  # latency last: it is judged against the cells just run
-                if not due(task, family, results, args):
+                if family not in args.families or not due(task, family, results, args):
                     continue
                 cell = (latency_cell(task, args, results) if family == "latency"
                         else run_recipe_cell(task, family, args))
