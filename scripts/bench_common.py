@@ -68,11 +68,14 @@ def sst2_minilm_teacher(data_dir: str | Path = DEFAULT_DATA_DIR, cache_dir: str 
 
 
 def git_commit() -> str:
-    """The checkout's commit (``+dirty`` with uncommitted changes), recorded with every cell."""
+    """The checkout's commit (``+dirty`` with uncommitted changes outside docs/), recorded with every cell.
+
+    docs/ is left out: it holds the benchmarks' own output (results JSON, docs/benchmarks.md), which a running
+    benchmark rewrites after every cell; only a change to code or recipes makes a cell's numbers differ."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs"], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
