@@ -120,9 +120,10 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def command_line(total_seconds: float, *, argv: list[str] | None = None, details: tuple[str, ...] = (),
-                 note: str = "") -> str:
+                 note: str = "", threads: str | None = None) -> str:
     """The provenance sentence every benchmark section starts with: the exact command, date, CPU threads,
-    optional ``details`` (versions) and the total wall time (``note`` goes right after it)."""
+    optional ``details`` (versions) and the total wall time (``note`` goes right after it). ``threads``: what
+    the cells ran with, for a table rendered from cells that ran in other processes (default: this process's)."""
     import time
 
     import torch
@@ -130,7 +131,7 @@ def command_line(total_seconds: float, *, argv: list[str] | None = None, details
     script = Path(sys.argv[0]).name
     command = f"python scripts/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
     extra = "".join(f"{d}, " for d in details)
-    return (f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {torch.get_num_threads()} CPU threads, "
+    return (f"Command: `{command.strip()}` — {time.strftime('%Y-%m-%d')}, {threads or torch.get_num_threads()} CPU threads, "
             f"{extra}total wall time {total_seconds / 60:.1f} min{note}.")
 
 

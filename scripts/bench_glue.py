@@ -171,6 +171,11 @@ def mark_older(cell: dict) -> None:
         cell["code"] = OLDER
 
 
+def run_threads() -> int:
+    """The CPU threads a ``distilkit run`` child uses: OMP_NUM_THREADS when set, else every core (torch's default)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+
+
 def run_recipe_cell(task: str, family: str, args) -> dict:
     """Run one shipped recipe in a fresh ``distilkit run`` process and collect what the table needs."""
     recipe = recipe_path(task, family)
@@ -190,7 +195,7 @@ def run_recipe_cell(task: str, family: str, args) -> dict:
     return {"recipe": str(recipe), "recipe_sha256": sha, "commit": commit, "overrides": sets,
             "wall_seconds": round(wall, 1), "metrics": metrics, "teacher_finetune": finetune,
             "resolved_recipe": resolved, "model_dir": str(out / "model"), "date": time.strftime("%Y-%m-%d"),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "threads": run_threads()}
 
 
 def latency_cell(task: str, args, results: dict) -> dict:

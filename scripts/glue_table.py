@@ -143,13 +143,20 @@ def _f(x, digits=4) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+def cell_threads(cells: dict) -> str:
+    """The CPU threads the cells ran with (``2``, or ``1, 2`` when they differ; ``?`` for cells that did not say)."""
+    found = sorted({str(c.get("threads", "?")) for c in cells.values() if "metrics" in c or "rounds" in c})
+    return ", ".join(found) or "?"
+
+
 def render(results: dict, argv: list[str], previous: dict | None = None) -> list[str]:
     """The Markdown section of docs/benchmarks.md; ``previous``: the frozen earlier table
     (``docs/results/glue_previous.json``), shown beside the new scores."""
     cells = results["cells"]
     walls = sum(c.get("wall_seconds", 0) for c in cells.values())
     lines = ["## GLUE: every task with training data, MiniLM teacher, BiLSTM and small transformer (issue 11)", "",
-             command_line(walls, argv=argv, note=" (sum of the cells' wall times; cells resume across runs)"), "",
+             command_line(walls, argv=argv, note=" (sum of the cells' wall times; cells resume across runs)",
+                          threads=cell_threads(cells)), "",
              "Each row runs the shipped `recipes/glue/<task>/bert-large-to-bilstm.yaml` and "
              "`bert-large-to-small-transformer.yaml` with `teacher.model=minilm teacher.finetune={}` (the task's "
              "`teacher_finetune` settings, full train split) and `data.dir`; nothing else changes. The baseline "

@@ -144,11 +144,12 @@ def test_baseline_overrides_make_the_truncated_teacher_on_gold_labels(scripts, t
     from distilkit.run.recipe_io import load_recipe
 
     shipped = bench.recipe_path("stsb", "baseline")
+    has_intermediate = yaml.safe_load((ROOT / shipped).read_text()).get("intermediate") is not None
     assert bench.baseline_overrides(shipped) == ["student.init_from_teacher_layers=bottom", "loss.alpha=1.0",
-                                                 "data.labels=gold"]
+                                                 "data.labels=gold", *(["intermediate=null"] * has_intermediate)]
     recipe = load_recipe(ROOT / shipped, ["teacher.model=minilm", *bench.baseline_overrides(shipped)])
     assert recipe.student.init_from_teacher_layers == "bottom" and recipe.loss.alpha == 1.0
-    assert recipe.loss.kind == "mse" and recipe.data.labels == "gold"
+    assert recipe.loss.kind == "mse" and recipe.data.labels == "gold" and recipe.intermediate is None
     # STS-B: alpha 1 is the MSE on the gold scores alone, whatever the teacher says.
     from distilkit.methods.distillation.losses import distillation_loss
 
