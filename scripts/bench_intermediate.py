@@ -12,7 +12,9 @@ bench_glue.py's ``small_transformer`` cell (``docs/results/glue.json``), shown b
 * ``logits``        -- the same depth, logits only (no ``intermediate:``);
 * ``quarter-depth`` -- the previous recipe: a quarter of the teacher's depth, logits only;
 * ``two-stage``     -- TinyBERT's schedule: the first half of the steps on the intermediate terms alone;
-* ``hidden-only``   -- the hidden-state term without MiniLM's attention and value-relation terms.
+* ``hidden-only``   -- the hidden-state term without MiniLM's attention and value-relation terms;
+* ``logits-gold``   -- logits only, mixed half and half with the gold labels (``loss.alpha: 0.5``; the STS-B
+  recipe learns from the teacher alone, and its plain gold-label baseline beat the distilled student).
 
 Every finished cell is written at once to ``docs/results/intermediate.json`` (with the git commit it ran on
 and the resolved recipe), and a rerun skips it, so the sweep resumes across sessions and machines; a cell whose
@@ -48,6 +50,8 @@ VARIANTS = {
                   "as shipped, TinyBERT's two stages (first half of the steps: inside only)"),
     "hidden-only": (["intermediate.attention=null", "intermediate.value_relation=null"],
                     "half depth, logits + hidden states only"),
+    "logits-gold": (["intermediate=null", "loss.alpha=0.5", "data.labels=gold"],
+                    "half depth, logits + gold labels (alpha 0.5)"),
 }
 
 
