@@ -44,6 +44,7 @@ BEGIN, END = "<!-- bench_intermediate:begin -->", "<!-- bench_intermediate:end -
 #: Each variant: what it changes in the shipped recipe (``--set`` overrides) and what the table calls it.
 VARIANTS = {
     "shipped": (None, "as shipped: half depth, logits + hidden + attention + value relation (bench_glue.py)"),
+    "baseline": (None, "baseline: teacher truncated to half depth, gold labels only (bench_glue.py)"),
     "logits": (["intermediate=null"], "half depth, logits only"),
     "quarter-depth": (["intermediate=null", "student.num_layers=0.25"], "quarter depth, logits only (previous recipe)"),
     "two-stage": (["intermediate.stages={intermediate_fraction: 0.5}"],
@@ -55,23 +56,30 @@ VARIANTS = {
 }
 
 
+#: bench_glue.py's families shown here, and the variant name each takes in this table.
+GLUE_FAMILIES = {"small_transformer": "shipped", "baseline": "baseline"}
+PLOT = ROOT / "docs" / "results" / "intermediate.png"
+
+
 def load() -> dict:
     """The finished cells (none on a new checkout)."""
     return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"cells": {}}
 
 
-def shipped_cells() -> dict:
-    """bench_glue.py's ``small_transformer`` cells run from the recipes as shipped now (same table columns)."""
+def glue_cells() -> dict:
+    """bench_glue.py's ``small_transformer`` (the recipe as shipped) and ``baseline`` cells, in this table's
+    columns; cells from before the current recipes (no recipe hash) are left out."""
     path = ROOT / "docs" / "results" / "glue.json"
     glue = json.loads(path.read_text())["cells"] if path.is_file() else {}
     cells = {}
     for key, cell in glue.items():
         task, family = key.split("/")
-        if family != "small_transformer" or "recipe_sha256" not in cell:
-            continue  # cells from before the current recipes carry no recipe hash
+        if family not in GLUE_FAMILIES or "recipe_sha256" not in cell:
+            continue
         metrics = cell["metrics"]
-        cells[f"{task}/shipped"] = {
-            "task": task, "variant": "shipped", "wall_seconds": cell["wall_seconds"], "date": cell["date"],
+        variant = GLUE_FAMILIES[family]
+        cells[f"{task}/{variant}"] = {
+            "task": task, "variant": variant, "wall_seconds": cell["wall_seconds"], "date": cell["date"],
             "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
             "params": metrics["student"]["params"], "commit": cell.get("commit", "?")}
     return cells
@@ -97,14 +105,16 @@ def run_cell(task: str, variant: str, args) -> dict:
 def render(results: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
     """The docs section and the results rows, one per finished cell (Δ against ``logits`` of the same task)."""
     cells = dict(results["cells"])
-    for key, glue_cell in shipped_cells().items():
+    for key, glue_cell in glue_cells().items():
         cells[key] = glue_cell
     commits = sorted({c["commit"] for c in cells.values()})
     lines = ["## Small-transformer recipe: what each part buys (issue 24)", "",
              f"Command: `python scripts/bench_intermediate.py {' '.join(argv)}` (cells resume; each ran in its own "
              f"process on commit {', '.join(commits) or '—'}; dates and seconds per cell below). Teacher: "
-             "all-MiniLM-L6-v2 fine-tuned on the task (bench_glue.py's teacher); dev scores (GLUE main metric; "
-             "MRPC F1, STS-B Pearson); retention = student / teacher.", "",
+             "all-MiniLM-L6-v2 fine-tuned on the task (bench_glue.py's teacher, the same weights in every row of a "
+             "task); dev GLUE score (the task's metric, or the mean of its two: MRPC F1/accuracy, STS-B "
+             "Pearson/Spearman); retention = student / teacher. A task's first cell also fine-tunes the teacher "
+             "(its seconds include that).", "",
              "| task | variant | student | teacher | retention | Δ vs logits only (points) | params | cell s | date |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     rows = []
@@ -117,7 +127,48 @@ def render(results: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
                      f"{c['date']} |")
         rows.append({"task": c["task"], "model": f"small_transformer ({c['variant']})", "metric": "dev score",
                      "value": round(c["student"], 4), "target": None, "met": None, "commit": c["commit"]})
+    lines += ["", *best_lines(cells), "", f"![small-transformer variants](results/{PLOT.name})"]
     return lines, rows
+
+
+def best_lines(cells: dict) -> list[str]:
+    """Per task: the best distilled variant, and whether it is ahead of the plain gold-label baseline."""
+    out = []
+    for task in sorted({c["task"] for c in cells.values()}):
+        mine = {c["variant"]: c["student"] for c in cells.values() if c["task"] == task}
+        distilled = {v: x for v, x in mine.items() if v != "baseline"}
+        if not distilled:
+            continue
+        best = max(distilled, key=distilled.get)
+        line = f"- {task}: best distilled variant `{best}` ({distilled[best]:.4f})"
+        if "baseline" in mine:
+            lead = 100 * (distilled[best] - mine["baseline"])
+            line += f", {lead:+.2f} points against the baseline ({mine['baseline']:.4f}): " + (
+                "ahead" if lead > 0 else "**behind**")
+        out.append(line + ".")
+    return out
+
+
+def plot(cells: dict) -> None:
+    """One bar group per task: each variant's retention of the teacher (the baseline included)."""
+    from bench_common import pyplot
+
+    plt = pyplot()
+    tasks = sorted({c["task"] for c in cells.values()})
+    variants = [v for v in VARIANTS if any(c["variant"] == v for c in cells.values())]
+    fig, ax = plt.subplots(figsize=(max(5, 1.8 * len(tasks) * max(1, len(variants)) / 3), 3.4))
+    width = 0.8 / max(1, len(variants))
+    for i, variant in enumerate(variants):
+        values = [next((c["student"] / c["teacher"] for c in cells.values() if c["task"] == t and c["variant"] == variant),
+                       0.0) for t in tasks]
+        ax.bar([j + i * width for j in range(len(tasks))], values, width, label=variant)
+    ax.axhline(0.97, color="#c44e52", linestyle="--", linewidth=1, label="97% target")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
+    ax.set_ylabel("retention of the teacher")
+    ax.set_ylim(0.5, 1.05)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
 
 
 def main() -> None:
@@ -143,6 +194,7 @@ def main() -> None:
     publish(BEGIN, END, lines, args)
     if not args.no_write:
         write_text_atomic(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
+        plot({**results["cells"], **glue_cells()})
 
 
 if __name__ == "__main__":

@@ -165,3 +165,35 @@ def test_baseline_overrides_make_the_truncated_teacher_on_gold_labels(scripts, t
     assert sets[-1] == "intermediate=null"
     assert load_recipe(path, []).intermediate is not None
     assert load_recipe(path, ["teacher.model=minilm", *sets]).intermediate is None
+
+
+def test_bench_intermediate_table_judges_variants_against_logits_and_the_baseline(scripts, tmp_path):
+    """scripts/bench_intermediate.py: Δ is against the same task's logits-only cell, the best distilled variant
+    is named, and it is called behind when the gold-label baseline scores higher; every variant's overrides
+    validate on the shipped recipe (so a renamed section fails here, not after an hour of training)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import bench_intermediate as bench
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    from distilkit.run.recipe_io import load_recipe
+
+    def cell(variant, student):
+        return {"task": "stsb", "variant": variant, "student": student, "teacher": 0.80, "params": 10,
+                "wall_seconds": 5.0, "date": "2026-12-03", "commit": "abc"}
+
+    results = {"cells": {"stsb/logits": cell("logits", 0.70), "stsb/logits-gold": cell("logits-gold", 0.74)}}
+    bench_glue_cells = {"stsb/baseline": cell("baseline", 0.72)}
+    lines, rows = bench.render(results, [])
+    row = next(line for line in lines if line.startswith("| stsb | half depth, logits + gold"))
+    assert "| +4.00 |" in row and "| 0.925 |" in row  # (0.74 - 0.70) x 100 points; 0.74 / 0.80 retained
+    assert {r["model"] for r in rows} >= {"small_transformer (logits)", "small_transformer (logits-gold)"}
+    verdict = bench.best_lines({**results["cells"], **bench_glue_cells})
+    assert verdict == ["- stsb: best distilled variant `logits-gold` (0.7400), +2.00 points against the baseline "
+                       "(0.7200): ahead."]
+    behind = bench.best_lines({"stsb/logits": cell("logits", 0.70), **bench_glue_cells})
+    assert "**behind**" in behind[0]
+    shipped = ROOT / "recipes" / "glue" / "stsb" / "bert-large-to-small-transformer.yaml"
+    for sets, _ in bench.VARIANTS.values():
+        if sets is not None:
+            load_recipe(shipped, ["teacher.model=minilm", *sets])
