@@ -15,6 +15,8 @@ bench_glue.py's ``small_transformer`` cell (``docs/results/glue.json``), shown b
 * ``hidden-only``   -- the hidden-state term without MiniLM's attention and value-relation terms;
 * ``logits-gold``   -- logits only, mixed half and half with the gold labels (``loss.alpha: 0.5``; the STS-B
   recipe learns from the teacher alone, and its plain gold-label baseline beat the distilled student).
+* ``bottom``        -- logits only from the baseline's starting point: the teacher's bottom layers instead of
+  evenly spaced ones (``init_from_teacher_layers: bottom``).
 
 Every finished cell is written at once to ``docs/results/intermediate.json`` (with the git commit it ran on
 and the resolved recipe), and a rerun skips it, so the sweep resumes across sessions and machines; a cell whose
@@ -53,6 +55,8 @@ VARIANTS = {
                     "half depth, logits + hidden states only"),
     "logits-gold": (["intermediate=null", "loss.alpha=0.5", "data.labels=gold"],
                     "half depth, logits + gold labels (alpha 0.5)"),
+    "bottom": (["intermediate=null", "student.init_from_teacher_layers=bottom"],
+               "half depth from the teacher's bottom layers (the baseline's start), logits only"),
 }
 
 
