@@ -95,6 +95,7 @@ def run_cell(task: str, variant: str, args) -> dict:
     sets = overrides(task, f"intermediate-{variant}", args) + VARIANTS[variant][0]
     command = [sys.executable, "-m", "distilkit", "run", str(recipe), "--set", *sets]
     print(f"[{task} {variant}] {' '.join(command[1:])}", flush=True)
+    commit = git_commit()  # before the run: the code the run read
     start = time.time()
     subprocess.run(command, check=True, cwd=ROOT)
     out = Path(args.cache_dir) / "glue" / f"{task}-intermediate-{variant}"
@@ -103,7 +104,7 @@ def run_cell(task: str, variant: str, args) -> dict:
             "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
             "student_metrics": metrics["student"]["metrics"], "best_epoch": metrics["student"].get("best_epoch"),
             "params": metrics["student"]["params"], "resolved_recipe": (out / "recipe.yaml").read_text(),
-            "commit": git_commit(), "date": time.strftime("%Y-%m-%d")}
+            "commit": commit, "date": time.strftime("%Y-%m-%d")}
 
 
 def render(results: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
