@@ -102,7 +102,7 @@ def run_cell(task: str, variant: str, args) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     return {"task": task, "variant": variant, "overrides": sets, "variant_overrides": VARIANTS[variant][0], "wall_seconds": round(time.time() - start, 1),
             "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
-            "student_metrics": metrics["student"]["metrics"], "best_epoch": metrics["student"].get("best_epoch"),
+            "metrics": metrics, "best_epoch": metrics["student"].get("best_epoch"),
             "params": metrics["student"]["params"], "resolved_recipe": (out / "recipe.yaml").read_text(),
             "commit": commit, "date": time.strftime("%Y-%m-%d")}
 
