@@ -17,6 +17,9 @@ bench_glue.py's ``small_transformer`` cell (``docs/results/glue.json``), shown b
   recipe learns from the teacher alone, and its plain gold-label baseline beat the distilled student).
 * ``bottom``        -- logits only from the baseline's starting point: the teacher's bottom layers instead of
   evenly spaced ones (``init_from_teacher_layers: bottom``).
+* ``augmented``     -- logits only on Tang et al.'s augmented transfer set (``data.augment``, 4 teacher-labelled
+  samples per example; TinyBERT's students train on such a set too): where the teacher's logits can add what the
+  gold labels cannot.
 
 Every finished cell is written at once to ``docs/results/intermediate.json`` (with the git commit it ran on
 and the resolved recipe), and a rerun skips it, so the sweep resumes across sessions and machines; a cell whose
@@ -57,6 +60,8 @@ VARIANTS = {
                     "half depth, logits + gold labels (alpha 0.5)"),
     "bottom": (["intermediate=null", "student.init_from_teacher_layers=bottom"],
                "half depth from the teacher's bottom layers (the baseline's start), logits only"),
+    "augmented": (["intermediate=null", "data.augment={n_iter: 4}"],
+                  "half depth, logits only, on Tang et al.'s transfer set (4 samples per example, teacher-labelled)"),
 }
 
 
