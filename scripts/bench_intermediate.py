@@ -17,6 +17,7 @@ bench_glue.py's ``small_transformer`` cell (``docs/results/glue.json``), shown b
   recipe learns from the teacher alone, and its plain gold-label baseline beat the distilled student).
 * ``bottom``        -- logits only from the baseline's starting point: the teacher's bottom layers instead of
   evenly spaced ones (``init_from_teacher_layers: bottom``).
+* ``bottom-gold``   -- the baseline plus the teacher: bottom layers, half logits and half gold labels;
 * ``augmented``     -- logits only on Tang et al.'s augmented transfer set (``data.augment``, 4 teacher-labelled
   samples per example; TinyBERT's students train on such a set too): where the teacher's logits can add what the
   gold labels cannot.
@@ -60,6 +61,9 @@ VARIANTS = {
                     "half depth, logits + gold labels (alpha 0.5)"),
     "bottom": (["intermediate=null", "student.init_from_teacher_layers=bottom"],
                "half depth from the teacher's bottom layers (the baseline's start), logits only"),
+    "bottom-gold": (["intermediate=null", "student.init_from_teacher_layers=bottom", "loss.alpha=0.5",
+                     "data.labels=gold"],
+                    "half depth from the teacher's bottom layers, logits + gold labels (alpha 0.5)"),
     "augmented": (["intermediate=null", "data.augment={n_iter: 4}"],
                   "half depth, logits only, on Tang et al.'s transfer set (4 samples per example, teacher-labelled)"),
 }
