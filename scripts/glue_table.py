@@ -144,8 +144,9 @@ def _f(x, digits=4) -> str:
 
 
 def cell_threads(cells: dict) -> str:
-    """The CPU threads the cells ran with (``2``, or ``1, 2`` when they differ; ``?`` for cells that did not say)."""
-    found = sorted({str(c.get("threads", "?")) for c in cells.values() if "metrics" in c or "rounds" in c})
+    """The CPU threads the cells that recorded them ran with (``2``, or ``1, 2`` when they differ; ``?``: none
+    did -- cells from before bench_glue recorded threads ran with 2, docs/benchmarks.md's earlier sections)."""
+    found = sorted({str(c["threads"]) for c in cells.values() if "threads" in c})
     return ", ".join(found) or "?"
 
 
