@@ -110,12 +110,17 @@ def baseline_overrides(recipe: Path) -> list[str]:
     return sets
 
 
+def output_dir(task: str, family: str, args) -> Path:
+    """Where a cell's run writes (``<cache>/glue/<task>-<family>``; other scripts' cells name their own family)."""
+    return Path(args.cache_dir) / "glue" / f"{task}-{family}"
+
+
 def overrides(task: str, family: str, args) -> list[str]:
     """The only changes to the shipped recipe: teacher, its fine-tuning, the data; where outputs go; for the
     baseline, :func:`baseline_overrides`."""
     extra = baseline_overrides(recipe_path(task, family)) if family == "baseline" else []
     return ["teacher.model=minilm", "teacher.finetune={}", *extra, f"data.dir={Path(args.data_dir).resolve()}",
-            f"output_dir={Path(args.cache_dir) / 'glue' / f'{task}-{family}'}", f"cache.dir={args.cache_dir}"]
+            f"output_dir={output_dir(task, family, args)}", f"cache.dir={args.cache_dir}"]
 
 
 def _what_runs(sets: list[str]) -> list[str]:
@@ -176,25 +181,31 @@ def run_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
 
 
+def run_recipe(recipe: Path, sets: list[str], out: Path, label: str) -> dict:
+    """Run ``recipe`` with ``sets`` in a fresh ``distilkit run`` process (writing to ``out``, the folder its
+    ``output_dir`` override names); return the commit it started on, its wall time, its ``metrics.json`` and
+    its resolved recipe."""
+    commit = git_commit()  # before the run: the code the run read
+    command = [sys.executable, "-m", "distilkit", "run", str(recipe), "--set", *sets]
+    print(f"[{label}] {' '.join(command[1:])}", flush=True)
+    start = time.time()
+    subprocess.run(command, check=True, cwd=ROOT)
+    return {"commit": commit, "wall_seconds": round(time.time() - start, 1),
+            "metrics": json.loads((out / "metrics.json").read_text()),
+            "resolved_recipe": (out / "recipe.yaml").read_text()}
+
+
 def run_recipe_cell(task: str, family: str, args) -> dict:
     """Run one shipped recipe in a fresh ``distilkit run`` process and collect what the table needs."""
     recipe = recipe_path(task, family)
     sha = recipe_sha256(task, family)  # before the run: the file the run read
-    commit = git_commit()
     sets = overrides(task, family, args)
-    command = [sys.executable, "-m", "distilkit", "run", str(recipe), "--set", *sets]
-    print(f"[{task} {family}] {' '.join(command[1:])}", flush=True)
-    start = time.time()
-    subprocess.run(command, check=True, cwd=ROOT)
-    wall = time.time() - start
-    out = Path(args.cache_dir) / "glue" / f"{task}-{family}"
-    metrics = json.loads((out / "metrics.json").read_text())
-    resolved = (out / "recipe.yaml").read_text()
-    teacher_dir = Path(metrics["teacher"]["name"])
+    out = output_dir(task, family, args)
+    ran = run_recipe(recipe, sets, out, f"{task} {family}")
+    teacher_dir = Path(ran["metrics"]["teacher"]["name"])
     finetune = json.loads((teacher_dir / "finetune.json").read_text()) if (teacher_dir / "finetune.json").is_file() else {}
-    return {"recipe": str(recipe), "recipe_sha256": sha, "commit": commit, "overrides": sets,
-            "wall_seconds": round(wall, 1), "metrics": metrics, "teacher_finetune": finetune,
-            "resolved_recipe": resolved, "model_dir": str(out / "model"), "date": time.strftime("%Y-%m-%d"),
+    return {"recipe": str(recipe), "recipe_sha256": sha, "overrides": sets, **ran, "teacher_finetune": finetune,
+            "model_dir": str(out / "model"), "date": time.strftime("%Y-%m-%d"),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "threads": run_threads()}
 
 

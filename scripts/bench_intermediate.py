@@ -34,13 +34,12 @@ are regenerated from the JSON.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_common import ROOT, bench_parser, git_commit, publish
-from bench_glue import RECIPES, overrides
+from bench_common import ROOT, bench_parser, publish
+from bench_glue import load_results, output_dir, overrides, recipe_path, run_recipe
 from glue_table import score
 
 from distilkit.core.atomic import write_text_atomic
@@ -82,10 +81,8 @@ def load() -> dict:
 def glue_cells() -> dict:
     """bench_glue.py's ``small_transformer`` (the recipe as shipped) and ``baseline`` cells, in this table's
     columns; cells from before the current recipes (no recipe hash) are left out."""
-    path = ROOT / "docs" / "results" / "glue.json"
-    glue = json.loads(path.read_text())["cells"] if path.is_file() else {}
     cells = {}
-    for key, cell in glue.items():
+    for key, cell in load_results()["cells"].items():
         task, family = key.split("/")
         if family not in GLUE_FAMILIES or "recipe_sha256" not in cell:
             continue
@@ -100,27 +97,19 @@ def glue_cells() -> dict:
 
 def run_cell(task: str, variant: str, args) -> dict:
     """One recipe run in a fresh process; returns what the table needs (score, time, provenance)."""
-    recipe = Path("recipes") / "glue" / task / RECIPES["small_transformer"]
     sets = overrides(task, f"intermediate-{variant}", args) + VARIANTS[variant][0]
-    command = [sys.executable, "-m", "distilkit", "run", str(recipe), "--set", *sets]
-    print(f"[{task} {variant}] {' '.join(command[1:])}", flush=True)
-    commit = git_commit()  # before the run: the code the run read
-    start = time.time()
-    subprocess.run(command, check=True, cwd=ROOT)
-    out = Path(args.cache_dir) / "glue" / f"{task}-intermediate-{variant}"
-    metrics = json.loads((out / "metrics.json").read_text())
-    return {"task": task, "variant": variant, "overrides": sets, "variant_overrides": VARIANTS[variant][0], "wall_seconds": round(time.time() - start, 1),
+    ran = run_recipe(recipe_path(task, "small_transformer"), sets, output_dir(task, f"intermediate-{variant}", args),
+                     f"{task} {variant}")
+    metrics = ran["metrics"]
+    return {"task": task, "variant": variant, "overrides": sets, "variant_overrides": VARIANTS[variant][0], **ran,
             "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
-            "metrics": metrics, "best_epoch": metrics["student"].get("best_epoch"),
-            "params": metrics["student"]["params"], "resolved_recipe": (out / "recipe.yaml").read_text(),
-            "commit": commit, "date": time.strftime("%Y-%m-%d")}
+            "best_epoch": metrics["student"].get("best_epoch"), "params": metrics["student"]["params"],
+            "date": time.strftime("%Y-%m-%d")}
 
 
-def render(results: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
-    """The docs section and the results rows, one per finished cell (Δ against ``logits`` of the same task)."""
-    cells = dict(results["cells"])
-    for key, glue_cell in glue_cells().items():
-        cells[key] = glue_cell
+def render(cells: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
+    """The docs section and the results rows, one per cell (this script's and :func:`glue_cells`; Δ against
+    ``logits`` of the same task)."""
     commits = sorted({c["commit"] for c in cells.values()})
     lines = ["## Small-transformer recipe: what each part buys (issue 24)", "",
              f"Command: `python scripts/bench_intermediate.py {' '.join(argv)}` (cells resume; each ran in its own "
@@ -203,12 +192,13 @@ def main() -> None:
                     continue  # finished with the same change; a variant whose change was edited reruns
                 results["cells"][key] = run_cell(task, variant, args)
                 write_text_atomic(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
-    lines, rows = render(results, [a for a in sys.argv[1:] if a != "--table-only"])
+    cells = {**results["cells"], **glue_cells()}
+    lines, rows = render(cells, [a for a in sys.argv[1:] if a != "--table-only"])
     results["results"] = rows
     publish(BEGIN, END, lines, args)
     if not args.no_write:
         write_text_atomic(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
-        plot({**results["cells"], **glue_cells()})
+        plot(cells)
 
 
 if __name__ == "__main__":

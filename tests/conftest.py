@@ -35,6 +35,22 @@ def shared_glue() -> Path:
     return SHARED_GLUE
 
 
+@pytest.fixture(scope="session")
+def import_script():
+    """``import_script(name)``: a module of scripts/ (the benchmarks), imported with scripts/ on the path only
+    for the import, so its sibling modules (bench_common, glue_table) resolve and sys.path is left as it was."""
+    import importlib
+
+    def load(name: str):
+        sys.path.insert(0, str(REPO / "scripts"))
+        try:
+            return importlib.import_module(name)
+        finally:
+            sys.path.remove(str(REPO / "scripts"))
+
+    return load
+
+
 def minilm_dir() -> Path | None:
     """The packaged all-MiniLM-L6-v2 model directory, or None when the optional package is absent."""
     try:

@@ -42,12 +42,8 @@ Target: met.
 
 
 @pytest.fixture
-def bench(tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import bench_linear_attention as module
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+def bench(tmp_path, monkeypatch, import_script):
+    module = import_script("bench_linear_attention")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "benchmarks.md").write_text("# Benchmarks\n\n" + SECTION)
     monkeypatch.setattr(module, "ROOT", tmp_path)

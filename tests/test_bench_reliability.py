@@ -3,12 +3,7 @@ in the junit report), not the ``max_examples`` it was allowed."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites><testsuite name="pytest">
@@ -23,13 +18,8 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
 
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import bench_reliability as module
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return module
+def bench(import_script):
+    return import_script("bench_reliability")
 
 
 def test_hypothesis_examples_are_counted_from_the_report(tmp_path, bench):

@@ -6,7 +6,6 @@ latency cells whose model cells were rerun)."""
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def scripts():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import bench_glue
-        import glue_table
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
-    return glue_table, bench_glue
+def scripts(import_script):
+    return import_script("glue_table"), import_script("bench_glue")
 
 
 def model_cell(teacher: dict, student: dict, **extra) -> dict:
@@ -167,15 +160,11 @@ def test_baseline_overrides_make_the_truncated_teacher_on_gold_labels(scripts, t
     assert load_recipe(path, ["teacher.model=minilm", *sets]).intermediate is None
 
 
-def test_bench_intermediate_table_judges_variants_against_logits_and_the_baseline(scripts, tmp_path):
+def test_bench_intermediate_table_judges_variants_against_logits_and_the_baseline(scripts, import_script):
     """scripts/bench_intermediate.py: Δ is against the same task's logits-only cell, the best distilled variant
     is named, and it is called behind when the gold-label baseline scores higher; every variant's overrides
     validate on the shipped recipe (so a renamed section fails here, not after an hour of training)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import bench_intermediate as bench
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    bench = import_script("bench_intermediate")
     from distilkit.run.recipe_io import load_recipe
 
     def cell(variant, student):
@@ -184,7 +173,7 @@ def test_bench_intermediate_table_judges_variants_against_logits_and_the_baselin
 
     results = {"cells": {"stsb/logits": cell("logits", 0.70), "stsb/logits-gold": cell("logits-gold", 0.74)}}
     bench_glue_cells = {"stsb/baseline": cell("baseline", 0.72)}
-    lines, rows = bench.render(results, [])
+    lines, rows = bench.render({**results["cells"], **bench.glue_cells()}, [])
     row = next(line for line in lines if line.startswith("| stsb | half depth, logits + gold"))
     assert "| +4.00 |" in row and "| 0.925 |" in row  # (0.74 - 0.70) x 100 points; 0.74 / 0.80 retained
     assert {r["model"] for r in rows} >= {"small_transformer (logits)", "small_transformer (logits-gold)"}
