@@ -41,6 +41,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from bench_common import ROOT, bench_parser, git_commit, publish
 from glue_table import TASKS, render, verdicts
 
@@ -128,16 +129,18 @@ def _what_runs(sets: list[str]) -> list[str]:
     return [s for s in sets if s.split("=", 1)[0] not in LOCATION_KEYS]
 
 
-def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str]]]) -> str | None:
+def stale_reason(key: str, cells: dict, current: dict[str, tuple]) -> str | None:
     """Why a finished cell must be rerun, or ``None`` to keep it.
 
     Args:
         key: ``"<task>/<family>"``.
         cells: Every cell so far (a latency cell is judged against its task's model cells).
-        current: Per recipe family of the task, ``(sha256 of the shipped recipe, overrides)`` as they are now.
+        current: Per recipe family of the task, ``(sha256 of the shipped recipe, overrides)`` as they are now,
+            optionally with the resolved ``recipe.yaml`` they give (:func:`resolve`) as a third item.
 
     A recipe cell is stale when its shipped recipe file's sha256 or its overrides (locations aside) differ from
-    the recorded ones. A cell from before the sha rule has none recorded: a small-transformer or baseline cell
+    the recorded ones, unless its recorded resolved recipe equals the one they give now (:func:`runs_the_same`:
+    the change did not touch what runs). A cell from before the sha rule has none recorded: a small-transformer or baseline cell
     is stale then (those recipes changed since); a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
     stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
     from the cells' now (a latency cell without that record predates every model cell that has one).
@@ -156,18 +159,46 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str]]
                         f"cell timed it ({(timed.get(name) or {}).get('commit')}, "
                         f"{(timed.get(name) or {}).get('finished')})")
         return None
-    sha, sets = current[family]
+    sha, sets, resolved = (*current[family], None)[:3]
     if "recipe_sha256" not in cell:
         if family in RERUN_WITHOUT_SHA:
             return (f"no recipe sha256 recorded: a cell from before the sha rule, and the {family} recipes have "
                     "changed since")
         return None
     if cell["recipe_sha256"] != sha:
-        return (f"{recipe_path(task, family)} changed: sha256 {cell['recipe_sha256'][:12]} recorded, "
-                f"{sha[:12]} now")
-    if _what_runs(cell.get("overrides", [])) != _what_runs(sets):
-        return f"overrides changed: {_what_runs(cell.get('overrides', []))} recorded, {_what_runs(sets)} now"
-    return None
+        reason = (f"{recipe_path(task, family)} changed: sha256 {cell['recipe_sha256'][:12]} recorded, "
+                  f"{sha[:12]} now")
+    elif _what_runs(cell.get("overrides", [])) != _what_runs(sets):
+        reason = f"overrides changed: {_what_runs(cell.get('overrides', []))} recorded, {_what_runs(sets)} now"
+    else:
+        return None
+    # A changed file or override list may still run the same thing (the baseline's overrides set what the new
+    # recipe already says): the resolved recipes decide then, locations and wording aside.
+    if resolved is not None and "resolved_recipe" in cell and runs_the_same(cell["resolved_recipe"], resolved):
+        return None
+    return reason
+
+
+def what_runs(resolved_recipe: str) -> dict:
+    """A resolved ``recipe.yaml`` without what says where things are or what they are called."""
+    tree = yaml.safe_load(resolved_recipe)
+    for key in ("description", "output_dir"):
+        tree.pop(key, None)
+    for section, key in (k.split(".") for k in LOCATION_KEYS if "." in k):
+        (tree.get(section) or {}).pop(key, None)
+    return tree
+
+
+def runs_the_same(recorded: str, resolved: str) -> bool:
+    """Whether two resolved recipes run the same thing (:func:`what_runs` equal)."""
+    return what_runs(recorded) == what_runs(resolved)
+
+
+def resolve(task: str, family: str, sets: list[str]) -> str:
+    """The ``recipe.yaml`` a cell's ``distilkit run`` would write now (the shipped recipe with ``sets``)."""
+    from distilkit.run.recipe_io import dump_recipe, load_recipe
+
+    return dump_recipe(load_recipe(ROOT / recipe_path(task, family), sets))
 
 
 def mark_older(cell: dict) -> None:
@@ -228,14 +259,23 @@ def latency_cell(task: str, args, results: dict) -> dict:
     return cell
 
 
+def current_recipes(task: str, args) -> dict[str, tuple[str, list[str], str]]:
+    """Per recipe family of ``task``: the shipped recipe's sha256, the cell's overrides and the resolved recipe
+    they give now (what :func:`stale_reason` compares a finished cell against)."""
+    current = {}
+    for family in RECIPES:
+        sets = overrides(task, family, args)
+        current[family] = (recipe_sha256(task, family), sets, resolve(task, family, sets))
+    return current
+
+
 def due(task: str, family: str, results: dict, args) -> bool:
     """Whether a cell runs now: missing, asked for (``--redo``) or stale (the reason is printed)."""
     key = f"{task}/{family}"
     cells = results["cells"]
     if key not in cells or task in args.redo:
         return True
-    current = {f: (recipe_sha256(task, f), overrides(task, f, args)) for f in RECIPES}
-    reason = stale_reason(key, cells, current)
+    reason = stale_reason(key, cells, current_recipes(task, args))
     if reason is None:
         if family != "latency":
             mark_older(cells[key])

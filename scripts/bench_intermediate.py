@@ -1,33 +1,36 @@
-"""Benchmark: what each part of the shipped small-transformer GLUE recipe buys (issue 24).
+"""Benchmark: what each part of the small-transformer GLUE recipe buys (issue 24).
 
 The shipped ``recipes/glue/<task>/bert-large-to-small-transformer.yaml`` trains a student with half the
-teacher's layers on the teacher's logits *and* its inside (``intermediate:``: hidden states of uniformly
-mapped layers, TinyBERT, Jiao et al. 2020 eq. 8; the last layers' attention distributions and value
-relations, MiniLM, Wang et al. 2020 eq. 6-9). Each cell here is that recipe with one part changed, run as a
+teacher's layers, started from the teacher's bottom layers, on the teacher's logits and the gold labels
+(``loss.alpha: 0.5``). It was chosen from this sweep. Each cell is that recipe with one part changed, run as a
 user runs it (a fresh ``distilkit run`` process) with bench_glue.py's overrides (the offline all-MiniLM-L6-v2
 fine-tuned on the task's train split replaces the Hub BERT-large teacher; GLUE TSVs; the benchmark cache), so
-the teacher and its cached logits are the ones bench_glue.py's cells use. The recipe as shipped is
-bench_glue.py's ``small_transformer`` cell (``docs/results/glue.json``), shown beside these, not run twice:
+the teacher and its cached logits are the ones bench_glue.py's cells use. The recipe as shipped and the plain
+baseline are bench_glue.py's ``small_transformer`` and ``baseline`` cells (``docs/results/glue.json``), shown
+beside these, not run twice:
 
-* ``logits``        -- the same depth, logits only (no ``intermediate:``);
-* ``quarter-depth`` -- the previous recipe: a quarter of the teacher's depth, logits only;
-* ``two-stage``     -- TinyBERT's schedule: the first half of the steps on the intermediate terms alone;
-* ``hidden-only``   -- the hidden-state term without MiniLM's attention and value-relation terms;
-* ``logits-gold``   -- logits only, mixed half and half with the gold labels (``loss.alpha: 0.5``; the STS-B
-  recipe learns from the teacher alone, and its plain gold-label baseline beat the distilled student).
-* ``bottom``        -- logits only from the baseline's starting point: the teacher's bottom layers instead of
-  evenly spaced ones (``init_from_teacher_layers: bottom``).
-* ``bottom-gold``   -- the baseline plus the teacher: bottom layers, half logits and half gold labels;
-* ``augmented``     -- logits only on Tang et al.'s augmented transfer set (``data.augment``, 4 teacher-labelled
-  samples per example; TinyBERT's students train on such a set too): where the teacher's logits can add what the
-  gold labels cannot.
+* ``intermediate``  -- evenly spaced layers plus the teacher's inside (``intermediate:``: hidden states of
+  uniformly mapped layers, TinyBERT, Jiao et al. 2020 eq. 8; the last layers' attention distributions and value
+  relations, MiniLM, Wang et al. 2020 eq. 6-9): the recipe shipped before this sweep;
+* ``logits``        -- evenly spaced layers, logits only;
+* ``quarter-depth`` -- the recipe before that: a quarter of the teacher's depth, evenly spaced, logits only;
+* ``two-stage``     -- ``intermediate`` on TinyBERT's schedule: the first half of the steps on the inside alone;
+* ``hidden-only``   -- evenly spaced layers, the hidden-state term without MiniLM's two;
+* ``logits-gold``   -- evenly spaced layers, logits and gold labels half and half (``loss.alpha: 0.5``);
+* ``bottom``        -- the teacher's bottom layers (the baseline's start), logits only;
+* ``bottom-gold``   -- bottom layers, logits and gold labels: the shipped recipe (run here on tasks before
+  bench_glue.py ran it);
+* ``augmented``     -- the shipped recipe on Tang et al.'s augmented transfer set (``data.augment``, 4
+  teacher-labelled samples per example; TinyBERT's students train on such a set too).
 
-Every finished cell is written at once to ``docs/results/intermediate.json`` (with the git commit it ran on
-and the resolved recipe), and a rerun skips it, so the sweep resumes across sessions and machines; a cell whose
-overrides changed is rerun. The docs section and the ``results`` rows (task, model, metric, value, target, met)
-are regenerated from the JSON.
+The table says what each cell ran from its own resolved recipe (layers it started from, the gold-label weight
+alpha, the inside terms, the transfer set), so a cell run before the shipped recipe changed reads right. Every
+finished cell is written at once to ``docs/results/intermediate.json`` (with the git commit it ran on and the
+resolved recipe), and a rerun skips it while its variant still resolves to the same recipe, so the sweep resumes
+across sessions and machines. The docs section and the ``results`` rows (task, model, metric, value, target,
+met) are regenerated from the JSON.
 
-    python scripts/bench_intermediate.py --data-dir ../shared/glue --tasks stsb mrpc --variants logits shipped
+    python scripts/bench_intermediate.py --data-dir ../shared/glue --tasks stsb mrpc --variants logits augmented
     python scripts/bench_intermediate.py --table-only
 """
 
@@ -38,33 +41,34 @@ import sys
 import time
 from pathlib import Path
 
+import bench_glue as glue
+import yaml
 from bench_common import ROOT, bench_parser, publish
-from bench_glue import load_results, output_dir, overrides, recipe_path, run_recipe
 from glue_table import score
 
 from distilkit.core.atomic import write_text_atomic
 
 RESULTS = ROOT / "docs" / "results" / "intermediate.json"
 BEGIN, END = "<!-- bench_intermediate:begin -->", "<!-- bench_intermediate:end -->"
+#: The teacher's inside, as the recipe before this sweep shipped it (``distilkit.methods.intermediate``).
+INSIDE = ("{hidden: {weight: 1.0, layer_map: uniform, loss: mse}, attention: {weight: 1.0, layer_map: last}, "
+          "value_relation: {weight: 1.0}, projection: drop")
+UNIFORM = "student.init_from_teacher_layers=uniform"
 #: Each variant: what it changes in the shipped recipe (``--set`` overrides) and what the table calls it.
 VARIANTS = {
-    "shipped": (None, "as shipped: half depth, logits + hidden + attention + value relation (bench_glue.py)"),
+    "shipped": (None, "as shipped (bench_glue.py)"),
     "baseline": (None, "baseline: teacher truncated to half depth, gold labels only (bench_glue.py)"),
-    "logits": (["intermediate=null"], "half depth, logits only"),
-    "quarter-depth": (["intermediate=null", "student.num_layers=0.25"], "quarter depth, logits only (previous recipe)"),
-    "two-stage": (["intermediate.stages={intermediate_fraction: 0.5}"],
-                  "as shipped, TinyBERT's two stages (first half of the steps: inside only)"),
-    "hidden-only": (["intermediate.attention=null", "intermediate.value_relation=null"],
-                    "half depth, logits + hidden states only"),
-    "logits-gold": (["intermediate=null", "loss.alpha=0.5", "data.labels=gold"],
-                    "half depth, logits + gold labels (alpha 0.5)"),
-    "bottom": (["intermediate=null", "student.init_from_teacher_layers=bottom"],
-               "half depth from the teacher's bottom layers (the baseline's start), logits only"),
-    "bottom-gold": (["intermediate=null", "student.init_from_teacher_layers=bottom", "loss.alpha=0.5",
-                     "data.labels=gold"],
-                    "half depth from the teacher's bottom layers, logits + gold labels (alpha 0.5)"),
-    "augmented": (["intermediate=null", "data.augment={n_iter: 4}"],
-                  "half depth, logits only, on Tang et al.'s transfer set (4 samples per example, teacher-labelled)"),
+    "intermediate": ([UNIFORM, f"intermediate={INSIDE}}}"], "+ the teacher's inside (the previous recipe)"),
+    "logits": ([UNIFORM, "loss.alpha=0.0"], "evenly spaced layers"),
+    "quarter-depth": ([UNIFORM, "loss.alpha=0.0", "student.num_layers=0.25"], "quarter depth (the recipe before)"),
+    "two-stage": ([UNIFORM, f"intermediate={INSIDE}, stages: {{intermediate_fraction: 0.5}}}}"],
+                  "+ the inside, TinyBERT's two stages (first half of the steps: inside only)"),
+    "hidden-only": ([UNIFORM, "intermediate={hidden: {weight: 1.0, layer_map: uniform, loss: mse}, projection: drop}"],
+                    "+ hidden states only"),
+    "logits-gold": ([UNIFORM], "evenly spaced layers, logits + gold"),
+    "bottom": (["loss.alpha=0.0"], "bottom layers, logits only"),
+    "bottom-gold": ([], "bottom layers, logits + gold (the shipped recipe)"),
+    "augmented": (["data.augment={n_iter: 4}"], "the shipped recipe on Tang et al.'s transfer set"),
 }
 
 
@@ -78,28 +82,48 @@ def load() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"cells": {}}
 
 
-def glue_cells() -> dict:
+def glue_cells(args) -> dict:
     """bench_glue.py's ``small_transformer`` (the recipe as shipped) and ``baseline`` cells, in this table's
-    columns; cells from before the current recipes (no recipe hash) are left out."""
-    cells = {}
-    for key, cell in load_results()["cells"].items():
+    columns; cells of other recipes than the current ones (stale by bench_glue.py's rule) are left out."""
+    cells, done = {}, glue.load_results()["cells"]
+    for key, cell in done.items():
         task, family = key.split("/")
-        if family not in GLUE_FAMILIES or "recipe_sha256" not in cell:
+        if family not in GLUE_FAMILIES or glue.stale_reason(key, done, glue.current_recipes(task, args)) is not None:
             continue
         metrics = cell["metrics"]
         variant = GLUE_FAMILIES[family]
         cells[f"{task}/{variant}"] = {
             "task": task, "variant": variant, "wall_seconds": cell["wall_seconds"], "date": cell["date"],
             "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
-            "params": metrics["student"]["params"], "commit": cell.get("commit", "?")}
+            "params": metrics["student"]["params"], "commit": cell.get("commit", "?"),
+            "resolved_recipe": cell["resolved_recipe"]}
     return cells
+
+
+def variant_sets(task: str, variant: str, args) -> list[str]:
+    """bench_glue.py's overrides (teacher, data, locations) and the variant's change to the shipped recipe."""
+    return glue.overrides(task, f"intermediate-{variant}", args) + VARIANTS[variant][0]
+
+
+def what_ran(resolved_recipe: str) -> dict[str, str]:
+    """The table's description of a cell, read from its resolved recipe (not from the variant's name: the
+    shipped recipe a variant changes has changed since some cells ran)."""
+    tree = yaml.safe_load(resolved_recipe)
+    inside = tree.get("intermediate") or {}
+    terms = [t for t in ("hidden", "attention", "value_relation", "embedding", "cls") if inside.get(t)]
+    if inside.get("stages"):
+        terms.append("two stages")
+    augment = (tree["data"].get("augment") or {}).get("n_iter")
+    return {"depth": str(tree["student"]["num_layers"]), "layers": tree["student"]["init_from_teacher_layers"],
+            "alpha": f"{tree['loss']['alpha']:g}" if tree["data"]["labels"] == "gold" else "— (no gold)",
+            "inside": ", ".join(terms) or "—", "transfer": f"Tang ×{augment}" if augment else "—"}
 
 
 def run_cell(task: str, variant: str, args) -> dict:
     """One recipe run in a fresh process; returns what the table needs (score, time, provenance)."""
-    sets = overrides(task, f"intermediate-{variant}", args) + VARIANTS[variant][0]
-    ran = run_recipe(recipe_path(task, "small_transformer"), sets, output_dir(task, f"intermediate-{variant}", args),
-                     f"{task} {variant}")
+    sets = variant_sets(task, variant, args)
+    out = glue.output_dir(task, f"intermediate-{variant}", args)
+    ran = glue.run_recipe(glue.recipe_path(task, "small_transformer"), sets, out, f"{task} {variant}")
     metrics = ran["metrics"]
     return {"task": task, "variant": variant, "overrides": sets, "variant_overrides": VARIANTS[variant][0], **ran,
             "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
@@ -118,19 +142,27 @@ def render(cells: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
              "task); dev GLUE score (the task's metric, or the mean of its two: MRPC F1/accuracy, STS-B "
              "Pearson/Spearman); retention = student / teacher. A task's first cell also fine-tunes the teacher "
              "(its seconds include that).", "",
-             "| task | variant | student | teacher | retention | Δ vs logits only (points) | params | cell s | date |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "What each cell ran is read from its resolved recipe: depth (fraction of the teacher's layers), the "
+             "layers the student started from, alpha (the gold labels' weight; 0 = teacher logits only), the "
+             "teacher's inside terms, the transfer set.", "",
+             "| task | variant | depth | layers | alpha | inside | transfer set | student | teacher | retention | "
+             "Δ vs logits (points) | params | cell s | date |",
+             "| --- | --- | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     rows = []
     for key in sorted(cells, key=lambda k: (cells[k]["task"], list(VARIANTS).index(cells[k]["variant"]))):
         c = cells[key]
         base = cells.get(f"{c['task']}/logits")
         delta = f"{100 * (c['student'] - base['student']):+.2f}" if base and c["variant"] != "logits" else "—"
-        lines.append(f"| {c['task']} | {VARIANTS[c['variant']][1]} | {c['student']:.4f} | {c['teacher']:.4f} | "
+        ran = what_ran(c["resolved_recipe"])
+        lines.append(f"| {c['task']} | {c['variant']} | {ran['depth']} | {ran['layers']} | {ran['alpha']} | "
+                     f"{ran['inside']} | {ran['transfer']} | {c['student']:.4f} | {c['teacher']:.4f} | "
                      f"{c['student'] / c['teacher']:.3f} | {delta} | {c['params']:,} | {c['wall_seconds']:.0f} | "
                      f"{c['date']} |")
         rows.append({"task": c["task"], "model": f"small_transformer ({c['variant']})", "metric": "dev score",
                      "value": round(c["student"], 4), "target": None, "met": None, "commit": c["commit"]})
-    lines += ["", *best_lines(cells), "", f"![small-transformer variants](results/{PLOT.name})"]
+    shown = [v for v in VARIANTS if any(c["variant"] == v for c in cells.values())]
+    lines += ["", *(f"- `{v}`: {VARIANTS[v][1]}" for v in shown), "", *best_lines(cells), "",
+              f"![small-transformer variants](results/{PLOT.name})"]
     return lines, rows
 
 
@@ -188,11 +220,12 @@ def main() -> None:
             for variant in args.variants:
                 key = f"{task}/{variant}"
                 done = results["cells"].get(key)
-                if done and done["variant_overrides"] == VARIANTS[variant][0]:
-                    continue  # finished with the same change; a variant whose change was edited reruns
+                now = glue.resolve(task, "small_transformer", variant_sets(task, variant, args))
+                if done and glue.runs_the_same(done["resolved_recipe"], now):
+                    continue  # finished with what the variant runs now; one whose change was edited reruns
                 results["cells"][key] = run_cell(task, variant, args)
                 write_text_atomic(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
-    cells = {**results["cells"], **glue_cells()}
+    cells = {**results["cells"], **glue_cells(args)}
     lines, rows = render(cells, [a for a in sys.argv[1:] if a != "--table-only"])
     results["results"] = rows
     publish(BEGIN, END, lines, args)

@@ -132,6 +132,27 @@ def test_stale_cells(scripts, tmp_path):
     assert bench.stale_reason("sst2/latency", {"sst2/bilstm": {}, "sst2/latency": {}}, current) is None
 
 
+def test_stale_rule_keeps_a_cell_whose_resolved_recipe_is_unchanged(scripts, tmp_path):
+    """A changed recipe file or override list that runs the same thing (wording, locations, an override the
+    recipe now says itself) keeps the cell; a changed setting reruns it."""
+    _, bench = scripts
+    args = type("Args", (), {"data_dir": str(tmp_path / "glue"), "cache_dir": str(tmp_path / "cache")})()
+    sha, sets = bench.recipe_sha256("stsb", "baseline"), bench.overrides("stsb", "baseline", args)
+    resolved = bench.resolve("stsb", "baseline", sets)
+    current = {"baseline": (sha, sets, resolved)}
+    elsewhere = resolved.replace(str(tmp_path), "/elsewhere").replace("description: ", "description: Old words. ")
+    kept = {"stsb/baseline": {"recipe_sha256": "0" * 64, "overrides": [*sets, "intermediate=null"],
+                              "resolved_recipe": elsewhere}}
+    assert bench.stale_reason("stsb/baseline", kept, current) is None
+    changed = {"stsb/baseline": {**kept["stsb/baseline"],
+                                 "resolved_recipe": elsewhere.replace("epochs: 5\n", "epochs: 4\n", 1)}}
+    assert changed["stsb/baseline"]["resolved_recipe"] != elsewhere
+    assert "changed: sha256 000000000000" in bench.stale_reason("stsb/baseline", changed, current)
+    # Without a recorded resolved recipe the sha decides.
+    bare = {"stsb/baseline": {"recipe_sha256": "0" * 64, "overrides": sets}}
+    assert "changed" in bench.stale_reason("stsb/baseline", bare, current)
+
+
 def test_baseline_overrides_make_the_truncated_teacher_on_gold_labels(scripts, tmp_path):
     _, bench = scripts
     from distilkit.run.recipe_io import load_recipe
@@ -162,27 +183,37 @@ def test_baseline_overrides_make_the_truncated_teacher_on_gold_labels(scripts, t
 
 def test_bench_intermediate_table_judges_variants_against_logits_and_the_baseline(scripts, import_script):
     """scripts/bench_intermediate.py: Δ is against the same task's logits-only cell, the best distilled variant
-    is named, and it is called behind when the gold-label baseline scores higher; every variant's overrides
-    validate on the shipped recipe (so a renamed section fails here, not after an hour of training)."""
+    is named, and it is called behind when the gold-label baseline scores higher; what a cell ran is read from
+    its resolved recipe; every variant's overrides resolve on the shipped recipe (so a renamed section fails
+    here, not after an hour of training)."""
+    _, glue = scripts
     bench = import_script("bench_intermediate")
-    from distilkit.run.recipe_io import load_recipe
 
     def cell(variant, student):
+        sets = ["teacher.model=minilm", *(bench.VARIANTS[variant][0] or [])]
         return {"task": "stsb", "variant": variant, "student": student, "teacher": 0.80, "params": 10,
-                "wall_seconds": 5.0, "date": "2026-12-03", "commit": "abc"}
+                "wall_seconds": 5.0, "date": "2026-12-03", "commit": "abc",
+                "resolved_recipe": glue.resolve("stsb", "small_transformer", sets)}
 
-    results = {"cells": {"stsb/logits": cell("logits", 0.70), "stsb/logits-gold": cell("logits-gold", 0.74)}}
+    results = {"cells": {"stsb/logits": cell("logits", 0.70), "stsb/logits-gold": cell("logits-gold", 0.74),
+                         "stsb/two-stage": cell("two-stage", 0.69), "stsb/augmented": cell("augmented", 0.71)}}
     bench_glue_cells = {"stsb/baseline": cell("baseline", 0.72)}
-    lines, rows = bench.render({**results["cells"], **bench.glue_cells()}, [])
-    row = next(line for line in lines if line.startswith("| stsb | half depth, logits + gold"))
-    assert "| +4.00 |" in row and "| 0.925 |" in row  # (0.74 - 0.70) x 100 points; 0.74 / 0.80 retained
+    lines, rows = bench.render(results["cells"], [])
+
+    def row(variant):
+        return next(line for line in lines if line.startswith(f"| stsb | {variant} |"))
+
+    assert "| 0.5 | uniform | 0.5 | — | — | 0.7400 |" in row("logits-gold")
+    assert "| +4.00 |" in row("logits-gold") and "| 0.925 |" in row("logits-gold")  # 0.74 - 0.70; 0.74 / 0.80
+    assert "| uniform | 0 | — |" in row("logits")
+    assert "| hidden, attention, value_relation, two stages | — |" in row("two-stage")
+    assert "| bottom | 0.5 | — | Tang ×4 |" in row("augmented")
     assert {r["model"] for r in rows} >= {"small_transformer (logits)", "small_transformer (logits-gold)"}
     verdict = bench.best_lines({**results["cells"], **bench_glue_cells})
     assert verdict == ["- stsb: best distilled variant `logits-gold` (0.7400), +2.00 points against the baseline "
                        "(0.7200): ahead."]
     behind = bench.best_lines({"stsb/logits": cell("logits", 0.70), **bench_glue_cells})
     assert "**behind**" in behind[0]
-    shipped = ROOT / "recipes" / "glue" / "stsb" / "bert-large-to-small-transformer.yaml"
-    for sets, _ in bench.VARIANTS.values():
-        if sets is not None:
-            load_recipe(shipped, ["teacher.model=minilm", *sets])
+    for variant in bench.VARIANTS:
+        if bench.VARIANTS[variant][0] is not None:
+            glue.resolve("stsb", "small_transformer", ["teacher.model=minilm", *bench.VARIANTS[variant][0]])
