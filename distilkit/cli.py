@@ -63,8 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--optimize", default="basic", metavar="LEVEL",
                         help="ORT transformer optimizer on transformer students (fused attention, skip-layer-norm, "
                              "GELU): none, fusion, basic (default), extended or all")
-    export.add_argument("--calibrate", type=int, default=256, metavar="N",
-                        help="rows int8 is calibrated and checked on (default 256)")
+    export.add_argument("--calibrate", type=int, default=512, metavar="N",
+                        help="rows int8 is calibrated and checked on (default 512: with the default "
+                             "--fallback-tolerance, auto fallback may change one prediction in them)")
     export.add_argument("--calibration-data", default=None, metavar="DIR",
                         help="a transfer set saved by distilkit augment (default: the task's train split)")
     export.add_argument("--fp32-fallback", default="none", metavar="none|auto|NODE,...",

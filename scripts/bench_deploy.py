@@ -5,7 +5,7 @@ Models (all from the SST-2 MiniLM teacher every benchmark shares, ``bench_common
 * the teacher in PyTorch fp32, exported to ORT fp32 (``distilkit export``: ORT's transformer optimizer, fused
   attention) and to ORT dynamic int8 (the same export with ``--int8``: ONNX Runtime's ``quantize_dynamic``,
   per-channel weights -- what a user would pick), and to ORT int8 with ``--fp32-fallback auto`` (dynamic and
-  static, calibrated on 256 train sentences; issue 26);
+  static, calibrated on 512 train sentences; issue 26);
 * distilkit's int8 MiniLM (``distilkit quantize --embedding int8``) in PyTorch, and exported to ORT;
 * the teacher with 40% of its heads pruned, recovered for one epoch and int8-quantized, exported to ORT;
 * the Tang BiLSTM distilled from the teacher (the quickstart recipe on full SST-2 sentences), int8, in PyTorch

@@ -108,6 +108,10 @@ def test_bad_levels_and_empty_calibration_are_named_before_any_work(tmp_path, mo
         export(tiny_teacher_dir, tmp_path / "out", int8="static", calibration_data=str(tmp_path / "nowhere"))
     with pytest.raises(ExportError, match="--fp32-fallback: only applies to int8"):
         export(tiny_teacher_dir, tmp_path / "out", fp32_fallback="auto")
+    # 0.003 of 64 rows is a fifth of a changed prediction: auto would silently demand exact agreement.
+    with pytest.raises(ExportError, match=r"--fallback-tolerance 0.003 on 64 calibration rows allows 0.19 changed "
+                                          r"predictions, fewer than one.*--calibrate 334 or more.*at least 0.0156"):
+        export(tiny_teacher_dir, tmp_path / "out", int8="dynamic", fp32_fallback="auto", calibrate=64)
     assert not (tmp_path / "out").exists()
     # The command line reports the same, as one error line and status 2.
     assert cli_main(["export", str(tiny_teacher_dir), "--onnx", str(tmp_path / "out"), "--task", "sst2",

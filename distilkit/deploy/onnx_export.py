@@ -24,6 +24,7 @@ agreement with fp32 on the calibration rows. It is written atomically: a failed 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import warnings
@@ -137,9 +138,21 @@ def check_flags(optimize: str, int8: str | None, calibrate: int, fp32_fallback: 
     return fp32_fallback
 
 
+def check_tolerance_resolves(fp32_fallback, tolerance: float, rows: int, spec: TaskSpec) -> None:
+    """``auto`` fallback on a classifier measures disagreement in whole changed predictions (1/rows each): a
+    tolerance that allows less than one silently asks for exact agreement, keeping many more nodes in fp32 than
+    the user meant. Say so before anything is exported (0 asks for exact agreement on purpose)."""
+    if fp32_fallback != "auto" or spec.is_regression or tolerance == 0 or rows == 0 or tolerance * rows >= 1:
+        return
+    raise ExportError(
+        f"--fallback-tolerance {tolerance:g} on {rows} calibration rows allows {tolerance * rows:.2f} changed "
+        f"predictions, fewer than one, so it would demand exact agreement: pass --calibrate "
+        f"{math.ceil(1 / tolerance)} or more, a tolerance of at least {1 / rows:.4f}, or 0 for exact agreement")
+
+
 def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool | str = False, task: str | None = None,
                 data_dir: str | None = None, max_examples: int = 256, max_length: int = 128,
-                opset: int = 17, optimize: str = "basic", calibrate: int = 256,
+                opset: int = 17, optimize: str = "basic", calibrate: int = 512,
                 calibration_data: str | None = None, fp32_fallback: str | list[str] = "none",
                 fallback_tolerance: float = 0.003) -> dict:
     """Export a saved student to ``out_dir`` (see the module doc) and return ``export.json``'s content.
@@ -189,6 +202,7 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, *, int8: bool | str 
             # Plain dynamic int8 needs no calibration: its agreement check is skipped when there is no train split.
             if mode == "static" or fp32_fallback != "none" or calibration_data is not None or calibrate <= 0:
                 raise
+    check_tolerance_resolves(fp32_fallback, fallback_tolerance, len(calibration), spec)
     reference, tokenizer = load_saved(model_dir)
     model, _ = load_saved(model_dir, tokenizer=False, adapter=False)
     dequantized = dequantize_model(model)
