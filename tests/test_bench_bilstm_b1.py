@@ -1,0 +1,24 @@
+"""scripts/bench_bilstm_b1.py: its one-LSTM rewrite of a BiLSTM computes the shipped model's logits."""
+
+import pytest
+import torch
+
+from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+
+
+@pytest.mark.parametrize("is_pair", [False, True])
+def test_one_lstm_matches_the_bidirectional_model(import_script, is_pair):
+    bench = import_script("bench_bilstm_b1")
+    torch.manual_seed(0)
+    config = BiLSTMConfig(vocab_size=50, embedding_dim=8, hidden_size=6, mlp_hidden_size=5, is_pair=is_pair,
+                          num_labels=3, dropout=0.0)
+    model = BiLSTMForSequenceClassification(config).eval()
+    fused = bench.OneLSTM(model).eval()
+    with torch.inference_mode():
+        for len_a, len_b in [(7, 3), (2, 9), (5, 5), (1, 4)]:
+            inputs = {"input_ids": torch.randint(1, 50, (1, len_a)), "attention_mask": torch.ones(1, len_a)}
+            if is_pair:
+                inputs |= {"input_ids_b": torch.randint(1, 50, (1, len_b)), "attention_mask_b": torch.ones(1, len_b)}
+                assert torch.allclose(bench.PairBatch(model)(**inputs), model(**inputs).logits, atol=1e-5)
+            # The shorter sentence of a pair waits at the zero state (input gate shut), so lengths may differ.
+            assert torch.allclose(fused(**inputs), model(**inputs).logits, atol=1e-5)
