@@ -48,7 +48,8 @@ def test_quantized_students_export_from_their_integers_and_stay_int8(tmp_path, n
     assert not (tmp_path / "again").exists()
 
 
-def test_pair_bilstm_with_empty_sentences_and_new_lengths(tmp_path, tiny_tokenizer_dir):
+@pytest.mark.parametrize("pooling", ["last", "max"])
+def test_pair_bilstm_with_empty_sentences_and_new_lengths(tmp_path, tiny_tokenizer_dir, pooling):
     from transformers import AutoTokenizer
 
     from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
@@ -57,7 +58,7 @@ def test_pair_bilstm_with_empty_sentences_and_new_lengths(tmp_path, tiny_tokeniz
     torch.manual_seed(0)
     model = BiLSTMForSequenceClassification(BiLSTMConfig(vocab_size=len(tokenizer), embedding_dim=12, hidden_size=6,
                                                          mlp_hidden_size=8, num_labels=2, is_pair=True,
-                                                         num_lstm_layers=2)).eval()
+                                                         num_lstm_layers=2, pooling=pooling)).eval()
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     report = export(tmp_path / "model", tmp_path / "onnx", task="mrpc")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,6 +79,38 @@ def test_bilstm_padding_invariance(tokenizer):
         left_mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, n, dtype=torch.long)], dim=1)
         torch.testing.assert_close(model(input_ids=left_ids, attention_mask=left_mask).logits, expected,
                                    atol=1e-6, rtol=0)
+
+
+def test_bilstm_max_pooling_is_the_max_over_real_tokens(tokenizer, tmp_path):
+    """``pooling: max`` (Conneau et al. 2017): the element-wise max of the top layer's [forward, backward]
+    outputs over the sentence's tokens, unchanged by padding on either side, kept through save/reload."""
+    model = bilstm(tokenizer, pooling="max")
+    alone = encode_bilstm(tokenizer, ["a good movie"], None, 32)
+    batch = encode_bilstm(tokenizer, ["a good movie", "one of the worst films of the year , truly awful"], None, 32)
+    with torch.no_grad():
+        outputs, (hidden, _) = model.lstm(model.embeddings(alone["input_ids"]))
+        expected = outputs[0].max(dim=0).values  # by hand: max over the 3 positions
+        vector = model.encode(alone["input_ids"], alone["attention_mask"])[0]
+        torch.testing.assert_close(vector, expected)
+        assert not torch.allclose(vector, torch.cat([hidden[-2], hidden[-1]], dim=-1)[0])  # not the last states
+        torch.testing.assert_close(model.encode(batch["input_ids"], batch["attention_mask"])[0], expected,
+                                   atol=1e-6, rtol=0)  # right padding never wins the max
+        n = alone["input_ids"].shape[1]
+        left_ids = torch.cat([torch.zeros(1, 4, dtype=torch.long), alone["input_ids"]], dim=1)
+        left_mask = torch.cat([torch.zeros(1, 4, dtype=torch.long), torch.ones(1, n, dtype=torch.long)], dim=1)
+        torch.testing.assert_close(model.encode(left_ids, left_mask)[0], expected, atol=1e-6, rtol=0)
+        model.save_pretrained(tmp_path / "m")
+        again = type(model).from_pretrained(tmp_path / "m").eval()
+        assert again.config.pooling == "max"
+        torch.testing.assert_close(again(**batch).logits, model(**batch).logits)
+    from distilkit.run.recipe_io import load_recipe
+
+    recipes = Path(__file__).resolve().parent.parent / "recipes" / "glue" / "stsb"
+    assert load_recipe(recipes / "bert-large-to-bilstm.yaml", ["student.pooling=max"]).student.pooling == "max"
+    with pytest.raises(RecipeError, match="pooling"):
+        load_recipe(recipes / "bert-large-to-bilstm.yaml", ["student.pooling=mean"])
+    with pytest.raises(RecipeError, match="pooling"):  # a BiLSTM option: a transformer student has no such key
+        load_recipe(recipes / "bert-large-to-small-transformer.yaml", ["student.pooling=max"])
 
 
 def test_bilstm_pairs_are_siamese_and_use_both_sentences(tokenizer):

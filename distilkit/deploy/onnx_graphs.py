@@ -8,7 +8,8 @@ same sentence vectors with fixed-shape operations only:
   (padding comes after the last real token, so it never reaches that state);
 * the backward direction runs forward over each sentence *reversed within its length* (a gather; padding
   stays in place) and reads position ``length - 1`` too, which is the backward state at the first token;
-* stacked layers feed ``[forward_t, backward_t]`` (the reversed outputs gathered back) to the next layer.
+* stacked layers feed ``[forward_t, backward_t]`` (the reversed outputs gathered back) to the next layer;
+* ``pooling: max`` takes the max of the top layer's ``[forward_t, backward_t]`` over positions below the length.
 
 An empty sentence is read as one padding token, as the PyTorch model reads it. Inputs must be right-padded,
 which :func:`distilkit.models.bilstm.encode_bilstm` guarantees.
@@ -48,6 +49,7 @@ class ExportableBiLSTM(nn.Module):
         if not model.lstm.bidirectional or not model.lstm.batch_first:
             raise ValueError("ExportableBiLSTM expects the distilkit BiLSTM (bidirectional, batch_first)")
         self.embeddings, self.is_pair = model.embeddings, model.config.is_pair
+        self.max_pool = getattr(model.config, "pooling", "last") == "max"
         self.layers = nn.ModuleList(nn.ModuleList(pair) for pair in _directions(model.lstm))
         self.mlp, self.classifier = model.mlp, model.classifier  # eval mode: dropout is the identity
 
@@ -64,6 +66,9 @@ class ExportableBiLSTM(nn.Module):
             out_r, _ = backward(x.gather(1, index))
             back = reverse.unsqueeze(-1).expand(-1, -1, out_r.shape[-1])
             x = torch.cat([out_f, out_r.gather(1, back)], dim=-1)
+        if self.max_pool:  # padding positions (t >= length) set to -inf never win the max
+            valid = (steps < lengths.unsqueeze(1)).unsqueeze(-1)
+            return x.masked_fill(~valid, float("-inf")).amax(dim=1)
         width = out_f.shape[-1]
         h_f = out_f.gather(1, last.expand(-1, 1, width)).squeeze(1)
         h_b = out_r.gather(1, last.expand(-1, 1, width)).squeeze(1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -36,6 +36,9 @@ class BiLSTMConfig(PreTrainedConfig):
         dropout: Dropout on embeddings and on the classifier inputs.
         pad_token_id: Padding id; its embedding row is zero-initialised and never updated.
         is_pair: Siamese sentence-pair model (expects ``input_ids_b``).
+        pooling: The sentence vector: ``last``, the last state of each direction (Tang et al. 2019), or
+            ``max``, the element-wise max over every position's two-direction output (BiLSTM-max, Conneau et
+            al. 2017 "Supervised Learning of Universal Sentence Representations", sec. 3.2.2).
     """
 
     model_type = "distilkit-bilstm"
@@ -48,6 +51,7 @@ class BiLSTMConfig(PreTrainedConfig):
     dropout: float | int = 0.1
     pad_token_id: int | None = 0
     is_pair: bool = False
+    pooling: str = "last"
 
 
 #: The pipeline module saved beside this file (``bilstm_pipeline.py``; its class feeds sentences as the BiLSTM reads).
@@ -150,7 +154,8 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
         self.embeddings = value
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Sentence vectors ``[batch, 2 * hidden_size]``: the last forward and last backward LSTM states.
+        """Sentence vectors ``[batch, 2 * hidden_size]``: the last forward and last backward LSTM states, or
+        with ``pooling: max`` the element-wise max of the top layer's outputs over the sentence's tokens.
 
         Sequences are packed, so padding never enters the recurrence and a sentence's vector does not
         depend on how much padding its batch needed. An empty sentence is read as a single padding token.
@@ -162,9 +167,10 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
             pad = self.config.pad_token_id or 0
             input_ids = input_ids.new_full((batch, 1), pad)
             attention_mask = torch.zeros_like(input_ids)
+        pool = getattr(self.config, "pooling", "last")  # configs saved before the option read as "last"
         if attention_mask is None or bool(attention_mask.all()):
-            _, (hidden, _) = self.lstm(self._drop(self.embeddings(input_ids)))
-            return torch.cat([hidden[-2], hidden[-1]], dim=-1)
+            output, (hidden, _) = self.lstm(self._drop(self.embeddings(input_ids)))
+            return output.amax(dim=1) if pool == "max" else torch.cat([hidden[-2], hidden[-1]], dim=-1)
         mask = attention_mask.bool()
         if (mask[:, 1:] & ~mask[:, :-1]).any():
             # Left (or holed) padding: move the real tokens to the front, keeping their order, because
@@ -174,7 +180,11 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
         embedded = self._drop(self.embeddings(input_ids))
         lengths = mask.sum(dim=1).clamp(min=1).cpu()
         packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        _, (hidden, _) = self.lstm(packed)
+        output, (hidden, _) = self.lstm(packed)
+        if pool == "max":
+            # Padding positions come back as -inf, so they never win the max (in the batch's original order).
+            padded, _ = pad_packed_sequence(output, batch_first=True, padding_value=float("-inf"))
+            return padded.amax(dim=1)
         # hidden: [num_layers * 2, batch, hidden]; the last two rows are the top layer's two directions.
         return torch.cat([hidden[-2], hidden[-1]], dim=-1)
 
@@ -292,8 +302,8 @@ def pca_project(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
 def build_bilstm_student(*, tokenizer, num_labels: int, problem_type: str, is_pair: bool,
                          embedding_dim: int = 300, hidden_size: int = 300, mlp_hidden_size: int = 400,
                          dropout: float = 0.1, teacher_embeddings: torch.Tensor | None = None,
-                         freeze_embeddings: bool = False,
-                         project_embeddings: bool = False) -> BiLSTMForSequenceClassification:
+                         freeze_embeddings: bool = False, project_embeddings: bool = False,
+                         pooling: str = "last") -> BiLSTMForSequenceClassification:
     """Build a Tang et al. BiLSTM student over ``tokenizer``'s vocabulary.
 
     Args:
@@ -312,6 +322,7 @@ def build_bilstm_student(*, tokenizer, num_labels: int, problem_type: str, is_pa
         freeze_embeddings: Keep the embeddings fixed during training.
         project_embeddings: Project ``teacher_embeddings`` onto their top ``embedding_dim`` principal
             components instead of copying them at full width (:func:`pca_project`).
+        pooling: ``last`` or ``max`` (:class:`BiLSTMConfig`).
 
     Returns:
         A freshly initialised :class:`BiLSTMForSequenceClassification`.
@@ -330,7 +341,7 @@ def build_bilstm_student(*, tokenizer, num_labels: int, problem_type: str, is_pa
             teacher_embeddings = pca_project(teacher_embeddings, embedding_dim)
         vocab_size, embedding_dim = teacher_embeddings.shape
     config = BiLSTMConfig(vocab_size=vocab_size, embedding_dim=embedding_dim, hidden_size=hidden_size,
-                          mlp_hidden_size=mlp_hidden_size, dropout=dropout, is_pair=is_pair,
+                          mlp_hidden_size=mlp_hidden_size, dropout=dropout, is_pair=is_pair, pooling=pooling,
                           pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                           num_labels=num_labels, problem_type=problem_type)
     model = BiLSTMForSequenceClassification(config)

@@ -143,6 +143,9 @@ class BiLSTMStudentConfig(Section):
     hidden_size: int = Field(default=300, gt=0)
     mlp_hidden_size: int = Field(default=400, gt=0)
     dropout: float = Field(default=0.1, ge=0, lt=1)
+    pooling: Literal["last", "max"] = "last"
+    """The sentence vector: ``last``, each direction's last state (Tang et al. 2019); ``max``, the element-wise
+    max over the tokens' outputs (BiLSTM-max, Conneau et al. 2017, sec. 3.2.2)."""
     init_embeddings_from_teacher: bool | Literal["pca"] = True
     """Initialise word embeddings from the teacher's (our offline stand-in for word2vec); ``true`` keeps
     the teacher's width (``embedding_dim`` is ignored), ``pca`` projects the rows onto their top

@@ -38,7 +38,7 @@ def build_bilstm(spec, inputs: StudentInputs):
         tokenizer=tokenizer, is_pair=inputs.task.is_pair, embedding_dim=spec.embedding_dim,
         hidden_size=spec.hidden_size, mlp_hidden_size=spec.mlp_hidden_size, dropout=spec.dropout,
         teacher_embeddings=embeddings, freeze_embeddings=spec.freeze_embeddings,
-        project_embeddings=spec.init_embeddings_from_teacher == "pca", **_labels(inputs))
+        project_embeddings=spec.init_embeddings_from_teacher == "pca", pooling=spec.pooling, **_labels(inputs))
     if trained is not None:  # recorded in config.json and metrics.json, as vocabulary trimming is
         model.config.distilkit_vocab = {"trained": trained.train, "model_type": trained.model_type,
                                         "pieces": len(tokenizer), "vocab_size": trained.vocab_size}
