@@ -1,4 +1,4 @@
-"""Benchmark: what each part of the small-transformer GLUE recipe buys (issue 24).
+"""Benchmark: what each part of the GLUE student recipes buys (issue 24).
 
 The shipped ``recipes/glue/<task>/bert-large-to-small-transformer.yaml`` trains a student with half the
 teacher's layers, started from the teacher's bottom layers, on the teacher's logits and the gold labels
@@ -22,6 +22,13 @@ beside these, not run twice:
   bench_glue.py ran it);
 * ``augmented``     -- the shipped recipe on Tang et al.'s augmented transfer set (``data.augment``, 4
   teacher-labelled samples per example; TinyBERT's students train on such a set too).
+
+The BiLSTM recipe (``bert-large-to-bilstm.yaml``, bench_glue.py's ``bilstm`` cell as ``bilstm-shipped``) gets the
+same treatment in a table of its own, judged against issue 24's retention targets (90% on RTE, MRPC, STS-B):
+
+* ``bilstm-max``     -- max pooling over the tokens' outputs (BiLSTM-max, Conneau et al. 2017) instead of each
+  direction's last state;
+* ``bilstm-max-300`` -- that with 300 units per direction (Tang et al.'s larger setting).
 
 The table says what each cell ran from its own resolved recipe (layers it started from, the gold-label weight
 alpha, the inside terms, the transfer set), so a cell run before the shipped recipe changed reads right. Every
@@ -69,11 +76,25 @@ VARIANTS = {
     "bottom": (["loss.alpha=0.0"], "bottom layers, logits only"),
     "bottom-gold": ([], "bottom layers, logits + gold (the shipped recipe)"),
     "augmented": (["data.augment={n_iter: 4}"], "the shipped recipe on Tang et al.'s transfer set"),
+    "bilstm-shipped": (None, "the BiLSTM as shipped (bench_glue.py)"),
+    "bilstm-max": (["student.pooling=max"], "the BiLSTM with max pooling over tokens (BiLSTM-max) instead of "
+                   "the last states"),
+    "bilstm-max-300": (["student.pooling=max", "student.hidden_size=300"],
+                       "BiLSTM-max with 300 units per direction (Tang et al.'s larger setting)"),
 }
 
 
+#: Issue 24's BiLSTM retention targets (SST-2: stays where it was).
+BILSTM_TARGETS = {"rte": 0.90, "mrpc": 0.90, "stsb": 0.90, "sst2": 0.96}
+
+
+def family(variant: str) -> str:
+    """The bench_glue.py recipe family a variant changes."""
+    return "bilstm" if variant.startswith("bilstm") else "small_transformer"
+
+
 #: bench_glue.py's families shown here, and the variant name each takes in this table.
-GLUE_FAMILIES = {"small_transformer": "shipped", "baseline": "baseline"}
+GLUE_FAMILIES = {"small_transformer": "shipped", "baseline": "baseline", "bilstm": "bilstm-shipped"}
 PLOT = ROOT / "docs" / "results" / "intermediate.png"
 
 
@@ -109,11 +130,14 @@ def what_ran(resolved_recipe: str) -> dict[str, str]:
     """The table's description of a cell, read from its resolved recipe (not from the variant's name: the
     shipped recipe a variant changes has changed since some cells ran)."""
     tree = yaml.safe_load(resolved_recipe)
+    augment = (tree["data"].get("augment") or {}).get("n_iter")
+    if tree["student"]["kind"] == "bilstm":
+        return {"pooling": tree["student"].get("pooling", "last"), "hidden": str(tree["student"]["hidden_size"]),
+                "transfer": f"Tang ×{augment}" if augment else "—"}
     inside = tree.get("intermediate") or {}
     terms = [t for t in ("hidden", "attention", "value_relation", "embedding", "cls") if inside.get(t)]
     if inside.get("stages"):
         terms.append("two stages")
-    augment = (tree["data"].get("augment") or {}).get("n_iter")
     return {"depth": str(tree["student"]["num_layers"]), "layers": tree["student"]["init_from_teacher_layers"],
             "alpha": f"{tree['loss']['alpha']:g}" if tree["data"]["labels"] == "gold" else "— (no gold)",
             "inside": ", ".join(terms) or "—", "transfer": f"Tang ×{augment}" if augment else "—"}
@@ -123,7 +147,7 @@ def run_cell(task: str, variant: str, args) -> dict:
     """One recipe run in a fresh process; returns what the table needs (score, time, provenance)."""
     sets = variant_sets(task, variant, args)
     out = glue.output_dir(task, f"intermediate-{variant}", args)
-    ran = glue.run_recipe(glue.recipe_path(task, "small_transformer"), sets, out, f"{task} {variant}")
+    ran = glue.run_recipe(glue.recipe_path(task, family(variant)), sets, out, f"{task} {variant}")
     metrics = ran["metrics"]
     return {"task": task, "variant": variant, "overrides": sets, "variant_overrides": VARIANTS[variant][0], **ran,
             "student": score(metrics["student"]["metrics"], task), "teacher": score(metrics["teacher"]["metrics"], task),
@@ -135,7 +159,7 @@ def render(cells: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
     """The docs section and the results rows, one per cell (this script's and :func:`glue_cells`; Δ against
     ``logits`` of the same task)."""
     commits = sorted({c["commit"] for c in cells.values()})
-    lines = ["## Small-transformer recipe: what each part buys (issue 24)", "",
+    lines = ["## GLUE student recipes: what each part buys (issue 24)", "",
              f"Command: `python scripts/bench_intermediate.py {' '.join(argv)}` (cells resume; each ran in its own "
              f"process on commit {', '.join(commits) or '—'}; dates and seconds per cell below). Teacher: "
              "all-MiniLM-L6-v2 fine-tuned on the task (bench_glue.py's teacher, the same weights in every row of a "
@@ -149,7 +173,8 @@ def render(cells: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
              "Δ vs logits (points) | params | cell s | date |",
              "| --- | --- | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     rows = []
-    for key in sorted(cells, key=lambda k: (cells[k]["task"], list(VARIANTS).index(cells[k]["variant"]))):
+    order = sorted(cells, key=lambda k: (cells[k]["task"], list(VARIANTS).index(cells[k]["variant"])))
+    for key in (k for k in order if family(cells[k]["variant"]) == "small_transformer"):
         c = cells[key]
         base = cells.get(f"{c['task']}/logits")
         delta = f"{100 * (c['student'] - base['student']):+.2f}" if base and c["variant"] != "logits" else "—"
@@ -160,18 +185,42 @@ def render(cells: dict, argv: list[str]) -> tuple[list[str], list[dict]]:
                      f"{c['date']} |")
         rows.append({"task": c["task"], "model": f"small_transformer ({c['variant']})", "metric": "dev score",
                      "value": round(c["student"], 4), "target": None, "met": None, "commit": c["commit"]})
+    bilstm = [k for k in order if family(cells[k]["variant"]) == "bilstm"]
+    if bilstm:
+        lines += ["", "The BiLSTM recipe (`bert-large-to-bilstm.yaml`), one part changed at a time: pooling (the "
+                  "sentence vector), units per direction, the transfer set.", "",
+                  "| task | variant | pooling | hidden | transfer set | student | teacher | retention | "
+                  "Δ vs shipped (points) | params | cell s | date |",
+                  "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for key in bilstm:
+        c = cells[key]
+        base = cells.get(f"{c['task']}/bilstm-shipped")
+        delta = f"{100 * (c['student'] - base['student']):+.2f}" if base and c is not base else "—"
+        ran = what_ran(c["resolved_recipe"])
+        lines.append(f"| {c['task']} | {c['variant']} | {ran['pooling']} | {ran['hidden']} | {ran['transfer']} | "
+                     f"{c['student']:.4f} | {c['teacher']:.4f} | {c['student'] / c['teacher']:.3f} | {delta} | "
+                     f"{c['params']:,} | {c['wall_seconds']:.0f} | {c['date']} |")
+        rows.append({"task": c["task"], "model": f"bilstm ({c['variant']})", "metric": "dev score",
+                     "value": round(c["student"], 4), "target": None, "met": None, "commit": c["commit"]})
     shown = [v for v in VARIANTS if any(c["variant"] == v for c in cells.values())]
     lines += ["", *(f"- `{v}`: {VARIANTS[v][1]}" for v in shown), "", *best_lines(cells), "",
-              f"![small-transformer variants](results/{PLOT.name})"]
+              f"![recipe variants](results/{PLOT.name})"]
     return lines, rows
 
 
 def best_lines(cells: dict) -> list[str]:
-    """Per task: the best distilled variant, and whether it is ahead of the plain gold-label baseline."""
+    """Per task: the best distilled small transformer and whether it is ahead of the plain gold-label baseline;
+    the best BiLSTM and whether it keeps 90% of the teacher (issue 24's BiLSTM target)."""
     out = []
     for task in sorted({c["task"] for c in cells.values()}):
         mine = {c["variant"]: c["student"] for c in cells.values() if c["task"] == task}
-        distilled = {v: x for v, x in mine.items() if v != "baseline"}
+        lstm = {v: c["student"] / c["teacher"] for c in cells.values() if c["task"] == task
+                and family(v := c["variant"]) == "bilstm"}
+        if lstm and task in BILSTM_TARGETS:
+            best, target = max(lstm, key=lstm.get), BILSTM_TARGETS[task]
+            out.append(f"- {task}: best BiLSTM variant `{best}`, retention {lstm[best]:.3f} (target >= {target}: "
+                       + ("met" if lstm[best] >= target else "**missed**") + ").")
+        distilled = {v: x for v, x in mine.items() if v != "baseline" and family(v) == "small_transformer"}
         if not distilled:
             continue
         best = max(distilled, key=distilled.get)
@@ -220,7 +269,7 @@ def main() -> None:
             for variant in args.variants:
                 key = f"{task}/{variant}"
                 done = results["cells"].get(key)
-                now = glue.resolve(task, "small_transformer", variant_sets(task, variant, args))
+                now = glue.resolve(task, family(variant), variant_sets(task, variant, args))
                 if done and glue.runs_the_same(done["resolved_recipe"], now):
                     continue  # finished with what the variant runs now; one whose change was edited reruns
                 results["cells"][key] = run_cell(task, variant, args)

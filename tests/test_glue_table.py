@@ -193,7 +193,7 @@ def test_bench_intermediate_table_judges_variants_against_logits_and_the_baselin
         sets = ["teacher.model=minilm", *(bench.VARIANTS[variant][0] or [])]
         return {"task": "stsb", "variant": variant, "student": student, "teacher": 0.80, "params": 10,
                 "wall_seconds": 5.0, "date": "2026-12-03", "commit": "abc",
-                "resolved_recipe": glue.resolve("stsb", "small_transformer", sets)}
+                "resolved_recipe": glue.resolve("stsb", bench.family(variant), sets)}
 
     results = {"cells": {"stsb/logits": cell("logits", 0.70), "stsb/logits-gold": cell("logits-gold", 0.74),
                          "stsb/two-stage": cell("two-stage", 0.69), "stsb/augmented": cell("augmented", 0.71)}}
@@ -216,4 +216,12 @@ def test_bench_intermediate_table_judges_variants_against_logits_and_the_baselin
     assert "**behind**" in behind[0]
     for variant in bench.VARIANTS:
         if bench.VARIANTS[variant][0] is not None:
-            glue.resolve("stsb", "small_transformer", ["teacher.model=minilm", *bench.VARIANTS[variant][0]])
+            glue.resolve("stsb", bench.family(variant), ["teacher.model=minilm", *bench.VARIANTS[variant][0]])
+    # BiLSTM variants: their own table (pooling, width, transfer set), Δ against the shipped BiLSTM, and the
+    # 90% retention verdict.
+    lstm_cells = {"stsb/bilstm-shipped": cell("bilstm-shipped", 0.69), "stsb/bilstm-max": cell("bilstm-max", 0.73)}
+    lines, rows = bench.render(lstm_cells, [])
+    assert "| 0.7300 | 0.8000 | 0.912 | +4.00 |" in row("bilstm-max") and "| max | 150 | Tang ×10 |" in row("bilstm-max")
+    assert "| last | 150 |" in row("bilstm-shipped")
+    assert bench.best_lines(lstm_cells) == ["- stsb: best BiLSTM variant `bilstm-max`, retention 0.912 (target >= "
+                                            "0.9: met)."]
