@@ -33,6 +33,7 @@ recipe changes, never written here) beside the new ones.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -140,8 +141,9 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple]) -> str | None
 
     A recipe cell is stale when its shipped recipe file's sha256 or its overrides (locations aside) differ from
     the recorded ones, unless its recorded resolved recipe equals the one they give now (:func:`runs_the_same`:
-    the change did not touch what runs). A cell from before the sha rule has none recorded: a small-transformer or baseline cell
-    is stale then (those recipes changed since); a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
+    the change did not touch what runs). A cell from before the sha rule has no sha recorded: its resolved
+    recipe decides when both are known; without them a small-transformer or baseline cell is stale (those
+    recipes changed since) and a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
     stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
     from the cells' now (a latency cell without that record predates every model cell that has one).
     """
@@ -161,6 +163,9 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple]) -> str | None
         return None
     sha, sets, resolved = (*current[family], None)[:3]
     if "recipe_sha256" not in cell:
+        if resolved is not None and "resolved_recipe" in cell:  # what it ran is on record: that decides
+            changed = differences(cell["resolved_recipe"], resolved)
+            return f"a cell from before the sha rule that ran another recipe ({'; '.join(changed)})" if changed else None
         if family in RERUN_WITHOUT_SHA:
             return (f"no recipe sha256 recorded: a cell from before the sha rule, and the {family} recipes have "
                     "changed since")
@@ -189,9 +194,55 @@ def what_runs(resolved_recipe: str) -> dict:
     return tree
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _default(tree: dict, dotted: str):
+    """The value today's schema gives ``dotted`` when a recipe leaves it out (``tree`` without it, validated)."""
+    from distilkit.core.errors import RecipeError
+    from distilkit.run.recipe_io import dump_recipe, validate_recipe
+
+    *parents, last = dotted.split(".")
+    pruned = copy.deepcopy(tree)
+    holder = pruned
+    for part in parents:
+        holder = holder[part]
+    holder.pop(last)
+    try:
+        return _flat(yaml.safe_load(dump_recipe(validate_recipe(pruned)))).get(dotted)
+    except RecipeError:
+        return object()  # equal to nothing
+
+
+def differences(recorded: str, resolved: str) -> list[str]:
+    """What a cell's recorded resolved recipe runs differently from ``resolved`` (``key: then -> now``; locations
+    and wording aside, :func:`what_runs`).
+
+    Recipes dumped by older code may lack keys added since: such a key counts as the same when today's value
+    is the key's default (what the code did before the key existed). A key today's schema no longer writes
+    (removed, or meaningless for the section, e.g. ``loss.temperature`` of an MSE loss) is not compared."""
+    before, now = _flat(what_runs(recorded)), _flat(what_runs(resolved))
+    changed = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in sorted(before.keys() & now.keys()) if before[k] != now[k]]
+    for key in sorted(now.keys() - before.keys()):
+        parts = key.split(".")
+        above = next((".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in before), None)
+        if above is not None:  # e.g. a section that was null
+            changed.append(f"{above}: {before[above]!r} -> {key} {now[key]!r}")
+        elif now[key] != _default(yaml.safe_load(resolved), key):
+            changed.append(f"{key}: (not written, the default) -> {now[key]!r}")
+    return changed
+
+
 def runs_the_same(recorded: str, resolved: str) -> bool:
-    """Whether two resolved recipes run the same thing (:func:`what_runs` equal)."""
-    return what_runs(recorded) == what_runs(resolved)
+    """Whether a recorded resolved recipe runs what ``resolved`` runs (no :func:`differences`)."""
+    return not differences(recorded, resolved)
 
 
 def resolve(task: str, family: str, sets: list[str]) -> str:
