@@ -300,7 +300,10 @@ def latency_cell(task: str, args, results: dict) -> dict:
                "--small-transformer", dirs["small_transformer"], "--rounds", str(args.rounds)]
     print(f"[{task} latency] {' '.join(command[1:])}", flush=True)
     start = time.time()
-    done = subprocess.run(command, check=True, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:  # the child's own error, not only its exit status
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"[{task} latency] glue_latency.py failed (exit {done.returncode}); its stderr is above")
     cell = json.loads(done.stdout.strip().splitlines()[-1])
     cell["wall_seconds"] = round(time.time() - start, 1)
     cell["commit"] = git_commit()

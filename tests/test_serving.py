@@ -288,3 +288,33 @@ def test_without_a_train_split_plain_dynamic_int8_still_exports_and_static_is_na
     with pytest.raises(ExportError, match="--calibrate: cannot read the sst2 train split"):
         export_onnx(SAVED / "bilstm", tmp_path / "static", task="sst2", data_dir=data, int8="static")
     assert not (tmp_path / "static").exists()
+
+
+@pytest.mark.parametrize("pooling", ["last", "max"])
+def test_pair_bilstm_int8_exports_with_its_lstm_weights_read_twice(tmp_path, tiny_tokenizer_dir, pooling):
+    """A siamese pair BiLSTM runs one LSTM over both sentences: two ONNX LSTM nodes reading the same weights,
+    which ORT's LSTM quantizer rewrites in place. Each node gets its own copy first, so the int8 graph runs and
+    agrees with PyTorch (before: "Input W must have shape {1,24,12}" at the first run)."""
+    from transformers import AutoTokenizer
+
+    from distilkit.deploy.ort_quantize import unshare_weights
+    from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    torch.manual_seed(0)
+    model = BiLSTMForSequenceClassification(BiLSTMConfig(vocab_size=len(tokenizer), embedding_dim=12, hidden_size=6,
+                                                         mlp_hidden_size=8, num_labels=2, is_pair=True,
+                                                         pooling=pooling)).eval()
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    export(tmp_path / "model", tmp_path / "fp32", task="mrpc")
+    graph = tmp_path / "fp32" / "model.onnx"
+    lstm_inputs = [i for n in onnx.load(str(graph)).graph.node if n.op_type == "LSTM" for i in n.input[1:4]]
+    assert unshare_weights(graph) > 0  # the second sentence's LSTMs read the first one's weights
+    private = [i for n in onnx.load(str(graph)).graph.node if n.op_type == "LSTM" for i in n.input[1:4]]
+    assert len(set(private)) == len(private) == len(lstm_inputs)
+    report = export(tmp_path / "model", tmp_path / "int8", task="mrpc", int8="dynamic", calibrate=64)
+    assert report["precision"] == "int8" and report["int8"]["calibration_disagreement"] <= 0.05
+    texts, pairs = ["a film", "an unusually long sentence about nothing"], ["x y", "a film"]
+    assert abs(OnnxClassifier(tmp_path / "int8").logits(texts, pairs)
+               - TorchClassifier(tmp_path / "model").logits(texts, pairs)).max() < 0.05

@@ -75,6 +75,44 @@ def _infer_shapes(path: Path) -> None:
     staged.replace(path)
 
 
+#: Op types whose ORT quantizer rewrites the weight initializer itself (so it cannot be shared between nodes).
+REWRITES_WEIGHTS = ("LSTM", "GRU", "RNN")
+
+
+def unshare_weights(path: Path) -> int:
+    """Give every recurrent node its own copy of each weight initializer another node also reads (directly or
+    through the ``Identity`` nodes the exporter puts in for repeated constants), in place; returns the copies.
+
+    ORT's LSTM quantizer squeezes and transposes the node's ``W``/``R``/``B`` initializers in place, so any
+    other reader of the same tensor (a siamese pair BiLSTM runs one LSTM over both sentences: two nodes, one
+    ``W``) would see the rewritten tensor and fail at run time ("Input W must have shape {1,24,12}"). The
+    copies cost the recurrent weights' bytes once more (not the embedding table's: Gather is not recurrent)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    weights = {t.name: t for t in model.graph.initializer}
+    through = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in set(node.input):
+            readers[name] = readers.get(name, 0) + 1
+    copies = 0
+    for node in (n for n in model.graph.node if n.op_type in REWRITES_WEIGHTS):
+        for slot, name in enumerate(node.input):
+            source = through.get(name, name)
+            if source not in weights or (source == name and readers[name] == 1):
+                continue  # not a weight, or this node's alone
+            copies += 1
+            private = onnx.TensorProto()
+            private.CopyFrom(weights[source])
+            private.name = f"{source}__{node.name or 'node'}_{slot}"
+            model.graph.initializer.append(private)
+            node.input[slot] = private.name
+    if copies:
+        onnx.save(model, str(path))
+    return copies
+
+
 def name_nodes(path: Path) -> None:
     """Give every unnamed node a unique name, in place (the fallback addresses nodes by name)."""
     import onnx
@@ -152,6 +190,7 @@ def quantize_with_fallback(path: Path, mode: str, feeds: list[dict], run: Callab
     Raises:
         ExportError: a node named in ``fallback`` is not a quantizable node of the graph.
     """
+    unshare_weights(path)
     _infer_shapes(path)
     name_nodes(path)
     kinds = quantizable_nodes(path, mode)
