@@ -231,7 +231,7 @@ def best_lines(cells: dict) -> list[str]:
         if "baseline" in mine:
             lead = 100 * (distilled[best] - mine["baseline"])
             line += f", {lead:+.2f} points against the baseline ({mine['baseline']:.4f}): " + (
-                "ahead" if lead > 0 else "**behind**")
+                "ahead" if lead > 0 else "**level, not ahead**" if lead == 0 else "**behind**")
         out.append(line + ".")
     return out
 
