@@ -252,6 +252,20 @@ def resolve(task: str, family: str, sets: list[str]) -> str:
     return dump_recipe(load_recipe(ROOT / recipe_path(task, family), sets))
 
 
+def mark_stale(cells: dict, args) -> None:
+    """Record on each model cell why it is stale (``stale``; the table shows it), or clear that: a table that
+    mixes cells of the current recipes with cells of older ones says which are which."""
+    for key, cell in cells.items():
+        task, family = key.split("/")
+        if family not in RECIPES:
+            continue
+        reason = stale_reason(key, cells, current_recipes(task, args))
+        if reason is None:
+            cell.pop("stale", None)
+        else:
+            cell["stale"] = reason
+
+
 def mark_older(cell: dict) -> None:
     """A kept cell from before the sha rule says so (the table's code column shows it)."""
     if "recipe_sha256" not in cell and "commit" not in cell:
@@ -368,6 +382,7 @@ def main() -> None:
                         else run_recipe_cell(task, family, args))
                 results["cells"][f"{task}/{family}"] = cell
                 save_results(results)  # each finished cell is kept, whatever happens next
+    mark_stale(results["cells"], args)
     results["results"] = verdicts(results["cells"])
     save_results(results)
     argv = [a for a in sys.argv[1:] if a != "--table-only"]  # the command that makes the cells

@@ -253,7 +253,9 @@ def _code(cell: dict | None) -> str:
     """The commit a cell ran on, or what is known of its code (a cell from before cells recorded commits)."""
     if cell is None:
         return ""
-    return f"`{cell['commit']}`" if cell.get("commit") else cell.get("code", "older than the sha rule")
+    code = f"`{cell['commit']}`" if cell.get("commit") else cell.get("code", "older than the sha rule")
+    # bench_glue.py marks a cell whose recipe has changed since it ran (it reruns when its task is run).
+    return f"{code}; **stale**: {cell['stale']}" if cell.get("stale") else code
 
 
 def _ratio(x: float) -> str:

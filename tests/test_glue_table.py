@@ -61,6 +61,11 @@ def test_render_from_a_partial_table_without_baseline_or_previous(scripts):
     assert any(line.startswith("| **macro** | baseline") and "not run" in line for line in lines)
     # Cells without a recorded commit are older than the sha rule; nothing is judged table-wide yet.
     assert rows_of(lines, "sst2", "BiLSTM")[0].rstrip(" |").endswith("older than the sha rule")
+    # A cell bench_glue.py found stale (its recipe changed since) says so and why.
+    cells["sst2/bilstm"]["stale"] = "student.pooling: (not written, the default) -> 'max'"
+    row = rows_of(glue_table.render(results, argv=[]), "sst2", "BiLSTM")[0]
+    assert row.rstrip(" |").endswith("older than the sha rule; **stale**: student.pooling: (not written, the "
+                                      "default) -> 'max'")
     macro = next(r for r in results["results"] if r["task"] == "macro")
     assert macro["met"] is None and "1 of 6 tasks so far" in macro["metric"]
 
