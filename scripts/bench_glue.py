@@ -257,7 +257,7 @@ def mark_stale(cells: dict, args) -> None:
     mixes cells of the current recipes with cells of older ones says which are which."""
     for key, cell in cells.items():
         task, family = key.split("/")
-        if family not in RECIPES:
+        if family not in (*RECIPES, "latency"):
             continue
         reason = stale_reason(key, cells, current_recipes(task, args))
         if reason is None:

@@ -280,6 +280,11 @@ def _speed_table(cells: dict) -> list[str]:
                          f"{ms[name]['b1']:.2f} | {ms[name]['b32']:.1f} | "
                          + " | ".join(_ratio(ms[ref][b] / ms[name][b]) for ref in ("teacher", "bert_large")
                                       for b in ("b1", "b32")) + " |")
+    stale = [f"{task} ({cells[f'{task}/latency']['stale']})" for task in TASKS
+             if (cells.get(f"{task}/latency") or {}).get("stale")]
+    if stale:  # timed models that have been retrained since: the rows above are theirs, not today's recipes'
+        lines += ["", "**Stale latency cells** (they timed models that were retrained since; rerun with "
+                  "`--families latency` on an idle machine): " + "; ".join(stale) + "."]
     return lines
 
 

@@ -242,3 +242,14 @@ def test_bench_intermediate_table_judges_variants_against_logits_and_the_baselin
     assert "| max | 150 |" in row("bilstm-shipped")  # the STS-B recipe max-pools
     assert bench.best_lines(lstm_cells) == ["- stsb: best BiLSTM variant `bilstm-last`, retention 0.912 (target >= "
                                             "0.9: met)."]
+
+
+def test_stale_latency_cells_are_named_under_the_speed_table(scripts):
+    glue_table, _ = scripts
+    names = ("bert_large", "teacher", "small_transformer", "bilstm")
+    cell = {"latency_ms": {n: {"b1": 1.0 + i, "b32": 10.0 + i} for i, n in enumerate(names)},
+            "params": dict.fromkeys(names, 1), "size_mb": dict.fromkeys(names, 1.0)}
+    assert not any("Stale latency" in line for line in glue_table._speed_table({"mrpc/latency": cell}))
+    cell["stale"] = "mrpc/bilstm was rerun"
+    lines = glue_table._speed_table({"mrpc/latency": cell})
+    assert lines[-1].startswith("**Stale latency cells**") and "mrpc (mrpc/bilstm was rerun)" in lines[-1]
