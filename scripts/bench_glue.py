@@ -125,24 +125,24 @@ def overrides(task: str, family: str, args) -> list[str]:
             f"output_dir={output_dir(task, family, args)}", f"cache.dir={args.cache_dir}"]
 
 
-def _what_runs(sets: list[str]) -> list[str]:
+def _run_overrides(sets: list[str]) -> list[str]:
     """The overrides that change what runs (not where): the part of a cell's overrides the stale rule compares."""
     return [s for s in sets if s.split("=", 1)[0] not in LOCATION_KEYS]
 
 
-def stale_reason(key: str, cells: dict, current: dict[str, tuple]) -> str | None:
+def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str], str]]) -> str | None:
     """Why a finished cell must be rerun, or ``None`` to keep it.
 
     Args:
         key: ``"<task>/<family>"``.
         cells: Every cell so far (a latency cell is judged against its task's model cells).
-        current: Per recipe family of the task, ``(sha256 of the shipped recipe, overrides)`` as they are now,
-            optionally with the resolved ``recipe.yaml`` they give (:func:`resolve`) as a third item.
+        current: Per recipe family of the task, ``(sha256 of the shipped recipe, overrides, the resolved
+            recipe.yaml they give)`` as they are now (:func:`current_recipes`).
 
     A recipe cell is stale when its shipped recipe file's sha256 or its overrides (locations aside) differ from
     the recorded ones, unless its recorded resolved recipe equals the one they give now (:func:`runs_the_same`:
     the change did not touch what runs). A cell from before the sha rule has no sha recorded: its resolved
-    recipe decides when both are known; without them a small-transformer or baseline cell is stale (those
+    recipe decides when it is on record; without it a small-transformer or baseline cell is stale (those
     recipes changed since) and a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
     stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
     from the cells' now (a latency cell without that record predates every model cell that has one).
@@ -161,9 +161,9 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple]) -> str | None
                         f"cell timed it ({(timed.get(name) or {}).get('commit')}, "
                         f"{(timed.get(name) or {}).get('finished')})")
         return None
-    sha, sets, resolved = (*current[family], None)[:3]
+    sha, sets, resolved = current[family]
     if "recipe_sha256" not in cell:
-        if resolved is not None and "resolved_recipe" in cell:  # what it ran is on record: that decides
+        if "resolved_recipe" in cell:  # what it ran is on record: that decides
             changed = differences(cell["resolved_recipe"], resolved)
             return f"a cell from before the sha rule that ran another recipe ({'; '.join(changed)})" if changed else None
         if family in RERUN_WITHOUT_SHA:
@@ -173,13 +173,13 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple]) -> str | None
     if cell["recipe_sha256"] != sha:
         reason = (f"{recipe_path(task, family)} changed: sha256 {cell['recipe_sha256'][:12]} recorded, "
                   f"{sha[:12]} now")
-    elif _what_runs(cell.get("overrides", [])) != _what_runs(sets):
-        reason = f"overrides changed: {_what_runs(cell.get('overrides', []))} recorded, {_what_runs(sets)} now"
+    elif _run_overrides(cell.get("overrides", [])) != _run_overrides(sets):
+        reason = f"overrides changed: {_run_overrides(cell.get('overrides', []))} recorded, {_run_overrides(sets)} now"
     else:
         return None
     # A changed file or override list may still run the same thing (the baseline's overrides set what the new
     # recipe already says): the resolved recipes decide then, locations and wording aside.
-    if resolved is not None and "resolved_recipe" in cell and runs_the_same(cell["resolved_recipe"], resolved):
+    if "resolved_recipe" in cell and runs_the_same(cell["resolved_recipe"], resolved):
         return None
     return reason
 
@@ -252,18 +252,30 @@ def resolve(task: str, family: str, sets: list[str]) -> str:
     return dump_recipe(load_recipe(ROOT / recipe_path(task, family), sets))
 
 
-def mark_stale(cells: dict, args) -> None:
-    """Record on each model cell why it is stale (``stale``; the table shows it), or clear that: a table that
-    mixes cells of the current recipes with cells of older ones says which are which."""
-    for key, cell in cells.items():
+def stale_reasons(cells: dict, args) -> dict[str, str]:
+    """``{key: why}`` for every recipe or latency cell that is stale now (each task's recipes resolved once)."""
+    current, reasons = {}, {}
+    for key in cells:
         task, family = key.split("/")
         if family not in (*RECIPES, "latency"):
             continue
-        reason = stale_reason(key, cells, current_recipes(task, args))
-        if reason is None:
-            cell.pop("stale", None)
+        if task not in current:
+            current[task] = current_recipes(task, args)
+        reason = stale_reason(key, cells, current[task])
+        if reason is not None:
+            reasons[key] = reason
+    return reasons
+
+
+def mark_stale(cells: dict, args) -> None:
+    """Record on each cell why it is stale (``stale``; the table shows it), or clear that: a table that mixes
+    cells of the current recipes with cells of older ones says which are which."""
+    reasons = stale_reasons(cells, args)
+    for key, cell in cells.items():
+        if key in reasons:
+            cell["stale"] = reasons[key]
         else:
-            cell["stale"] = reason
+            cell.pop("stale", None)
 
 
 def mark_older(cell: dict) -> None:

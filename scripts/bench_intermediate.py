@@ -110,9 +110,10 @@ def glue_cells(args) -> dict:
     """bench_glue.py's ``small_transformer`` (the recipe as shipped) and ``baseline`` cells, in this table's
     columns; cells of other recipes than the current ones (stale by bench_glue.py's rule) are left out."""
     cells, done = {}, glue.load_results()["cells"]
+    stale = glue.stale_reasons(done, args)
     for key, cell in done.items():
         task, family = key.split("/")
-        if family not in GLUE_FAMILIES or glue.stale_reason(key, done, glue.current_recipes(task, args)) is not None:
+        if family not in GLUE_FAMILIES or key in stale:
             continue
         metrics = cell["metrics"]
         variant = GLUE_FAMILIES[family]

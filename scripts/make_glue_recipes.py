@@ -36,19 +36,13 @@ def common(task: str, name: str, description: str) -> dict:
 MAX_POOLED = {"stsb"}
 
 
-def is_pair(task: str) -> bool:
-    """Whether the task's examples are sentence pairs (its TSV names a second text column)."""
-    spec = yaml.safe_load((ROOT / "tasks" / f"{task}.yaml").read_text())
-    return bool(spec.get("tsv", {}).get("text_b"))
-
-
 def bilstm_params(task: str, vocab: int = 25000, emb: int = 300, hidden: int = 150, mlp: int = 200) -> int:
     """Exact parameter count of the recipe's BiLSTM with a ``vocab``-row table (tests/test_recipe_sizes.py checks
     it against a built model): word vectors, two LSTM directions (4 gates, two bias vectors), the ReLU layer
     (pair tasks read [h1, h2, h1*h2, |h1-h2|]) and the output layer."""
     spec = yaml.safe_load((ROOT / "tasks" / f"{task}.yaml").read_text())
     labels = 1 if spec["problem_type"] == "regression" else len(spec["label_names"])
-    features = 2 * hidden * (4 if is_pair(task) else 1)
+    features = 2 * hidden * (4 if spec.get("tsv", {}).get("text_b") else 1)
     return vocab * emb + 2 * (4 * hidden * (emb + hidden) + 8 * hidden) + features * mlp + mlp + mlp * labels + labels
 
 

@@ -105,8 +105,8 @@ def test_verdicts_against_the_baseline(scripts):
 def test_stale_cells(scripts, tmp_path):
     _, bench = scripts
     args = type("Args", (), {"data_dir": str(tmp_path / "glue"), "cache_dir": str(tmp_path / "cache")})()
-    current = {f: (bench.recipe_sha256("sst2", f), bench.overrides("sst2", f, args)) for f in bench.RECIPES}
-    sha, sets = current["small_transformer"]
+    current = bench.current_recipes("sst2", args)
+    sha, sets, _ = current["small_transformer"]
     stamp = {"commit": "abc1234", "finished": "2026-12-01T10:00:00"}
     fresh = {"recipe_sha256": sha, "overrides": sets, **stamp}
     cells = {"sst2/small_transformer": dict(fresh), "sst2/bilstm": {"metrics": {}},

@@ -49,7 +49,7 @@ class ExportableBiLSTM(nn.Module):
         if not model.lstm.bidirectional or not model.lstm.batch_first:
             raise ValueError("ExportableBiLSTM expects the distilkit BiLSTM (bidirectional, batch_first)")
         self.embeddings, self.is_pair = model.embeddings, model.config.is_pair
-        self.max_pool = getattr(model.config, "pooling", "last") == "max"
+        self.max_pool = model.config.pooling == "max"
         self.layers = nn.ModuleList(nn.ModuleList(pair) for pair in _directions(model.lstm))
         self.mlp, self.classifier = model.mlp, model.classifier  # eval mode: dropout is the identity
 

@@ -167,7 +167,7 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
             pad = self.config.pad_token_id or 0
             input_ids = input_ids.new_full((batch, 1), pad)
             attention_mask = torch.zeros_like(input_ids)
-        pool = getattr(self.config, "pooling", "last")  # configs saved before the option read as "last"
+        pool = self.config.pooling  # a config.json saved before the field loads its default, "last"
         if attention_mask is None or bool(attention_mask.all()):
             output, (hidden, _) = self.lstm(self._drop(self.embeddings(input_ids)))
             return output.amax(dim=1) if pool == "max" else torch.cat([hidden[-2], hidden[-1]], dim=-1)
