@@ -379,13 +379,13 @@ def main() -> None:
     if unknown:
         parser.error(f"--only: unknown task(s) {', '.join(unknown)}; choose from {', '.join(TASKS)}")
     tasks = args.only or TASKS  # in the order given, so small tasks can go first
-    for task in tasks:  # cheap: which tasks can be run at all (QNLI has only its dev file here)
-        if has_data(Path(args.data_dir), task):
-            results["cells"].pop(f"{task}/data", None)
-        else:
-            results["cells"][f"{task}/data"] = {"status": "no training data"}
-    save_results(results)
-    if not args.table_only:
+    if not args.table_only:  # a table-only call reads the data status recorded by the runs, never --data-dir's
+        for task in tasks:  # cheap: which tasks can be run at all (QNLI has only its dev file here)
+            if has_data(Path(args.data_dir), task):
+                results["cells"].pop(f"{task}/data", None)
+            else:
+                results["cells"][f"{task}/data"] = {"status": "no training data"}
+        save_results(results)
         for task in (t for t in tasks if f"{t}/data" not in results["cells"]):
             for family in (*RECIPES, "latency"):  # latency last: it is judged against the cells just run
                 if family not in args.families or not due(task, family, results, args):
@@ -396,7 +396,8 @@ def main() -> None:
                 save_results(results)  # each finished cell is kept, whatever happens next
     mark_stale(results["cells"], args)
     results["results"] = verdicts(results["cells"])
-    save_results(results)
+    if not (args.table_only and args.no_write):  # cells that ran are kept even under --no-write (resume)
+        save_results(results)
     argv = [a for a in sys.argv[1:] if a != "--table-only"]  # the command that makes the cells
     previous = json.loads(PREVIOUS.read_text()) if PREVIOUS.is_file() else None
     publish(BEGIN, END, render(results, argv=argv, previous=previous), args)

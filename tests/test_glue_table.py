@@ -6,6 +6,7 @@ latency cells whose model cells were rerun)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,28 @@ def test_stale_latency_cells_are_named_under_the_speed_table(scripts):
     cell["stale"] = "mrpc/bilstm was rerun"
     lines = glue_table._speed_table({"mrpc/latency": cell})
     assert lines[-1].startswith("**Stale latency cells**") and "mrpc (mrpc/bilstm was rerun)" in lines[-1]
+
+
+def test_table_only_leaves_the_recorded_cells_and_data_status_alone(scripts, tmp_path, monkeypatch):
+    """``--table-only --no-write`` writes nothing, and a table-only call never records a data status from its
+    --data-dir (a wrong one used to mark every task "no training data" in glue.json)."""
+    _, bench = scripts
+    results = tmp_path / "glue.json"
+    results.write_text(json.dumps({"cells": partial_cells()}, indent=1, sort_keys=True) + "\n")
+    before = results.read_bytes()
+    monkeypatch.setattr(bench, "RESULTS", results)
+    monkeypatch.setattr(bench, "PREVIOUS", tmp_path / "no-previous.json")
+    published = []
+    monkeypatch.setattr(bench, "publish", lambda begin, end, lines, args: published.append(args.no_write))
+    wrong = str(tmp_path / "not-glue")
+    monkeypatch.setattr("sys.argv", ["bench_glue.py", "--table-only", "--no-write", "--data-dir", wrong,
+                                     "--cache-dir", str(tmp_path / "cache")])
+    bench.main()
+    assert results.read_bytes() == before
+    monkeypatch.setattr("sys.argv", ["bench_glue.py", "--table-only", "--data-dir", wrong,
+                                     "--cache-dir", str(tmp_path / "cache")])
+    bench.main()
+    cells = json.loads(results.read_text())["cells"]
+    assert [k for k in cells if k.endswith("/data")] == ["qnli/data"]
+    assert set(cells) == set(partial_cells())
+    assert published == [True, False]
