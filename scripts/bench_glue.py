@@ -37,6 +37,7 @@ import copy
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -44,7 +45,7 @@ from pathlib import Path
 
 import yaml
 from bench_common import ROOT, bench_parser, git_commit, publish
-from glue_table import TASKS, render, verdicts
+from glue_table import LATENCY_PROCESSES, TASKS, render, verdicts
 
 from distilkit.core.yaml_files import read_yaml
 
@@ -145,7 +146,8 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str],
     recipe decides when it is on record; without it a small-transformer or baseline cell is stale (those
     recipes changed since) and a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
     stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
-    from the cells' now (a latency cell without that record predates every model cell that has one).
+    from the cells' now (a latency cell without that record predates every model cell that has one), or when it
+    was timed in fewer than :data:`LATENCY_PROCESSES` fresh processes (the speed rule).
     """
     task, family = key.split("/")
     cell = cells[key]
@@ -160,6 +162,9 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str],
                 return (f"{task}/{name} was rerun ({stamp['commit']}, {stamp['finished']}) after this latency "
                         f"cell timed it ({(timed.get(name) or {}).get('commit')}, "
                         f"{(timed.get(name) or {}).get('finished')})")
+        timed_in = len(cell.get("processes") or [None])
+        if timed_in < LATENCY_PROCESSES:
+            return f"timed in {timed_in} fresh process(es); a speed verdict needs {LATENCY_PROCESSES}"
         return None
     sha, sets, resolved = current[family]
     if "recipe_sha256" not in cell:
@@ -318,24 +323,39 @@ def run_recipe_cell(task: str, family: str, args) -> dict:
 
 
 def latency_cell(task: str, args, results: dict) -> dict:
-    """Time teacher, both students and BERT-large in a fresh process (see :func:`measure_latency`)."""
+    """Time teacher, both students and BERT-large in :data:`LATENCY_PROCESSES` fresh processes, one after
+    another (see ``glue_latency.py``); the cell holds each process's ``latency_ms`` (``processes``: the speed
+    verdicts must hold in every one) and, for the tables, their median per model and batch size."""
     dirs = {family: results["cells"][f"{task}/{family}"]["model_dir"] for family in TIMED}
     teacher = results["cells"][f"{task}/bilstm"]["metrics"]["teacher"]["name"]
     command = [sys.executable, str(Path(__file__).with_name("glue_latency.py")), "--task", task,
                "--data-dir", str(args.data_dir), "--teacher", teacher, "--bilstm", dirs["bilstm"],
                "--small-transformer", dirs["small_transformer"], "--rounds", str(args.rounds)]
-    print(f"[{task} latency] {' '.join(command[1:])}", flush=True)
-    start = time.time()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:  # the child's own error, not only its exit status
-        sys.stderr.write(done.stderr[-4000:])
-        raise SystemExit(f"[{task} latency] glue_latency.py failed (exit {done.returncode}); its stderr is above")
-    cell = json.loads(done.stdout.strip().splitlines()[-1])
+    start, runs = time.time(), []
+    for process in range(LATENCY_PROCESSES):  # the first one exports the ORT models; the others reuse them
+        print(f"[{task} latency, process {process + 1}/{LATENCY_PROCESSES}] {' '.join(command[1:])}", flush=True)
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:  # the child's own error, not only its exit status
+            sys.stderr.write(done.stderr[-4000:])
+            raise SystemExit(f"[{task} latency] glue_latency.py failed (exit {done.returncode}); its stderr is above")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    cell = combine_latency_runs(runs)
     cell["wall_seconds"] = round(time.time() - start, 1)
     cell["commit"] = git_commit()
     # The model cells timed: a later rerun of one makes this cell stale (stale_reason).
     cell["model_cells"] = {family: {k: results["cells"][f"{task}/{family}"].get(k) for k in ("commit", "finished")}
                            for family in TIMED}
+    return cell
+
+
+def combine_latency_runs(runs: list[dict]) -> dict:
+    """One latency cell from fresh-process runs of ``glue_latency.py``: the first run's sizes and ORT reports
+    (exports are reused, so they are the same files), ``processes`` = each run's ``latency_ms``, and
+    ``latency_ms`` = their median per model and batch size."""
+    cell = copy.deepcopy(runs[0])
+    cell["processes"] = [run["latency_ms"] for run in runs]
+    cell["latency_ms"] = {name: {b: round(statistics.median(run["latency_ms"][name][b] for run in runs), 3)
+                                 for b in batches} for name, batches in runs[0]["latency_ms"].items()}
     return cell
 
 

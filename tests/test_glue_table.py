@@ -130,12 +130,18 @@ def test_stale_cells(scripts, tmp_path):
     bench.mark_older(cells["sst2/bilstm"])
     assert cells["sst2/bilstm"]["code"] == "older than the sha rule"
     # Latency: stale once a model cell it timed was rerun after it.
-    cells["sst2/latency"] = {"model_cells": {"bilstm": {"commit": None, "finished": None}, "small_transformer": stamp}}
+    cells["sst2/latency"] = {"model_cells": {"bilstm": {"commit": None, "finished": None}, "small_transformer": stamp},
+                             "processes": [{}, {}, {}]}
     assert bench.stale_reason("sst2/latency", cells, current) is None
+    one = {**cells, "sst2/latency": {**cells["sst2/latency"], "processes": [{}]}}
+    assert bench.stale_reason("sst2/latency", one, current) == ("timed in 1 fresh process(es); a speed verdict "
+                                                                 "needs 3")
     cells["sst2/small_transformer"] = {**fresh, "finished": "2026-12-02T09:00:00"}
     assert "sst2/small_transformer was rerun" in bench.stale_reason("sst2/latency", cells, current)
     assert "was rerun" in bench.stale_reason("sst2/latency", {**cells, "sst2/latency": {}}, current)  # older cell
-    assert bench.stale_reason("sst2/latency", {"sst2/bilstm": {}, "sst2/latency": {}}, current) is None
+    assert bench.stale_reason("sst2/latency", {"sst2/bilstm": {}, "sst2/latency": {"processes": [{}] * 3}},
+                              current) is None
+    assert "1 fresh process" in bench.stale_reason("sst2/latency", {"sst2/bilstm": {}, "sst2/latency": {}}, current)
 
 
 def test_stale_rule_keeps_a_cell_whose_resolved_recipe_is_unchanged(scripts, tmp_path):
@@ -279,3 +285,32 @@ def test_table_only_leaves_the_recorded_cells_and_data_status_alone(scripts, tmp
     assert [k for k in cells if k.endswith("/data")] == ["qnli/data"]
     assert set(cells) == set(partial_cells())
     assert published == [True, False]
+
+
+def test_latency_cell_of_three_processes_and_its_speed_verdicts(scripts):
+    """The cell keeps each process's timings and their median; a speed verdict is met only when it holds in
+    each of three fresh processes (one slow process, or a cell timed in one process, is not met)."""
+    glue_table, bench = scripts
+
+    def run(bilstm_b1: float) -> dict:
+        ms = {"teacher": {"b1": 20.0, "b32": 400.0}, "bert_large": {"b1": 400.0, "b32": 12000.0},
+              "bilstm": {"b1": bilstm_b1, "b32": 30.0}, "bilstm_ort_int8": {"b1": 0.5, "b32": 10.0}}
+        return {"latency_ms": ms, "params": {"bilstm": 7}, "ort": {}}
+
+    cell = bench.combine_latency_runs([run(1.0), run(3.0), run(1.5)])
+    assert cell["latency_ms"]["bilstm"]["b1"] == 1.5 and cell["latency_ms"]["teacher"]["b1"] == 20.0
+    assert [p["bilstm"]["b1"] for p in cell["processes"]] == [1.0, 3.0, 1.5] and cell["params"] == {"bilstm": 7}
+    rows = {(r["model"], r["metric"]): r for r in glue_table._latency_rows("mrpc", cell)}
+    pytorch = rows[("bilstm", "speed-up b1 vs teacher, 3 fresh process(es)")]
+    assert pytorch["value"] == [20.0, 6.67, 13.33] and pytorch["target"] == ">= 10.0" and pytorch["met"] is False
+    served = rows[("bilstm_ort_int8", "speed-up b1 vs teacher (PyTorch), 3 fresh process(es)")]
+    assert served["value"] == [40.0] * 3 and served["met"] is True
+    assert rows[("bilstm_ort_int8", "speed-up b1 vs bert_large (PyTorch), 3 fresh process(es)")]["met"] is True
+    assert rows[("bilstm", "speed-up b32 vs teacher, 3 fresh process(es)")]["met"] is None  # no b32 target
+    single = glue_table._latency_rows("mrpc", {"latency_ms": run(1.0)["latency_ms"]})
+    served = next(r for r in single if r["model"] == "bilstm_ort_int8" and "b1 vs teacher" in r["metric"])
+    assert served["value"] == [40.0] and served["met"] is None and "1 fresh process" in served["metric"]  # pending
+    slow = next(r for r in single if r["model"] == "bilstm" and "b1 vs teacher" in r["metric"])
+    assert slow["value"] == [20.0] and slow["met"] is None  # held in its one process: pending
+    assert next(r for r in glue_table._latency_rows("mrpc", {"latency_ms": run(3.0)["latency_ms"]})
+                if r["model"] == "bilstm" and "b1 vs teacher" in r["metric"])["met"] is False  # fails: missed
