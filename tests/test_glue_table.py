@@ -220,14 +220,16 @@ def test_bench_intermediate_table_judges_variants_against_logits_and_the_baselin
                 "resolved_recipe": glue.resolve("stsb", bench.family(variant), sets)}
 
     results = {"cells": {"stsb/logits": cell("logits", 0.70), "stsb/logits-gold": cell("logits-gold", 0.74),
-                         "stsb/two-stage": cell("two-stage", 0.69), "stsb/augmented": cell("augmented", 0.71)}}
+                         "stsb/two-stage": cell("two-stage", 0.69), "stsb/augmented": cell("augmented", 0.71),
+                         "stsb/augmented-1ep": cell("augmented-1ep", 0.705)}}
     bench_glue_cells = {"stsb/baseline": cell("baseline", 0.72)}
     lines, rows = bench.render(results["cells"], [])
 
     def row(variant):
         return next(line for line in lines if line.startswith(f"| stsb | {variant} |"))
 
-    assert "| 0.5 | uniform | 0.5 | — | — | 0.7400 |" in row("logits-gold")
+    assert "| 0.5 | uniform | 0.5 | — | — | 5 | 0.7400 |" in row("logits-gold")
+    assert "| Tang ×4 | 1 | 0.7050 |" in row("augmented-1ep") and "| Tang ×4 | 5 | 0.7100 |" in row("augmented")
     assert "| +4.00 |" in row("logits-gold") and "| 0.925 |" in row("logits-gold")  # 0.74 - 0.70; 0.74 / 0.80
     assert "| uniform | 0 | — |" in row("logits")
     assert "| hidden, attention, value_relation, two stages | — |" in row("two-stage")
