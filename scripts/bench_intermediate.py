@@ -55,6 +55,7 @@ import bench_glue as glue
 import yaml
 from bench_common import ROOT, bench_parser, publish
 from glue_table import score
+from recipe_diff import runs_the_same
 
 from distilkit.core.atomic import write_text_atomic
 
@@ -279,7 +280,7 @@ def main() -> None:
                 key = f"{task}/{variant}"
                 done = results["cells"].get(key)
                 now = glue.resolve(task, family(variant), variant_sets(task, variant, args))
-                if done and glue.runs_the_same(done["resolved_recipe"], now):
+                if done and runs_the_same(done["resolved_recipe"], now):
                     continue  # finished with what the variant runs now; one whose change was edited reruns
                 results["cells"][key] = run_cell(task, variant, args)
                 write_text_atomic(RESULTS, json.dumps(results, indent=1, sort_keys=True) + "\n")
