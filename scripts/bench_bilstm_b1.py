@@ -13,7 +13,11 @@ real dev sentences one at a time, in three fresh processes:
   two (for a pair, both sentences are one batch of 2, the shorter one held at the zero state by an input-gate
   mask while it waits); exact to float rounding;
 * ``int8-lstm``      -- ``torch.ao`` dynamic int8 LSTM weights (fbgemm; changes the logits slightly);
-* ``pair-batch``     -- pair tasks only: sentences a and b packed into one LSTM call of batch 2.
+* ``pair-batch``     -- pair tasks only: sentences a and b packed into one LSTM call of batch 2;
+* ``one-thread``     -- ``shipped`` with the torch thread count set to 1 for the call and restored after (the
+  recurrence is a chain of small products that two threads must meet on at every step; the process keeps the
+  user's setting for everything else);
+* ``one-lstm-one-thread`` -- ``one-lstm`` the same way.
 
 Cell = one task's sentences (SST-2 single sentences, MRPC pairs), the first ``--sentences`` dev rows tokenized
 with the teacher's tokenizer (only their lengths matter to the speed; random weights of the recipe's size, as
@@ -45,7 +49,7 @@ from distilkit.models.model_names import resolve_model_name
 BEGIN, END = "<!-- bench_bilstm_b1:begin -->", "<!-- bench_bilstm_b1:end -->"
 RESULTS = ROOT / "docs" / "results" / "bilstm_b1.json"
 TASKS = {"sst2": False, "mrpc": True}  # task -> sentence pairs
-VARIANTS = ("shipped", "aten", "one-lstm", "int8-lstm", "pair-batch")
+VARIANTS = ("shipped", "aten", "one-lstm", "int8-lstm", "pair-batch", "one-thread", "one-lstm-one-thread")
 
 
 class OneLSTM(nn.Module):
@@ -135,6 +139,22 @@ class Logits(nn.Module):
             return self.model(**inputs).logits
 
 
+class OneThread(nn.Module):
+    """``model`` run with one torch thread, the caller's thread count restored afterwards."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.model(**inputs)
+        finally:
+            torch.set_num_threads(threads)
+
+
 def models(is_pair: bool) -> dict[str, nn.Module]:
     """Every variant of one seeded recipe-size BiLSTM."""
     torch.manual_seed(0)
@@ -145,6 +165,7 @@ def models(is_pair: bool) -> dict[str, nn.Module]:
     out = {"shipped": Logits(model), "aten": Logits(model, aten=True), "one-lstm": OneLSTM(model).eval(), "int8-lstm": Logits(int8)}
     if is_pair:
         out["pair-batch"] = PairBatch(model)
+    out["one-thread"], out["one-lstm-one-thread"] = OneThread(out["shipped"]), OneThread(out["one-lstm"])
     return out
 
 

@@ -22,3 +22,26 @@ def test_one_lstm_matches_the_bidirectional_model(import_script, is_pair):
                 assert torch.allclose(bench.PairBatch(model)(**inputs), model(**inputs).logits, atol=1e-5)
             # The shorter sentence of a pair waits at the zero state (input gate shut), so lengths may differ.
             assert torch.allclose(fused(**inputs), model(**inputs).logits, atol=1e-5)
+
+
+def test_one_thread_wrapper_restores_the_callers_thread_count(import_script):
+    """The one-thread variants leave the process's torch thread count as it was, also when the call fails."""
+    bench = import_script("bench_bilstm_b1")
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, fail=False):
+            seen.append(torch.get_num_threads())
+            if fail:
+                raise RuntimeError("inside")
+            return torch.zeros(1)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bench.OneThread(Probe())()
+        with pytest.raises(RuntimeError, match="inside"):
+            bench.OneThread(Probe())(fail=True)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
