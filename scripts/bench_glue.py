@@ -140,7 +140,8 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str],
 
     A recipe cell is stale when its shipped recipe file's sha256 or its overrides (locations aside) differ from
     the recorded ones, unless its recorded resolved recipe equals the one they give now (:func:`runs_the_same`:
-    the change did not touch what runs). A cell from before the sha rule has no sha recorded: its resolved
+    the change did not touch what runs); with the same file and overrides, it is stale when they resolve to
+    another recipe than the recorded one (a task file's ``teacher_finetune`` changed). A cell from before the sha rule has no sha recorded: its resolved
     recipe decides when it is on record; without it a small-transformer or baseline cell is stale (those
     recipes changed since) and a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
     stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
@@ -179,7 +180,10 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str],
     elif _run_overrides(cell.get("overrides", [])) != _run_overrides(sets):
         reason = f"overrides changed: {_run_overrides(cell.get('overrides', []))} recorded, {_run_overrides(sets)} now"
     else:
-        return None
+        # Same file, same overrides, yet they may resolve to another run: a task file's teacher_finetune is
+        # merged into the recipe (tasks/<task>.yaml changed), or a default moved.
+        changed = differences(cell["resolved_recipe"], resolved) if "resolved_recipe" in cell else []
+        return f"the resolved recipe changed ({'; '.join(changed)})" if changed else None
     # A changed file or override list may still run the same thing (the baseline's overrides set what the new
     # recipe already says): the resolved recipes decide then, locations and wording aside.
     if "resolved_recipe" in cell and runs_the_same(cell["resolved_recipe"], resolved):

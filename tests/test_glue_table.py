@@ -160,6 +160,15 @@ def test_stale_rule_keeps_a_cell_whose_resolved_recipe_is_unchanged(scripts, tmp
                                  "resolved_recipe": elsewhere.replace("epochs: 5\n", "epochs: 4\n", 1)}}
     assert changed["stsb/baseline"]["resolved_recipe"] != elsewhere
     assert "changed: sha256 000000000000" in bench.stale_reason("stsb/baseline", changed, current)
+    # Same file and overrides, but the task file's teacher_finetune (merged into the recipe) changed: rerun.
+    same = {"stsb/baseline": {"recipe_sha256": sha, "overrides": sets, "resolved_recipe": resolved}}
+    assert bench.stale_reason("stsb/baseline", same, current) is None
+    tree = yaml.safe_load(resolved)
+    epochs = tree["teacher"]["finetune"]["epochs"]
+    tree["teacher"]["finetune"]["epochs"] = epochs + 1
+    same["stsb/baseline"]["resolved_recipe"] = yaml.safe_dump(tree)
+    assert bench.stale_reason("stsb/baseline", same, current) == (
+        f"the resolved recipe changed (teacher.finetune.epochs: {epochs + 1!r} -> {epochs!r})")
     # Without a recorded resolved recipe the sha decides.
     bare = {"stsb/baseline": {"recipe_sha256": "0" * 64, "overrides": sets}}
     assert "changed" in bench.stale_reason("stsb/baseline", bare, current)
