@@ -265,7 +265,7 @@ def run_recipe_cell(task: str, family: str, args) -> dict:
 
 def latency_cell(task: str, args, results: dict) -> dict:
     """Time teacher, both students and BERT-large in :data:`LATENCY_PROCESSES` fresh processes, one after
-    another (see ``glue_latency.py``); the cell holds each process's ``latency_ms`` (``processes``: the speed
+    another, after one that makes the ORT exports (see ``glue_latency.py``); the cell holds each process's ``latency_ms`` (``processes``: the speed
     verdicts must hold in every one) and, for the tables, their median per model and batch size."""
     dirs = {family: results["cells"][f"{task}/{family}"]["model_dir"] for family in TIMED}
     teacher = results["cells"][f"{task}/bilstm"]["metrics"]["teacher"]["name"]
@@ -273,13 +273,16 @@ def latency_cell(task: str, args, results: dict) -> dict:
                "--data-dir", str(args.data_dir), "--teacher", teacher, "--bilstm", dirs["bilstm"],
                "--small-transformer", dirs["small_transformer"], "--rounds", str(args.rounds)]
     start, runs = time.time(), []
-    for process in range(LATENCY_PROCESSES):  # the first one exports the ORT models; the others reuse them
-        print(f"[{task} latency, process {process + 1}/{LATENCY_PROCESSES}] {' '.join(command[1:])}", flush=True)
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    # The ORT exports first, in a process of their own: every timing process then only loads them.
+    for process, extra in enumerate([["--export-only"]] + [[]] * LATENCY_PROCESSES):
+        what = "exports" if extra else f"process {process}/{LATENCY_PROCESSES}"
+        print(f"[{task} latency, {what}] {' '.join(command[1:] + extra)}", flush=True)
+        done = subprocess.run(command + extra, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:  # the child's own error, not only its exit status
             sys.stderr.write(done.stderr[-4000:])
             raise SystemExit(f"[{task} latency] glue_latency.py failed (exit {done.returncode}); its stderr is above")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if not extra:
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
     cell = combine_latency_runs(runs)
     cell["wall_seconds"] = round(time.time() - start, 1)
     cell["commit"] = git_commit()

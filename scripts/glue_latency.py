@@ -9,7 +9,9 @@ where one forward takes many seconds on two cores.
 Both students are also served from ONNX Runtime (issue 26), exported with ``distilkit export`` into
 ``--onnx-dir`` (default: ``onnx/`` beside each student's folder; reused when already there): fp32 (transformer:
 ORT's transformer optimizer, fused attention) and dynamic int8 with ``--fp32-fallback auto``, each checked on
-every dev sentence (their dev metrics go into the JSON). ORT sessions get as many intra-op threads as torch
+every dev sentence (their dev metrics go into the JSON). ``--export-only`` makes the exports and stops:
+``bench_glue.py`` runs it in a process of its own first, so that no timing process has just exported and
+checked four models (its heap and caches would be another process's than the others'). ORT sessions get as many intra-op threads as torch
 has (``--ort-threads`` to choose: small models at batch 1 are often fastest on one), and are timed in the same
 rounds on the same encoded batches as the PyTorch models.
 
@@ -86,11 +88,15 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128, help="the recipes' teacher and student max_length")
     parser.add_argument("--onnx-dir", default=None, help="where the ORT exports go (default: beside each student)")
     parser.add_argument("--no-onnx", action="store_true", help="time the PyTorch models only")
+    parser.add_argument("--export-only", action="store_true", help="make the ORT exports, time nothing")
     parser.add_argument("--ort-threads", type=int, default=None,
                         help="ORT sessions' intra-op threads (default: as many as torch has)")
     args = parser.parse_args()
 
     task = load_task(args.task)
+    if args.export_only:
+        print(json.dumps({name: str(folder) for name, folder in onnx_exports(args, task).items()}))
+        return
     dev = load_split(task, task.eval_splits[0], data_dir=args.data_dir, max_examples=64, seed=0)
     texts, pairs = list(dev["text_a"]), (list(dev["text_b"]) if task.is_pair else None)
     models, sizes = {}, {}

@@ -325,3 +325,30 @@ def test_latency_cell_of_three_processes_and_its_speed_verdicts(scripts):
     assert slow["value"] == [20.0] and slow["met"] is None  # held in its one process: pending
     assert next(r for r in glue_table._latency_rows("mrpc", {"latency_ms": run(3.0)["latency_ms"]})
                 if r["model"] == "bilstm" and "b1 vs teacher" in r["metric"])["met"] is False  # fails: missed
+
+
+def test_latency_cell_exports_in_a_process_of_its_own_then_times_in_three(scripts, monkeypatch):
+    """No timing process is the one that exported the ORT models: the exports run first, alone."""
+    import subprocess
+    import types
+
+    _, bench = scripts
+    calls = []
+
+    def fake_run(command, **kwargs):
+        if not any(str(part).endswith("glue_latency.py") for part in command):  # git, for the cell's commit
+            return subprocess.CompletedProcess(command, 0, stdout="abc1234\n", stderr="")
+        calls.append(command)
+        ms = {"teacher": {"b1": 10.0 + len(calls), "b32": 100.0}}
+        return subprocess.CompletedProcess(command, 0, stdout="noise\n" + json.dumps(
+            {"latency_ms": ms, "params": {}, "ort": {}}), stderr="")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    cells = {f"mrpc/{family}": {"model_dir": f"/m/{family}", "commit": "abc", "finished": "t"}
+             for family in bench.TIMED}
+    cells["mrpc/bilstm"]["metrics"] = {"teacher": {"name": "/m/teacher"}}
+    args = types.SimpleNamespace(data_dir="/data", rounds=3)
+    cell = bench.latency_cell("mrpc", args, {"cells": cells})
+    assert ["--export-only" in c for c in calls] == [True, False, False, False]
+    assert [p["teacher"]["b1"] for p in cell["processes"]] == [12.0, 13.0, 14.0]
+    assert cell["latency_ms"]["teacher"]["b1"] == 13.0
