@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from bench_common import ROOT, bench_parser, command_line, publish, sst2_minilm_teacher, sst2_splits
 
+from distilkit.core.atomic import write_text_atomic
 from distilkit.core.measure import MB, size_on_disk
 from distilkit.data.metrics import compute_metrics
 from distilkit.data.tasks import load_task
@@ -164,8 +165,8 @@ def main() -> None:
                for name, (kind, folder) in models.items() if kind == "onnx"}
     results = verdicts(quality, repeats, exports)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"quality": quality, "timing": repeats, "exports": exports, "results": results},
-                                  indent=1) + "\n")
+    write_text_atomic(RESULTS, json.dumps({"quality": quality, "timing": repeats, "exports": exports,
+                                           "results": results}, indent=1) + "\n")
     publish(BEGIN, END, render(quality, repeats, exports, results, time.perf_counter() - started), args)
 
 

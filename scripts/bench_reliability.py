@@ -28,6 +28,8 @@ from pathlib import Path
 
 from bench_common import ROOT, bench_parser, command_line, publish
 
+from distilkit.core.atomic import write_text_atomic
+
 BEGIN, END = "<!-- bench_reliability:begin -->", "<!-- bench_reliability:end -->"
 RESULTS = ROOT / "docs" / "results" / "reliability.json"
 SUITES = ("tests/test_faults.py", "tests/test_cache_healing.py", "tests/test_bad_input.py", "tests/test_preflight.py",
@@ -158,7 +160,7 @@ def main() -> None:
            "met": t["max_seconds"] < 5.0 and t["named_key"]} for t in times),
     ]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"suites": counts, "preflight": times, "results": results}, indent=1) + "\n")
+    write_text_atomic(RESULTS, json.dumps({"suites": counts, "preflight": times, "results": results}, indent=1) + "\n")
     lines = ["## Reliability: faults and bad input (issue 17)", "",
              command_line(time.perf_counter() - started), "",
              "| suite | cases | handled | failed | skipped |", "| --- | ---: | ---: | ---: | ---: |"]

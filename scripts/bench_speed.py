@@ -26,6 +26,8 @@ from pathlib import Path
 
 from bench_common import ROOT, bench_parser, command_line, publish
 
+from distilkit.core.atomic import write_text_atomic
+
 BASELINE = "b02aa5e"
 RECIPE = "recipes/quickstart/sst2-minilm-to-bilstm.yaml"
 BEGIN, END = "<!-- bench_speed:begin -->", "<!-- bench_speed:end -->"
@@ -114,7 +116,7 @@ def main() -> None:
     results["results"] = rows
     out = ROOT / "docs" / "results" / "speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    write_text_atomic(out, json.dumps(results, indent=1) + "\n")
     agree = results["labelling"]["bfloat16_vs_float32"]
     lines = ["## Training and labelling throughput, side by side (issue 11)", "",
              command_line(time.time() - start), "",
