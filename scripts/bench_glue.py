@@ -269,6 +269,10 @@ def latency_cell(task: str, args, results: dict) -> dict:
     verdicts must hold in every one) and, for the tables, their median per model and batch size."""
     dirs = {family: results["cells"][f"{task}/{family}"]["model_dir"] for family in TIMED}
     teacher = results["cells"][f"{task}/bilstm"]["metrics"]["teacher"]["name"]
+    missing = [f"{name}: {folder}" for name, folder in (*dirs.items(), ("teacher", teacher)) if not Path(folder).is_dir()]
+    if missing:  # recorded cells whose models are not on this machine (a new machine, a cleared cache)
+        raise SystemExit(f"[{task} latency] the models to time are not here ({'; '.join(missing)}); retrain them "
+                         f"with --redo {task} (or point --cache-dir at the cache they were trained into)")
     command = [sys.executable, str(Path(__file__).with_name("glue_latency.py")), "--task", task,
                "--data-dir", str(args.data_dir), "--teacher", teacher, "--bilstm", dirs["bilstm"],
                "--small-transformer", dirs["small_transformer"], "--rounds", str(args.rounds)]

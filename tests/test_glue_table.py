@@ -327,8 +327,9 @@ def test_latency_cell_of_three_processes_and_its_speed_verdicts(scripts):
                 if r["model"] == "bilstm" and "b1 vs teacher" in r["metric"])["met"] is False  # fails: missed
 
 
-def test_latency_cell_exports_in_a_process_of_its_own_then_times_in_three(scripts, monkeypatch):
-    """No timing process is the one that exported the ORT models: the exports run first, alone."""
+def test_latency_cell_exports_in_a_process_of_its_own_then_times_in_three(scripts, monkeypatch, tmp_path):
+    """No timing process is the one that exported the ORT models: the exports run first, alone. Recorded
+    cells whose models are not on this machine are named before anything runs."""
     import subprocess
     import types
 
@@ -344,10 +345,16 @@ def test_latency_cell_exports_in_a_process_of_its_own_then_times_in_three(script
             {"latency_ms": ms, "params": {}, "ort": {}}), stderr="")
 
     monkeypatch.setattr(bench.subprocess, "run", fake_run)
-    cells = {f"mrpc/{family}": {"model_dir": f"/m/{family}", "commit": "abc", "finished": "t"}
+    cells = {f"mrpc/{family}": {"model_dir": str(tmp_path / family), "commit": "abc", "finished": "t"}
              for family in bench.TIMED}
-    cells["mrpc/bilstm"]["metrics"] = {"teacher": {"name": "/m/teacher"}}
+    cells["mrpc/bilstm"]["metrics"] = {"teacher": {"name": str(tmp_path / "teacher")}}
     args = types.SimpleNamespace(data_dir="/data", rounds=3)
+    for folder in ("teacher", *bench.TIMED[1:]):
+        (tmp_path / folder).mkdir()
+    with pytest.raises(SystemExit, match=f"not here \\({bench.TIMED[0]}: .*--redo mrpc"):  # a new machine
+        bench.latency_cell("mrpc", args, {"cells": cells})
+    assert calls == []
+    (tmp_path / bench.TIMED[0]).mkdir()
     cell = bench.latency_cell("mrpc", args, {"cells": cells})
     assert ["--export-only" in c for c in calls] == [True, False, False, False]
     assert [p["teacher"]["b1"] for p in cell["processes"]] == [12.0, 13.0, 14.0]
