@@ -110,6 +110,25 @@ def test_inference_reuses_the_rebuilt_matrix_until_a_core_changes():
         assert not torch.allclose(layer(x), first)
 
 
+def test_block_term_inference_reuses_the_rebuilt_matrix_until_a_parameter_changes(monkeypatch):
+    layer = BlockTermLinear.from_linear(random_linear(24, 48), [4, 4, 3], [2, 3, 4], blocks=2, rank=3)
+    x = torch.randn(5, 48)
+    rebuilds = []
+    build = BlockTermLinear.weight.fget
+    monkeypatch.setattr(BlockTermLinear, "weight", property(lambda self: rebuilds.append(1) or build(self)))
+    with torch.no_grad():
+        first = layer(x)
+        assert torch.equal(layer(x), first) and len(rebuilds) == 1  # the second call reused W
+        torch.testing.assert_close(first, x @ build(layer).T + layer.bias, atol=1e-6, rtol=1e-6)
+    layer(x).pow(2).sum().backward()  # with autograd: rebuilt every call, so gradients reach the blocks
+    assert len(rebuilds) == 2 and layer.core.grad is not None
+    torch.optim.SGD(layer.parameters(), lr=0.1).step()
+    with torch.no_grad():
+        after = layer(x)
+    assert len(rebuilds) == 3 and not torch.allclose(after, first)  # a changed parameter: rebuilt again
+    torch.testing.assert_close(after, x @ build(layer).T + layer.bias, atol=1e-6, rtol=1e-6)
+
+
 @pytest.mark.parametrize(("out_factors", "in_factors", "ranks"), [([2, 3, 4], [4, 4, 3], [3, 5]),
                                                                    ([4, 6], [3, 8], [7]),
                                                                    ([2, 2, 3, 2], [3, 2, 2, 2], [2, 5, 3])])
@@ -217,9 +236,12 @@ def test_saves_reloads_retrains_and_saves_again(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["tt", "block_term"])
 def test_exports_to_onnx_with_the_same_logits(tmp_path, tiny_teacher_dir, kind):
     pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxruntime) is not installed")
+    import onnx
+
     from distilkit.deploy.onnx_export import export_onnx
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_teacher_dir).eval()
+    dense = sum(p.numel() for p in model.parameters())
     factorize_model(model, kind=kind, keep=0.5)
     model.save_pretrained(tmp_path / "model")
     AutoTokenizer.from_pretrained(tiny_teacher_dir).save_pretrained(tmp_path / "model")
@@ -228,6 +250,11 @@ def test_exports_to_onnx_with_the_same_logits(tmp_path, tiny_teacher_dir, kind):
     assert report["precision"] == "fp32" and report["checked_rows"] == 32
     assert report["max_abs_logit_diff"] < 1e-4, report
     assert report["dev_metrics_onnx"] == report["dev_metrics_pytorch"]
+    # The file holds the factors, not the dense W: neither PyTorch's inference reuse of W nor ORT's constant
+    # folding (the optimizer is capped at its fusions) is written into it.
+    stored = sum(math.prod(t.dims) for t in onnx.load(tmp_path / "onnx" / "model.onnx").graph.initializer)
+    assert stored <= sum(p.numel() for p in model.parameters()) < dense
+    assert report["optimizer"]["opt_level"] == 0 and "basic -> fusion" in report["optimizer"]["capped"]
 
 
 # ------------------------------------------------------------------------------------------------ recipes

@@ -14,7 +14,9 @@ handles both:
   the graph first; then every layer fuses with its own heads (``num_heads=0``: detect per layer).
 
 The levels are ORT's own (``GraphOptimizationLevel``) as ``optimize_model`` accepts them; a level it does not
-have is a named error before anything is exported.
+have is a named error before anything is exported. A student with tensor-train or block-term layers gets the
+Python fusions only (``fusion``; the report says ``capped``): ORT's graph optimizer would fold each rebuilt dense
+weight into the file.
 """
 
 from __future__ import annotations
@@ -79,6 +81,15 @@ def optimize_graph(path: Path, config: dict, level: str) -> dict:
     from onnxruntime.transformers.optimizer import optimize_model
 
     opt_level = check_level(level)
+    rebuilt = rebuilt_weight_layers(config)
+    capped = None
+    if rebuilt and opt_level:
+        # ORT's graph optimizer folds constant subgraphs, and a tensor-train or block-term layer's rebuild of W
+        # from its factors is one: the saved file would hold every dense W (as large as the unfactorised model).
+        # The Python fusions alone keep the factors; an ORT session folds the rebuild in memory when it loads.
+        capped = (f"{level} -> fusion: {len(rebuilt)} tensor-train/block-term layers, whose dense weights ORT's "
+                  "constant folding would store in the file")
+        opt_level = 0
     model = onnx.load(str(path))
     pinned = _pin_head_counts(model, config)
     onnx.save(model, str(path))
@@ -102,7 +113,18 @@ def optimize_graph(path: Path, config: dict, level: str) -> dict:
     merged = share_identical_initializers(optimized.model)
     optimized.save_model_to_file(str(path))
     return {"level": level, "opt_level": opt_level, **fused_summary(optimized.model), "pinned_head_counts": pinned,
-            "shared_initializers": merged, "attention_fusion": "off: layers share weights" if shared else "on"}
+            "shared_initializers": merged, "attention_fusion": "off: layers share weights" if shared else "on",
+            **({"capped": capped} if capped else {})}
+
+
+def rebuilt_weight_layers(config: dict) -> list[str]:
+    """The layers of a factorised student (``quantization_config`` of ``quant_method: distilkit-low-rank``) whose
+    graph rebuilds a dense weight from factors: tensor-train and block-term (SVD factors multiply activations)."""
+    quantization = config.get("quantization_config") or {}
+    if quantization.get("quant_method") != "distilkit-low-rank":
+        return []
+    return [name for name, spec in (quantization.get("modules") or {}).items()
+            if spec.get("kind") in ("tt", "block_term")]
 
 
 def _shared_matmul_weights(model) -> bool:

@@ -105,10 +105,24 @@ def tt_matrix(cores: list[torch.Tensor] | nn.ParameterList) -> torch.Tensor:
     return whole.squeeze(-1)
 
 
-def _reusable() -> bool:
+def reusable() -> bool:
     """Whether a rebuilt ``W`` may be reused: no gradient to track, and not inside an ONNX/JIT trace (the graph must
     hold the rebuild from the cores, not a constant)."""
     return not torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+
+
+def reused_weight(module: nn.Module, params, rebuild) -> torch.Tensor:
+    """``rebuild()`` (the dense ``W`` a factorised layer holds), computed once and reused while none of ``params``
+    changes: inference (no autograd) calls this, so a model that only predicts pays the rebuild once, as ONNX
+    Runtime's constant folding does for the exported graph. The key is each parameter's storage and version
+    counter, which an optimizer step, ``load_state_dict`` or ``.to()`` changes. The dense copy costs its memory
+    (``out x in`` floats) for as long as the module lives; the checkpoint stays factorised."""
+    key = tuple((param.data_ptr(), param._version, param.dtype) for param in params)
+    cached = module.__dict__.get("_cached_weight")
+    if cached is None or cached[0] != key:
+        cached = (key, rebuild())
+        module.__dict__["_cached_weight"] = cached
+    return cached[1]
 
 
 class TTLinear(nn.Module):
@@ -150,18 +164,8 @@ class TTLinear(nn.Module):
         dense = self._rebuild_cost + tokens * self.in_features * self.out_features
         if tokens * self._contract_cost < dense:
             return self._contract(x)
-        return F.linear(x, self._inference_weight() if _reusable() else self.weight, self.bias)
-
-    def _inference_weight(self) -> torch.Tensor:
-        """``W`` rebuilt once and reused while no core changes: inference (no autograd) calls this, so a model
-        that only predicts pays the rebuild once. The key is each core's storage and version counter, which an
-        optimizer step, ``load_state_dict`` or ``.to()`` changes."""
-        key = tuple((core.data_ptr(), core._version, core.dtype) for core in self.cores)
-        cached = self.__dict__.get("_cached_weight")
-        if cached is None or cached[0] != key:
-            cached = (key, tt_matrix(self.cores))
-            self.__dict__["_cached_weight"] = cached
-        return cached[1]
+        weight = reused_weight(self, self.cores, lambda: tt_matrix(self.cores)) if reusable() else self.weight
+        return F.linear(x, weight, self.bias)
 
     def _contract(self, x: torch.Tensor) -> torch.Tensor:
         """Contract the input with one core at a time (Novikov et al. 2015, section 4): the state is
