@@ -36,7 +36,16 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import ROOT, bench_parser, command_line, publish, pyplot, require_sst2, sst2_minilm_teacher
+from bench_common import (
+    ROOT,
+    bench_parser,
+    command_line,
+    git_commit,
+    publish,
+    pyplot,
+    require_sst2,
+    sst2_minilm_teacher,
+)
 
 from distilkit.core.atomic import write_text_atomic
 from distilkit.core.measure import MB, size_on_disk
@@ -82,7 +91,7 @@ def cell(name: str, update: dict, args, teacher_dir: Path, work: Path, cells: Pa
         return json.loads(path.read_text())
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
-    start = time.time()
+    start, commit = time.time(), git_commit()  # before the run: the code the run read
     print(f"--- cell {name}", flush=True)
     metrics = run(validate_recipe(merged(base_tree(args, teacher_dir, out), update), source=f"cell {name}"))
     student = metrics["student"]
@@ -92,7 +101,7 @@ def cell(name: str, update: dict, args, teacher_dir: Path, work: Path, cells: Pa
         "sparsity": student.get("deep_compression", {}).get("sparsity"),
         "distinct": student.get("deep_compression", {}).get("max_distinct_values"),
         "seconds": round(time.time() - start, 1), "block_pruning": student.get("block_pruning"),
-        "model_dir": str(out / "model") if keep else None}
+        "model_dir": str(out / "model") if keep else None, "commit": commit}
     write_text_atomic(path, json.dumps(result, indent=1))
     if not keep:
         shutil.rmtree(out, ignore_errors=True)

@@ -41,7 +41,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import ROOT, bench_parser, command_line, publish, require_sst2, sst2_minilm_teacher
+from bench_common import (
+    ROOT,
+    bench_parser,
+    command_line,
+    git_commit,
+    publish,
+    require_sst2,
+    sst2_minilm_teacher,
+)
 from bench_deep_compression import PRUNE_LR, cell
 
 from distilkit.core.atomic import write_text_atomic
@@ -58,14 +66,14 @@ TARGETED = ("svd", "tt")
 
 
 def encoder_linear_weights(model_dir: str | Path) -> int:
-    """Weights of the encoder's linear layers (factors counted as they are stored; biases left out)."""
+    """Weights of the encoder's linear layers as stored: SVD factors, tensor-train cores, block-term cores and
+    factors (every tensor of two or more dimensions under the encoder; biases and LayerNorms are vectors)."""
     from transformers import AutoModelForSequenceClassification
 
     import distilkit  # noqa: F401  (registers the factorised model's loading path)
 
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
-    return sum(p.numel() for name, p in model.named_parameters()
-               if ".encoder." in f".{name}" and name.endswith("weight") and p.dim() >= 2)
+    return sum(p.numel() for name, p in model.named_parameters() if ".encoder." in f".{name}" and p.dim() >= 2)
 
 
 def plans(keeps: list[float], methods: list[str] | None = None) -> dict[str, tuple[str, float, dict]]:
@@ -82,6 +90,20 @@ def plans(keeps: list[float], methods: list[str] | None = None) -> dict[str, tup
                 update = {"factorize": {**section, "keep": keep}}
             out[f"{prefix}-{keep}"] = (way, keep, update)
     return out
+
+
+def provenance(rows: dict, timings: list[dict]) -> str:
+    """Which commits the cells and the timing processes ran on (cells cached before commits were recorded
+    say so)."""
+    cells: dict[str, list[str]] = {}
+    for name, row in rows.items():
+        for part in ("before", "after"):
+            cells.setdefault(row[part].get("commit") or "not recorded", []).append(f"{name} ({part})")
+    ran = "; ".join(f"`{commit}`: {len(names)} cells" if commit != "not recorded" else
+                    f"commit not recorded (cached before cells kept it): {', '.join(sorted(set(names)))}"
+                    for commit, names in sorted(cells.items()))
+    timed = ", ".join(f"`{t.get('commit', 'not recorded')}`" for t in timings)
+    return f"Cells ran on {ran}. Timing processes ran on {timed}."
 
 
 def time_models(folders: dict[str, str], data_dir: str, repeats: int) -> dict:
@@ -162,9 +184,8 @@ def main() -> None:
     for name, (way, keep, update) in plans(args.keeps, args.methods).items():
         before = cell(f"{name}-none", {**update, "train": {"epochs": 0}}, args, teacher_dir, work, cells)
         after = cell(name, {**update, "train": {"epochs": args.epochs}}, args, teacher_dir, work, cells, keep=True)
-        if "linear_weights" not in after:  # counted once, from the saved model, and kept with the cell
-            after["linear_weights"] = encoder_linear_weights(after["model_dir"])
-            write_text_atomic(cells / f"{name}.json", json.dumps(after, indent=1))
+        # Counted from the saved model on every run (a second a model): a cached count could predate the rule.
+        after["linear_weights"] = encoder_linear_weights(after["model_dir"])
         rows[name] = {"way": way, "keep": keep, "before": before, "after": after}
     for method in TARGETED:  # a longer recovery of the same factorised model
         long_name = f"{METHODS[method][0]}-{TARGET_KEEP}"
@@ -188,7 +209,7 @@ def main() -> None:
         done = subprocess.run([sys.executable, __file__, "--time-models", json.dumps(folders), "--data-dir",
                                args.data_dir] + (["--quick"] if args.quick else []),
                               check=True, capture_output=True, text=True)
-        timings.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        timings.append({**json.loads(done.stdout.strip().splitlines()[-1]), "commit": git_commit()})
         write_text_atomic(timing_path, json.dumps(timings))
 
     def speedups(name: str, batch: str) -> list[float]:
@@ -201,7 +222,7 @@ def main() -> None:
              "linear weights as stored (both factors for low-rank, the cores for tensor-train, cores and factors "
              "for block-term; 3 cores over balanced factor shapes, block-term 2 blocks). Latency: median ms at "
              "max_length 64 on SST-2 dev sentences, all models interleaved, three fresh processes; "
-             "speed-up = fp32 / row.", "",
+             "speed-up = fp32 / row.", "", provenance(rows, timings), "",
              "| model | kept | linear weights | params | MB | dev acc, no recovery | dev acc, recovered | Δ (pts) | "
              "b1 speed-up (3 processes) | b32 speed-up (3 processes) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
