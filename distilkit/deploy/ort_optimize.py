@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from distilkit.core.errors import ExportError
+from distilkit.methods.low_rank.storage import rebuilt_weight_modules
 
 #: ``--optimize`` values -> ``optimize_model``'s ``opt_level`` (``None``: the optimizer is not run). ``fusion``
 #: is the Python fusions alone (level 0); ``basic``/``extended``/``all`` also run ORT's own graph optimizer at
@@ -81,7 +82,7 @@ def optimize_graph(path: Path, config: dict, level: str) -> dict:
     from onnxruntime.transformers.optimizer import optimize_model
 
     opt_level = check_level(level)
-    rebuilt = rebuilt_weight_layers(config)
+    rebuilt = rebuilt_weight_modules(config)
     capped = None
     if rebuilt and opt_level:
         # ORT's graph optimizer folds constant subgraphs, and a tensor-train or block-term layer's rebuild of W
@@ -115,16 +116,6 @@ def optimize_graph(path: Path, config: dict, level: str) -> dict:
     return {"level": level, "opt_level": opt_level, **fused_summary(optimized.model), "pinned_head_counts": pinned,
             "shared_initializers": merged, "attention_fusion": "off: layers share weights" if shared else "on",
             **({"capped": capped} if capped else {})}
-
-
-def rebuilt_weight_layers(config: dict) -> list[str]:
-    """The layers of a factorised student (``quantization_config`` of ``quant_method: distilkit-low-rank``) whose
-    graph rebuilds a dense weight from factors: tensor-train and block-term (SVD factors multiply activations)."""
-    quantization = config.get("quantization_config") or {}
-    if quantization.get("quant_method") != "distilkit-low-rank":
-        return []
-    return [name for name, spec in (quantization.get("modules") or {}).items()
-            if spec.get("kind") in ("tt", "block_term")]
 
 
 def _shared_matmul_weights(model) -> bool:

@@ -18,10 +18,10 @@ approximation", 2000, Algorithm 4.2); then each block in turn is refit the same 
 blocks. Every refit is a projection onto orthonormal factors, so the Frobenius error never grows; with one block
 and ``R >= M_k`` on every mode the HOSVD is exact.
 
-Forward: the blocks rebuild ``W`` (``N`` sequences of mode products) and ``F.linear`` applies it; at inference (no
-autograd, not tracing) the rebuilt ``W`` is reused until a parameter changes (:func:`.tensor_train.reused_weight`),
-so only training and the exported graph rebuild it per call. Contracting the
-input directly carries the shared index ``r_k`` of ``A_n^(k)[i_k, j_k, r_k]`` through every step, an
+Forward: the blocks rebuild ``W`` (``N`` sequences of mode products) and ``F.linear`` applies it; at inference
+(no autograd, not tracing) the rebuilt ``W`` is reused until a parameter changes
+(:func:`.tensor_train.inference_weight`), so only training and the exported graph rebuild it per call.
+Contracting the input directly carries the shared index ``r_k`` of ``A_n^(k)[i_k, j_k, r_k]`` through every step, an
 intermediate ``prod R_k / R_1`` times larger than the input, while rebuilding costs about ``N R / tokens`` of the
 dense product.
 """
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from distilkit.methods.low_rank.tensor_train import reusable, reused_weight, tt_tensor
+from distilkit.methods.low_rank.tensor_train import inference_weight, tt_tensor
 
 #: HOOI iterations per block fit, and block-coordinate sweeps after the greedy pass: a start for distillation,
 #: not a converged fit (more of either costs minutes on a MiniLM and recovery training moves the blocks anyway).
@@ -156,9 +156,7 @@ class BlockTermLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # At inference the rebuilt W is reused until a parameter changes (rebuilding it per call made a MiniLM
         # of block-term layers 8x slower than the dense one at batch 1: bench_low_rank.py).
-        params = (self.core, *self.factors)
-        weight = reused_weight(self, params, lambda: self.weight) if reusable() else self.weight
-        return F.linear(x, weight, self.bias)
+        return F.linear(x, inference_weight(self, (self.core, *self.factors)), self.bias)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, in_factors: list[int], out_factors: list[int], blocks: int,

@@ -63,6 +63,16 @@ def describe_factors(model: nn.Module) -> dict[str, dict]:
     return table
 
 
+def rebuilt_weight_modules(config: dict) -> list[str]:
+    """The modules a saved student's ``config.json`` (its dict) records as tensor-train or block-term: layers whose
+    graph rebuilds a dense weight from factors (SVD factors multiply the activations instead)."""
+    quantization = config.get("quantization_config") or {}
+    if quantization.get("quant_method") != QUANT_METHOD:
+        return []
+    return [name for name, spec in (quantization.get("modules") or {}).items()
+            if spec.get("kind") in ("tt", "block_term")]
+
+
 def record_factors(model: nn.Module) -> dict:
     """Set ``model.config.quantization_config`` to the record of its factored modules and return it."""
     config = {"quant_method": QUANT_METHOD, "modules": describe_factors(model)}

@@ -105,22 +105,19 @@ def tt_matrix(cores: list[torch.Tensor] | nn.ParameterList) -> torch.Tensor:
     return whole.squeeze(-1)
 
 
-def reusable() -> bool:
-    """Whether a rebuilt ``W`` may be reused: no gradient to track, and not inside an ONNX/JIT trace (the graph must
-    hold the rebuild from the cores, not a constant)."""
-    return not torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-
-
-def reused_weight(module: nn.Module, params, rebuild) -> torch.Tensor:
-    """``rebuild()`` (the dense ``W`` a factorised layer holds), computed once and reused while none of ``params``
-    changes: inference (no autograd) calls this, so a model that only predicts pays the rebuild once, as ONNX
-    Runtime's constant folding does for the exported graph. The key is each parameter's storage and version
-    counter, which an optimizer step, ``load_state_dict`` or ``.to()`` changes. The dense copy costs its memory
-    (``out x in`` floats) for as long as the module lives; the checkpoint stays factorised."""
+def inference_weight(module: nn.Module, params) -> torch.Tensor:
+    """The dense ``W`` a factorised layer holds (``module.weight``, rebuilt from ``params``), reused while none of
+    ``params`` changes when nothing needs the rebuild itself: no autograd (inference), not inside an ONNX/JIT
+    trace or a compile (the graph must hold the rebuild from the factors, not a constant). A model that only
+    predicts pays the rebuild once, as ONNX Runtime's constant folding does for the exported graph. The key is each
+    parameter's storage and version counter, which an optimizer step, ``load_state_dict`` or ``.to()`` changes.
+    The dense copy costs its memory (``out x in`` floats) while the module lives; the checkpoint stays factorised."""
+    if torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return module.weight
     key = tuple((param.data_ptr(), param._version, param.dtype) for param in params)
     cached = module.__dict__.get("_cached_weight")
     if cached is None or cached[0] != key:
-        cached = (key, rebuild())
+        cached = (key, module.weight)
         module.__dict__["_cached_weight"] = cached
     return cached[1]
 
@@ -164,8 +161,7 @@ class TTLinear(nn.Module):
         dense = self._rebuild_cost + tokens * self.in_features * self.out_features
         if tokens * self._contract_cost < dense:
             return self._contract(x)
-        weight = reused_weight(self, self.cores, lambda: tt_matrix(self.cores)) if reusable() else self.weight
-        return F.linear(x, weight, self.bias)
+        return F.linear(x, inference_weight(self, self.cores), self.bias)
 
     def _contract(self, x: torch.Tensor) -> torch.Tensor:
         """Contract the input with one core at a time (Novikov et al. 2015, section 4): the state is
