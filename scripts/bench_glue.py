@@ -141,10 +141,10 @@ def stale_reason(key: str, cells: dict, current: dict[str, tuple[str, list[str],
     A recipe cell is stale when its shipped recipe file's sha256 or its overrides (locations aside) differ from
     the recorded ones, unless its recorded resolved recipe equals the one they give now (:func:`runs_the_same`:
     the change did not touch what runs); with the same file and overrides, it is stale when they resolve to
-    another recipe than the recorded one (a task file's ``teacher_finetune`` changed). A cell from before the sha rule has no sha recorded: its resolved
-    recipe decides when it is on record; without it a small-transformer or baseline cell is stale (those
-    recipes changed since) and a BiLSTM cell is kept (:func:`mark_older`). A latency cell is
-    stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
+    another recipe than the recorded one (a task file's ``teacher_finetune`` changed). A cell from before the
+    sha rule has no sha recorded: its resolved recipe decides when it is on record; without it a
+    small-transformer or baseline cell is stale (those recipes changed since) and a BiLSTM cell is kept
+    (:func:`mark_older`). A latency cell is stale when one of the model cells it timed was rerun after it: their recorded ``commit``/``finished`` differ
     from the cells' now (a latency cell without that record predates every model cell that has one), or when it
     was timed in fewer than :data:`LATENCY_PROCESSES` fresh processes (the speed rule).
     """
@@ -265,28 +265,31 @@ def run_recipe_cell(task: str, family: str, args) -> dict:
 
 def latency_cell(task: str, args, results: dict) -> dict:
     """Time teacher, both students and BERT-large in :data:`LATENCY_PROCESSES` fresh processes, one after
-    another, after one that makes the ORT exports (see ``glue_latency.py``); the cell holds each process's ``latency_ms`` (``processes``: the speed
-    verdicts must hold in every one) and, for the tables, their median per model and batch size."""
+    another, after one that makes the ORT exports (see ``glue_latency.py``); the cell holds each process's
+    ``latency_ms`` (``processes``: the speed verdicts must hold in every one) and, for the tables, their median
+    per model and batch size."""
     dirs = {family: results["cells"][f"{task}/{family}"]["model_dir"] for family in TIMED}
     teacher = results["cells"][f"{task}/bilstm"]["metrics"]["teacher"]["name"]
-    missing = [f"{name}: {folder}" for name, folder in (*dirs.items(), ("teacher", teacher)) if not Path(folder).is_dir()]
+    missing = [f"{name}: {folder}" for name, folder in (*dirs.items(), ("teacher", teacher))
+               if not Path(folder).is_dir()]
     if missing:  # recorded cells whose models are not on this machine (a new machine, a cleared cache)
         raise SystemExit(f"[{task} latency] the models to time are not here ({'; '.join(missing)}); retrain them "
                          f"with --redo {task} (or point --cache-dir at the cache they were trained into)")
     command = [sys.executable, str(Path(__file__).with_name("glue_latency.py")), "--task", task,
                "--data-dir", str(args.data_dir), "--teacher", teacher, "--bilstm", dirs["bilstm"],
                "--small-transformer", dirs["small_transformer"], "--rounds", str(args.rounds)]
-    start, runs = time.time(), []
-    # The ORT exports first, in a process of their own: every timing process then only loads them.
-    for process, extra in enumerate([["--export-only"]] + [[]] * LATENCY_PROCESSES):
-        what = "exports" if extra else f"process {process}/{LATENCY_PROCESSES}"
-        print(f"[{task} latency, {what}] {' '.join(command[1:] + extra)}", flush=True)
+
+    def child(label: str, extra: list[str]) -> dict:
+        print(f"[{task} latency, {label}] {' '.join(command[1:] + extra)}", flush=True)
         done = subprocess.run(command + extra, cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:  # the child's own error, not only its exit status
             sys.stderr.write(done.stderr[-4000:])
             raise SystemExit(f"[{task} latency] glue_latency.py failed (exit {done.returncode}); its stderr is above")
-        if not extra:
-            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    start = time.time()
+    child("exports", ["--export-only"])  # in a process of its own: every timing process only loads them
+    runs = [child(f"process {i + 1}/{LATENCY_PROCESSES}", []) for i in range(LATENCY_PROCESSES)]
     cell = combine_latency_runs(runs)
     cell["wall_seconds"] = round(time.time() - start, 1)
     cell["commit"] = git_commit()

@@ -11,9 +11,9 @@ Both students are also served from ONNX Runtime (issue 26), exported with ``dist
 ORT's transformer optimizer, fused attention) and dynamic int8 with ``--fp32-fallback auto``, each checked on
 every dev sentence (their dev metrics go into the JSON). ``--export-only`` makes the exports and stops:
 ``bench_glue.py`` runs it in a process of its own first, so that no timing process has just exported and
-checked four models (its heap and caches would be another process's than the others'). ORT sessions get as many intra-op threads as torch
-has (``--ort-threads`` to choose: small models at batch 1 are often fastest on one), and are timed in the same
-rounds on the same encoded batches as the PyTorch models.
+checked four models (its heap and caches would be another process's than the others'). ORT sessions get as
+many intra-op threads as torch has (``--ort-threads`` to choose: small models at batch 1 are often fastest on
+one), and are timed in the same rounds on the same encoded batches as the PyTorch models.
 
     python scripts/glue_latency.py --task sst2 --data-dir ../shared/glue --teacher T --bilstm B \
         --small-transformer S [--onnx-dir DIR] [--no-onnx]
