@@ -5,24 +5,28 @@ a separate kernel launch. Each row below is one way to run the *same* trained Bi
 et al. size: 25,000 x 300 word vectors, 150 units per direction, a 200-unit ReLU layer), timed interleaved on
 real dev sentences one at a time, in three fresh processes:
 
-* ``shipped``        -- ``BiLSTMForSequenceClassification`` as it runs today: ``nn.LSTM`` (oneDNN's RNN kernel on
-  CPU), one call per sentence, both directions inside it;
-* ``aten``           -- the same model with oneDNN switched off (ATen's own LSTM loop);
+* ``nn-lstm``        -- the reference: ``BiLSTMForSequenceClassification`` with ``fast_batch1: false``, i.e.
+  ``nn.LSTM`` (oneDNN's RNN kernel on CPU), one call per sentence, both directions inside it (what shipped
+  until the batch-1 loop);
+* ``batch1-loop``    -- the model as shipped (``fast_batch1: true``): ``bilstm_recurrence.batch1_recurrence`` through
+  TorchScript, both directions and both sentences stepped together, the input projection a table lookup;
+* ``batch1-eager``   -- the same loop run eagerly (what TorchScript saves);
+* ``aten``           -- ``nn-lstm`` with oneDNN switched off (ATen's own LSTM loop);
 * ``one-lstm``       -- both directions as one forward LSTM of twice the width: block-diagonal weights, the
   sentence and its reverse side by side as the input, so each step is one matrix-vector product instead of
   two (for a pair, both sentences are one batch of 2, the shorter one held at the zero state by an input-gate
   mask while it waits); exact to float rounding;
 * ``int8-lstm``      -- ``torch.ao`` dynamic int8 LSTM weights (fbgemm; changes the logits slightly);
 * ``pair-batch``     -- pair tasks only: sentences a and b packed into one LSTM call of batch 2;
-* ``one-thread``     -- ``shipped`` with the torch thread count set to 1 for the call and restored after (the
+* ``one-thread``     -- ``nn-lstm`` with the torch thread count set to 1 for the call and restored after (the
   recurrence is a chain of small products that two threads must meet on at every step; the process keeps the
   user's setting for everything else);
-* ``one-lstm-one-thread`` -- ``one-lstm`` the same way.
+* ``batch1-loop-one-thread`` -- ``batch1-loop`` the same way.
 
 Cell = one task's sentences (SST-2 single sentences, MRPC pairs), the first ``--sentences`` dev rows tokenized
 with the teacher's tokenizer (only their lengths matter to the speed; random weights of the recipe's size, as
 speed does not depend on their values). Reports the mean ms per sentence (median over rounds) and the ratio to
-``shipped``; a variant counts as faster only when it is faster in all three processes. Writes
+``nn-lstm``; a variant counts as faster only when it is faster in all three processes. Writes
 docs/results/bilstm_b1.json and a section of docs/benchmarks.md. Time it on an idle machine.
 
     python scripts/bench_bilstm_b1.py --data-dir ../shared/glue
@@ -43,13 +47,16 @@ from bench_common import ROOT, bench_parser, command_line, publish
 from torch import nn
 
 from distilkit.data.tasks import load_split, load_task
+from distilkit.models import bilstm_recurrence
 from distilkit.models.bilstm import BiLSTMConfig, BiLSTMForSequenceClassification, encode_bilstm
 from distilkit.models.model_names import resolve_model_name
 
 BEGIN, END = "<!-- bench_bilstm_b1:begin -->", "<!-- bench_bilstm_b1:end -->"
 RESULTS = ROOT / "docs" / "results" / "bilstm_b1.json"
 TASKS = {"sst2": False, "mrpc": True}  # task -> sentence pairs
-VARIANTS = ("shipped", "aten", "one-lstm", "int8-lstm", "pair-batch", "one-thread", "one-lstm-one-thread")
+REFERENCE = "nn-lstm"
+VARIANTS = (REFERENCE, "batch1-loop", "batch1-eager", "aten", "one-lstm", "int8-lstm", "pair-batch", "one-thread",
+            "batch1-loop-one-thread")
 
 
 class OneLSTM(nn.Module):
@@ -139,6 +146,22 @@ class Logits(nn.Module):
             return self.model(**inputs).logits
 
 
+class EagerLoop(nn.Module):
+    """``model``'s batch-1 loop run eagerly: the compiled recurrence swapped for the plain function per call."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **inputs):
+        compiled = bilstm_recurrence.compiled_recurrence()
+        bilstm_recurrence._COMPILED["fn"] = bilstm_recurrence.batch1_recurrence
+        try:
+            return self.model(**inputs)
+        finally:
+            bilstm_recurrence._COMPILED["fn"] = compiled
+
+
 class OneThread(nn.Module):
     """``model`` run with one torch thread, the caller's thread count restored afterwards."""
 
@@ -160,12 +183,15 @@ def models(is_pair: bool) -> dict[str, nn.Module]:
     torch.manual_seed(0)
     config = BiLSTMConfig(vocab_size=25000, embedding_dim=300, hidden_size=150, mlp_hidden_size=200,
                           is_pair=is_pair, num_labels=2)
-    model = BiLSTMForSequenceClassification(config).eval()
-    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.LSTM}, dtype=torch.qint8)
-    out = {"shipped": Logits(model), "aten": Logits(model, aten=True), "one-lstm": OneLSTM(model).eval(), "int8-lstm": Logits(int8)}
+    model = BiLSTMForSequenceClassification(config).eval()  # fast_batch1 on: as shipped
+    reference = copy.deepcopy(model)
+    reference.config.fast_batch1 = False  # nn.LSTM (every other variant below builds on it)
+    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(reference), {nn.LSTM}, dtype=torch.qint8)
+    out = {REFERENCE: Logits(reference), "batch1-loop": Logits(model), "batch1-eager": EagerLoop(Logits(model)),
+           "aten": Logits(reference, aten=True), "one-lstm": OneLSTM(reference).eval(), "int8-lstm": Logits(int8)}
     if is_pair:
-        out["pair-batch"] = PairBatch(model)
-    out["one-thread"], out["one-lstm-one-thread"] = OneThread(out["shipped"]), OneThread(out["one-lstm"])
+        out["pair-batch"] = PairBatch(reference)
+    out["one-thread"], out["batch1-loop-one-thread"] = OneThread(out[REFERENCE]), OneThread(out["batch1-loop"])
     return out
 
 
@@ -191,7 +217,7 @@ def child(args) -> dict:
         reference = None
         samples = {name: [] for name in variants}
         with torch.inference_mode():
-            for name, model in variants.items():  # warm-up, and how far each variant's logits are from shipped
+            for name, model in variants.items():  # warm-up, and how far each variant's logits are from nn-lstm
                 logits = torch.cat([model(**x) for x in inputs[:50]])
                 reference = logits if reference is None else reference
                 measured[f"{task}/{name}/max_abs_logit_diff"] = float((logits - reference).abs().max())
@@ -239,9 +265,9 @@ def render(runs: list[dict], args, seconds: float) -> tuple[list[str], list[dict
              f"Recipe-size BiLSTM (25,000 x 300 word vectors, 150 units per direction, 200-unit ReLU layer), the "
              f"first {args.sentences} dev rows of each task one at a time (tokenized with the teacher's tokenizer), "
              f"{args.rounds} interleaved rounds per process, {len(runs)} fresh processes. ms = mean per sentence "
-             "(median over rounds); ratio = shipped / variant (above 1: faster). Max |Δ logit| against shipped "
-             "on 50 rows.", "",
-             "| task | variant | ms per sentence (each process) | ratio to shipped (each process) | max abs logit diff |",
+             f"(median over rounds); ratio = {REFERENCE} / variant (above 1: faster). Max |Δ logit| against "
+             f"{REFERENCE} on 50 rows.", "",
+             f"| task | variant | ms per sentence (each process) | ratio to {REFERENCE} (each process) | max abs logit diff |",
              "| --- | --- | --- | --- | ---: |"]
     rows = []
     for task in TASKS:
@@ -250,20 +276,19 @@ def render(runs: list[dict], args, seconds: float) -> tuple[list[str], list[dict
             if key not in runs[0]:
                 continue
             ms = [r[key] for r in runs]
-            ratio = [round(r[f"{task}/shipped/ms"] / r[key], 2) for r in runs]
+            ratio = [round(r[f"{task}/{REFERENCE}/ms"] / r[key], 2) for r in runs]
             diff = max(r[f"{task}/{name}/max_abs_logit_diff"] for r in runs)
             lines.append(f"| {task} | {name} | {', '.join(f'{m:.3f}' for m in ms)} | "
                          f"{', '.join(f'{x:.2f}×' for x in ratio)} | {diff:.1e} |")
-            faster = name != "shipped" and min(ratio) > 1.0
+            faster = name != REFERENCE and min(ratio) > 1.0
             rows.append({"task": task, "model": f"bilstm {name}", "metric": "b1 ms per sentence", "value": ms,
                          "target": None, "met": None})
-            if name != "shipped":
-                rows.append({"task": task, "model": f"bilstm {name}", "metric": "b1 speed-up vs shipped",
+            if name != REFERENCE:
+                rows.append({"task": task, "model": f"bilstm {name}", "metric": f"b1 speed-up vs {REFERENCE}",
                              "value": ratio, "target": "> 1 in every process", "met": faster})
     kept = [f"{r['task']} `{r['model'].removeprefix('bilstm ')}` ({', '.join(f'{x:.2f}×' for x in r['value'])})"
             for r in rows if r["met"]]
-    lines += ["", "Faster than shipped in every process: " + ("; ".join(kept) if kept else
-                                                               "**none** (nn.LSTM as shipped stays)") + "."]
+    lines += ["", f"Faster than {REFERENCE} in every process: " + ("; ".join(kept) if kept else "**none**") + "."]
     return lines, rows
 
 

@@ -24,7 +24,8 @@ from distilkit.data.tasks import load_split, load_task
 from distilkit.methods.distillation.config import LossConfig, MutualConfig
 from distilkit.methods.distillation.hooks import MutualLearningHooks
 from distilkit.methods.distillation.mutual import make_peer, mutual_loss
-from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
+from distilkit.models.bilstm import encode_bilstm
+from distilkit.models.bilstm_build import build_bilstm_student
 from distilkit.models.inference import evaluate_model
 from distilkit.run.distill import run
 from distilkit.run.recipe_io import dump_recipe, validate_recipe

@@ -25,7 +25,8 @@ from transformers import (
 
 from distilkit.core.errors import RecipeError
 from distilkit.core.plugins import resolve
-from distilkit.models.bilstm import BiLSTMForSequenceClassification, build_bilstm_student, encode_bilstm
+from distilkit.models.bilstm import BiLSTMForSequenceClassification, encode_bilstm
+from distilkit.models.bilstm_build import build_bilstm_student
 from distilkit.models.transformer import (
     bottom_layers,
     build_transformer_student,
@@ -177,11 +178,21 @@ def test_bilstm_save_reload_with_and_without_remote_code(tokenizer, tmp_path):
     assert config["model_type"] == "distilkit-bilstm" and config["is_pair"] is True
     assert config["auto_map"]["AutoConfig"] == "bilstm.BiLSTMConfig"
     assert config["auto_map"]["AutoModelForSequenceClassification"] == "bilstm.BiLSTMForSequenceClassification"
-    tree = ast.parse((tmp_path / "bilstm.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "torch", "transformers"}, "the copied modeling file must be self-contained"
+    # The copied modeling file imports torch, transformers, the standard library and siblings copied beside it.
+    files, seen = ["bilstm.py"], set()
+    while files:
+        name = files.pop()
+        seen.add(name)
+        tree = ast.parse((tmp_path / name).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.level == 0}
+        assert imported <= {"__future__", "torch", "transformers", "warnings"}, f"{name} must be self-contained"
+        siblings = {f"{node.module}.py" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level}
+        assert all((tmp_path / sibling).is_file() for sibling in siblings), f"{name}'s relative imports not copied"
+        files += sorted(siblings - seen)
+    assert seen == {"bilstm.py", "bilstm_recurrence.py"}
     batch = encode_bilstm(tokenizer, ["good", "", "a bad one"], ["yes", "no", ""], 16)
     with torch.no_grad():
         expected = model(**batch).logits
@@ -208,7 +219,7 @@ def test_bilstm_embeddings_from_teacher(tokenizer):
 
 
 def test_bilstm_pca_embeddings_keep_the_teachers_main_directions(tokenizer):
-    from distilkit.models.bilstm import pca_project
+    from distilkit.models.bilstm_build import pca_project
 
     torch.manual_seed(0)
     basis = torch.linalg.qr(torch.randn(12, 12))[0][:3]  # the table varies along 3 directions, plus noise

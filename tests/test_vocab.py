@@ -25,7 +25,8 @@ from distilkit.data.tasks import load_split, load_task
 from distilkit.methods.quantization.config import QuantizeConfig
 from distilkit.methods.quantization.convert import quantize_directory
 from distilkit.methods.quantization.layers import QuantEmbedding
-from distilkit.models.bilstm import build_bilstm_student, encode_bilstm
+from distilkit.models.bilstm import encode_bilstm
+from distilkit.models.bilstm_build import build_bilstm_student
 from distilkit.models.transformer import encode_transformer
 from distilkit.models.vocab import count_tokens, kept_tokens, trim_vocabulary
 from distilkit.run.distill import run

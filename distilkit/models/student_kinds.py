@@ -12,7 +12,7 @@ from transformers import AutoConfig
 
 from distilkit.core.errors import RecipeError
 from distilkit.core.method_spec import StudentInputs
-from distilkit.models.bilstm import build_bilstm_student
+from distilkit.models.bilstm_build import build_bilstm_student
 from distilkit.models.config import SentencePieceConfig
 from distilkit.models.model_names import resolve_model_name
 from distilkit.models.sentencepiece_vocab import piece_embeddings
