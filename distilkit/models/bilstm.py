@@ -44,7 +44,7 @@ class BiLSTMConfig(PreTrainedConfig):
         fast_batch1: Serve one sentence (or pair) at a time without gradients through
             :func:`~distilkit.models.bilstm_recurrence.batch1_recurrence` (both directions and both sentences in one loop, every token's gate
             pre-activations looked up in a table built on first use) instead of ``nn.LSTM``: same outputs to
-            float rounding, 1.3x (SST-2) to 1.6x (MRPC pairs) faster at batch 1 on two cores
+            float rounding, 1.1-1.3x (SST-2) to 1.4-1.6x (MRPC pairs) faster at batch 1 on two cores
             (``scripts/bench_bilstm_b1.py``), at the cost of the table in memory (``vocab_size x 8 * hidden_size`` floats, 4x the 300-d word vectors at
             150 units). ``False`` keeps ``nn.LSTM`` there too.
     """
