@@ -166,7 +166,12 @@ def test_auto_fallback_keeps_the_sensitive_node_in_fp32(tmp_path, outlier_regres
     ref = calibration_logits(tmp_path / "onnx" / "model.onnx", outlier_regressor, "stsb", 64)  # int8 file
     plain = export(outlier_regressor, tmp_path / "fp32", task="stsb")
     fp32 = calibration_logits(tmp_path / "fp32" / "model.onnx", outlier_regressor, "stsb", 64)
-    assert disagreement(ref, fp32) == pytest.approx(q["calibration_disagreement"], abs=1e-5)
+    from distilkit.data.tasks import load_split, load_task
+
+    gold = np.asarray(load_split(load_task("stsb"), "train", data_dir=GLUE, max_examples=64, seed=0)["label"],
+                      dtype=np.float64)  # the calibration rows' gold scores: the measure counts their change too
+    assert q["calibration_gold_scores"] is True
+    assert disagreement(ref, fp32, gold) == pytest.approx(q["calibration_disagreement"], abs=1e-5)
     assert plain["max_abs_logit_diff"] < 1e-4
     graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
     assert any(node.name.startswith("/model/bert/pooler/dense/Gemm") and node.op_type in ("MatMul", "Gemm")
@@ -318,3 +323,20 @@ def test_pair_bilstm_int8_exports_with_its_lstm_weights_read_twice(tmp_path, tin
     texts, pairs = ["a film", "an unusually long sentence about nothing"], ["x y", "a film"]
     assert abs(OnnxClassifier(tmp_path / "int8").logits(texts, pairs)
                - TorchClassifier(tmp_path / "model").logits(texts, pairs)).max() < 0.05
+
+
+def test_regression_disagreement_counts_the_change_against_gold_scores():
+    """int8 errors that follow the gold scores: the two score lists correlate at 0.999 while Pearson r against
+    gold moves by more; with the labels, auto-fallback's measure is that change (the metric's own)."""
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 512)
+    fp32 = (gold + rng.normal(0, 1.5, 512))[:, None]
+    int8 = fp32 + 0.04 * (gold - gold.mean())[:, None]  # a shift that follows the score: r(int8, fp32) stays high
+    plain = disagreement(int8, fp32)
+    with_gold = disagreement(int8, fp32, gold)
+    change = abs(np.corrcoef(int8[:, 0], gold)[0, 1] - np.corrcoef(fp32[:, 0], gold)[0, 1])
+    assert plain < 0.003 < change and with_gold == pytest.approx(change)
+    noise = fp32 + rng.normal(0, 0.5, (512, 1))  # far apart but no systematic change: 1 - r dominates
+    assert disagreement(noise, fp32) > 0.01
+    assert disagreement(noise, fp32, gold) == pytest.approx(disagreement(noise, fp32))
+    assert disagreement(fp32, fp32, gold) == 0.0

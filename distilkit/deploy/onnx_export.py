@@ -284,7 +284,10 @@ def _quantize(path: Path, mode: str, rows: list, tokenizer, encode, spec: TaskSp
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
         return np.concatenate([session.run(["logits"], feed)[0] for feed in feeds]).astype(np.float32)
 
-    return quantize_with_fallback(path, mode, feeds, run, fallback=fallback, tolerance=tolerance)
+    scores = [r.get("label") for r in rows] if spec.is_regression else []
+    labels = (np.asarray(scores, dtype=np.float64) if scores and all(
+        isinstance(v, (int, float)) and math.isfinite(v) for v in scores) else None)  # a transfer set may lack them
+    return quantize_with_fallback(path, mode, feeds, run, fallback=fallback, tolerance=tolerance, labels=labels)
 
 
 def _fidelity(reference, tokenizer, encode, session: OnnxClassifier, spec: TaskSpec, rows: list,
