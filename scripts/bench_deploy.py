@@ -8,8 +8,8 @@ Models (all from the SST-2 MiniLM teacher every benchmark shares, ``bench_common
   static, calibrated on 512 train sentences; issue 26);
 * distilkit's int8 MiniLM (``distilkit quantize --embedding int8``) in PyTorch, and exported to ORT;
 * the teacher with 40% of its heads pruned, recovered for one epoch and int8-quantized, exported to ORT; and
-  with 40% of its heads and 40% of its FFN neurons pruned, recovered for two epochs (at batch 1 on SST-2's
-  short sentences the FFN holds two thirds of each layer's weights, so heads alone remove little);
+  with 40% (and 50%) of its heads and of its FFN neurons pruned, recovered for two epochs (at batch 1 on
+  SST-2's short sentences the FFN holds two thirds of each layer's weights, so heads alone remove little);
 * the Tang BiLSTM distilled from the teacher (the quickstart recipe on full SST-2 sentences), int8, in PyTorch
   and in ORT.
 
@@ -33,7 +33,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_common import ROOT, bench_parser, command_line, publish, sst2_minilm_teacher, sst2_splits
+from bench_common import (
+    ROOT,
+    bench_parser,
+    command_line,
+    git_commit,
+    publish,
+    sst2_minilm_teacher,
+    sst2_splits,
+)
 
 from distilkit.core.atomic import write_text_atomic
 from distilkit.core.measure import MB, size_on_disk
@@ -49,7 +57,8 @@ from distilkit.run.recipe_io import load_recipe, validate_recipe
 BEGIN, END = "<!-- bench_deploy:begin -->", "<!-- bench_deploy:end -->"
 RESULTS = ROOT / "docs" / "results" / "deploy.json"
 #: The pruned rows: name -> (the pruned student's targets, recovery epochs). Each is int8 and served in ORT.
-PRUNED = {"pruned40-int8-ort": ({"heads": 0.4}, 1), "pruned40-ffn40-int8-ort": ({"heads": 0.4, "ffn": 0.4}, 2)}
+PRUNED = {"pruned40-int8-ort": ({"heads": 0.4}, 1), "pruned40-ffn40-int8-ort": ({"heads": 0.4, "ffn": 0.4}, 2),
+          "pruned50-ffn50-int8-ort": ({"heads": 0.5, "ffn": 0.5}, 2)}
 MAX_LENGTH = 64
 
 
@@ -176,9 +185,10 @@ def main() -> None:
                for name, (kind, folder) in models.items() if kind == "onnx"}
     results = verdicts(quality, repeats, exports)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(RESULTS, json.dumps({"quality": quality, "timing": repeats, "exports": exports,
-                                           "results": results}, indent=1) + "\n")
-    publish(BEGIN, END, render(quality, repeats, exports, results, time.perf_counter() - started), args)
+    commit = git_commit()
+    write_text_atomic(RESULTS, json.dumps({"commit": commit, "quality": quality, "timing": repeats,
+                                           "exports": exports, "results": results}, indent=1) + "\n")
+    publish(BEGIN, END, render(quality, repeats, exports, results, time.perf_counter() - started, commit), args)
 
 
 def _speedup(repeats, slow, fast, key):
@@ -219,9 +229,10 @@ def verdicts(quality: dict, repeats: list[dict], exports: dict) -> list[dict]:
     return rows
 
 
-def render(quality, repeats, exports, results, seconds) -> list[str]:
+def render(quality, repeats, exports, results, seconds, commit: str) -> list[str]:
     base = "minilm-fp32"
-    lines = ["## Deployment: PyTorch and ONNX Runtime side by side (issue 16)", "", command_line(seconds), "",
+    lines = ["## Deployment: PyTorch and ONNX Runtime side by side (issue 16)", "",
+             command_line(seconds, details=(f"commit {commit}",)), "",
              "Latency in ms, the median of three fresh processes (each the median of interleaved rounds); "
              "speed-up against MiniLM fp32 in PyTorch at the same threads and batch. Tokenization excluded.", "",
              "| model | 1 thread b1 | 1 thread b32 | 2 threads b1 | 2 threads b32 | size MB | SST-2 dev |",
