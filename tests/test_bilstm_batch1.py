@@ -117,3 +117,16 @@ def test_a_config_without_the_field_loads_with_the_batch1_path(tmp_path):
     assert loaded.config.fast_batch1 is True
     fast, slow = both_paths(loaded, {"input_ids": torch.tensor([[3, 4, 5]])})
     assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_a_hooked_lstm_runs_itself():
+    """A forward hook on the LSTM (MAC counting, activation capture) means nn.LSTM runs, so the hook sees it."""
+    model = tiny(False)
+    seen = []
+    handle = model.lstm.register_forward_hook(lambda module, inputs, output: seen.append(output[0].shape))
+    try:
+        with torch.inference_mode():
+            model(input_ids=torch.tensor([[3, 4, 5]]))
+    finally:
+        handle.remove()
+    assert seen == [(1, 3, 12)] and model._batch1_cache is None

@@ -42,11 +42,12 @@ class BiLSTMConfig(PreTrainedConfig):
             ``max``, the element-wise max over every position's two-direction output (BiLSTM-max, Conneau et
             al. 2017 "Supervised Learning of Universal Sentence Representations", sec. 3.2.2).
         fast_batch1: Serve one sentence (or pair) at a time without gradients through
-            :func:`~distilkit.models.bilstm_recurrence.batch1_recurrence` (both directions and both sentences in one loop, every token's gate
-            pre-activations looked up in a table built on first use) instead of ``nn.LSTM``: same outputs to
-            float rounding, 1.1-1.3x (SST-2) to 1.4-1.6x (MRPC pairs) faster at batch 1 on two cores
-            (``scripts/bench_bilstm_b1.py``), at the cost of the table in memory (``vocab_size x 8 * hidden_size`` floats, 4x the 300-d word vectors at
-            150 units). ``False`` keeps ``nn.LSTM`` there too.
+            :func:`~distilkit.models.bilstm_recurrence.batch1_recurrence` (both directions and both
+            sentences in one loop, every token's gate pre-activations looked up in a table built on first use)
+            instead of ``nn.LSTM``: same outputs to float rounding, 1.1-1.3x (SST-2) to 1.4-1.6x (MRPC pairs)
+            faster at batch 1 on two cores (``scripts/bench_bilstm_b1.py``), at the cost of the table in memory
+            (``vocab_size x 8 * hidden_size`` floats, 4x the 300-d word vectors at 150 units). ``False`` keeps
+            ``nn.LSTM`` there too.
     """
 
     model_type = "distilkit-bilstm"
@@ -210,11 +211,13 @@ class BiLSTMForSequenceClassification(PreTrainedModel):
 
     def _batch1_eligible(self, input_ids: torch.Tensor) -> bool:
         """Whether this call takes :func:`batch1_recurrence`: one row, eval mode, no gradients, a plain fp32
-        1-layer ``nn.LSTM`` on CPU (quantized or otherwise replaced modules keep their own forward), and not
-        while an exporter or compiler traces the model (its graph must keep the general, any-length path)."""
+        1-layer ``nn.LSTM`` on CPU (quantized or otherwise replaced modules keep their own forward) with no
+        hooks on it (whoever hooked it expects it to run: ``report.count_macs`` counts its products there), and
+        not while an exporter or compiler traces the model (its graph must keep the general, any-length path)."""
         return (bool(getattr(self.config, "fast_batch1", True)) and input_ids.shape[0] == 1 and not self.training
                 and not torch.is_grad_enabled() and input_ids.device.type == "cpu"
                 and type(self.lstm) is nn.LSTM and self.lstm.num_layers == 1 and self.lstm.bias
+                and not (self.lstm._forward_hooks or self.lstm._forward_pre_hooks)
                 and type(self.embeddings) is nn.Embedding and self.embeddings.weight.dtype == torch.float32
                 and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()))
 

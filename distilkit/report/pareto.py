@@ -55,10 +55,6 @@ def count_macs(model: torch.nn.Module, length: int = 64) -> int:
             handles.append(module.register_forward_hook(linear_hook))
         elif isinstance(module, torch.nn.LSTM) or type(module).__name__ == "QuantLSTM":
             handles.append(module.register_forward_hook(lstm_hook))
-    # The BiLSTM's batch-1 path computes the same products outside nn.LSTM, where the hooks see them.
-    fast = getattr(model.config, "fast_batch1", None)
-    if fast is not None:
-        model.config.fast_batch1 = False
     try:
         ids = torch.full((1, length), 1000 % model.config.vocab_size, dtype=torch.long)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -69,8 +65,6 @@ def count_macs(model: torch.nn.Module, length: int = 64) -> int:
     finally:
         for handle in handles:
             handle.remove()
-        if fast is not None:
-            model.config.fast_batch1 = fast
     return total
 
 
