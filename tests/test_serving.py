@@ -296,10 +296,10 @@ def test_without_a_train_split_plain_dynamic_int8_still_exports_and_static_is_na
 
 
 @pytest.mark.parametrize("pooling", ["last", "max"])
-def test_pair_bilstm_int8_exports_with_its_lstm_weights_read_twice(tmp_path, tiny_tokenizer_dir, pooling):
-    """A siamese pair BiLSTM runs one LSTM over both sentences: two ONNX LSTM nodes reading the same weights,
-    which ORT's LSTM quantizer rewrites in place. Each node gets its own copy first, so the int8 graph runs and
-    agrees with PyTorch (before: "Input W must have shape {1,24,12}" at the first run)."""
+def test_pair_bilstm_exports_one_bidirectional_lstm_node_per_layer(tmp_path, tiny_tokenizer_dir, pooling):
+    """A pair BiLSTM's graph runs both sentences, both directions, through one ONNX ``LSTM`` node per layer
+    (``sequence_lens`` from the masks; issue 26), and its dynamic int8 form agrees with PyTorch on pairs of
+    different lengths."""
     from transformers import AutoTokenizer
 
     from distilkit.deploy.ort_quantize import unshare_weights
@@ -309,20 +309,58 @@ def test_pair_bilstm_int8_exports_with_its_lstm_weights_read_twice(tmp_path, tin
     torch.manual_seed(0)
     model = BiLSTMForSequenceClassification(BiLSTMConfig(vocab_size=len(tokenizer), embedding_dim=12, hidden_size=6,
                                                          mlp_hidden_size=8, num_labels=2, is_pair=True,
-                                                         pooling=pooling)).eval()
+                                                         num_lstm_layers=2, pooling=pooling)).eval()
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     export(tmp_path / "model", tmp_path / "fp32", task="mrpc")
     graph = tmp_path / "fp32" / "model.onnx"
-    lstm_inputs = [i for n in onnx.load(str(graph)).graph.node if n.op_type == "LSTM" for i in n.input[1:4]]
-    assert unshare_weights(graph) > 0  # the second sentence's LSTMs read the first one's weights
+    lstms = [n for n in onnx.load(str(graph)).graph.node if n.op_type == "LSTM"]
+    assert len(lstms) == 2 and all(len(n.input) == 5 and n.input[4] for n in lstms)  # sequence_lens given
+    assert all(onnx.helper.get_attribute_value(a) == b"bidirectional" for n in lstms for a in n.attribute
+               if a.name == "direction")
+    unshare_weights(graph)  # the exporter merges equal initializers (the two layers' biases start equal)
     private = [i for n in onnx.load(str(graph)).graph.node if n.op_type == "LSTM" for i in n.input[1:4]]
-    assert len(set(private)) == len(private) == len(lstm_inputs)
+    assert len(set(private)) == len(private) == 6
     report = export(tmp_path / "model", tmp_path / "int8", task="mrpc", int8="dynamic", calibrate=64)
     assert report["precision"] == "int8" and report["int8"]["calibration_disagreement"] <= 0.05
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "int8" / "model.onnx")).graph.node}
+    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
     texts, pairs = ["a film", "an unusually long sentence about nothing"], ["x y", "a film"]
     assert abs(OnnxClassifier(tmp_path / "int8").logits(texts, pairs)
                - TorchClassifier(tmp_path / "model").logits(texts, pairs)).max() < 0.05
+
+
+def test_lstm_nodes_that_share_weights_get_copies_before_int8(tmp_path):
+    """Two LSTM nodes reading one ``W``/``R``/``B`` (as a graph exported elsewhere may hold): ORT's LSTM quantizer
+    rewrites those initializers in place, so each node first gets its own copy, and the int8 graph then runs
+    (before: "Input W must have shape {1,24,12}" at the first run) and stays near fp32."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import quantize_dynamic
+
+    from distilkit.deploy.ort_quantize import unshare_weights
+
+    rng = np.random.default_rng(0)
+    hidden, width = 6, 12
+    weights = [numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+               for name, shape in (("W", (1, 4 * hidden, width)), ("R", (1, 4 * hidden, hidden)),
+                                   ("B", (1, 8 * hidden)))]
+    nodes = [helper.make_node("LSTM", [x, "W", "R", "B"], ["", h], hidden_size=hidden, name=f"lstm_{x}")
+             for x, h in (("xa", "ha"), ("xb", "hb"))]
+    inputs = [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["T", 1, width]) for x in ("xa", "xb")]
+    outputs = [helper.make_tensor_value_info(h, TensorProto.FLOAT, None) for h in ("ha", "hb")]
+    graph = tmp_path / "shared.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, weights),
+                                opset_imports=[helper.make_opsetid("", 17)]), str(graph))
+    feeds = {"xa": rng.standard_normal((5, 1, width)).astype(np.float32),
+             "xb": rng.standard_normal((3, 1, width)).astype(np.float32)}
+    reference = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert unshare_weights(graph) == 6  # both nodes' W, R and B
+    inputs = [list(n.input[1:4]) for n in onnx.load(str(graph)).graph.node]
+    assert len({name for names in inputs for name in names}) == 6
+    quantize_dynamic(str(graph), str(tmp_path / "int8.onnx"))
+    quantized = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert all(np.abs(q - r).max() < 0.05 for q, r in zip(quantized, reference))
 
 
 def test_regression_disagreement_counts_the_change_against_gold_scores():
