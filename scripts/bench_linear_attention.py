@@ -138,13 +138,26 @@ def recovery_tree(args, teacher: str, variant: str, epochs: int, out: Path) -> d
             "cache": {"dir": args.cache_dir}, "measure": {"latency": False}}
 
 
+#: The recovery budget (epochs, train sentences) of rows published before cells recorded theirs: every run of
+#: this script until then used the defaults (its command lines in the history of docs/benchmarks.md).
+LEGACY_BUDGET = (1, 4000)
+
+
 def accuracy_cell(args, teacher: str, variant: str) -> dict:
-    """SST-2 dev accuracy of the teacher, the swapped model, and the swapped model after recovery."""
+    """SST-2 dev accuracy of the teacher, the swapped model, and the swapped model after recovery (its budget:
+    ``epochs`` x ``examples`` train sentences)."""
     work, results = Path(tempfile.mkdtemp(prefix="bench-linear-")), {}
-    for epochs in (0, 1):
+    for epochs in (0, args.recovery_epochs):
         metrics = run(validate_recipe(recovery_tree(args, teacher, variant, epochs, work / f"{variant}-{epochs}")))
         results[epochs] = metrics["student"]["metrics"]["accuracy"]
-    return {"teacher": metrics["teacher"]["metrics"]["accuracy"], "swapped": results[0], "recovered": results[1]}
+    return {"teacher": metrics["teacher"]["metrics"]["accuracy"], "swapped": results[0],
+            "recovered": results[args.recovery_epochs], "epochs": args.recovery_epochs,
+            "examples": args.recovery_examples}
+
+
+def budget(cell: dict) -> tuple[int, int]:
+    """A cell's recovery budget (epochs, train sentences); :data:`LEGACY_BUDGET` for cells that predate it."""
+    return int(cell.get("epochs", LEGACY_BUDGET[0])), int(cell.get("examples", LEGACY_BUDGET[1]))
 
 
 def cached(path: Path, compute, *args) -> dict:
@@ -171,7 +184,9 @@ def previous_results() -> dict:
                 memory[(m, int(key[1]))] = value
             elif key := re.fullmatch(r"accuracy_(teacher|swapped|recovered)", metric):
                 accuracy.setdefault(m, {})[key[1]] = value
-        return {"latency": latency, "memory": memory, "accuracy": accuracy}
+            elif key := re.fullmatch(r"recovery_(epochs|examples)", metric):
+                accuracy.setdefault(m, {})[key[1]] = value
+        return {"latency": latency, "memory": memory, "accuracy": with_budgets(accuracy)}
     text = (ROOT / "docs" / "benchmarks.md").read_text()
     section = text[text.find(BEGIN):text.find(END)] if BEGIN in text else ""
     tables = [t for t in re.split(r"\n\n", section) if t.startswith("| ")]
@@ -194,7 +209,12 @@ def previous_results() -> dict:
             for cells in rows[2:]:
                 accuracy[cells[0]] = {"teacher": float(teacher[1]), "swapped": float(cells[1]),
                                       "recovered": float(cells[2])}
-    return {"latency": latency, "memory": memory, "accuracy": accuracy}
+    return {"latency": latency, "memory": memory, "accuracy": with_budgets(accuracy)}
+
+
+def with_budgets(accuracy: dict) -> dict:
+    """Accuracy cells with their recovery budget filled in (:func:`budget`), as a fresh cell records it."""
+    return {m: {**cell, **dict(zip(("epochs", "examples"), budget(cell)))} for m, cell in accuracy.items()}
 
 
 def plot(lengths, latency, path: Path) -> None:
@@ -219,7 +239,9 @@ def measure(args) -> tuple[dict, dict, dict]:
     op = Path(args.cache_dir) / "linear_attention" / (
         "quick" if args.quick else f"op-r{args.rounds}-n{'-'.join(map(str, args.lengths))}")
     acc = Path(args.cache_dir) / "linear_attention" / ("quick" if args.quick else (
-        f"acc-e{args.recovery_examples}-lr{args.lr:g}-flr{args.feature_lr:g}-aw{args.attention_weight:g}"))
+        f"acc-e{args.recovery_examples}-lr{args.lr:g}-flr{args.feature_lr:g}-aw{args.attention_weight:g}"
+        # (one epoch, the first budget, keeps its folder name: cells cached before the flag stay valid)
+        + (f"-ep{args.recovery_epochs}" if args.recovery_epochs != 1 else "")))
 
     def tag(method: str, block_size: int) -> str:  # sinkhorn cells also depend on the block size, star's on
         if method == "star":  # its window
@@ -264,6 +286,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="variants to measure; the other rows come from cached cells or the last results")
     parser.add_argument("--recovery-examples", type=int, default=4000)
+    parser.add_argument("--recovery-epochs", type=int, default=1,
+                        help="recovery epochs of the variants measured (each row shows its own budget)")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--feature-lr", type=float, default=1e-2, help="lr of hedgehog W / linformer E, F / SortNet")
     parser.add_argument("--attention-weight", type=float, default=1.0, help="weight of attention transfer")
@@ -319,16 +343,18 @@ def main() -> None:
     teacher = now[0]["teacher"] if now else float("nan")
     lines += ["", f"SST-2 dev accuracy of the MiniLM teacher (softmax: {teacher:.4f}) with each variant swapped in "
               f"(max_length 64; sinkhorn with blocks of {args.block_size}, star with a window of ±{args.star_window}), "
-              "before and after 1 epoch of recovery on "
-              f"{args.recovery_examples:,} train sentences: KL (T = 2) to the softmax model's logits plus "
+              "before and after recovery (each row's budget: epochs × train sentences): KL (T = 2) to the "
+              "softmax model's logits plus "
               f"{args.attention_weight:g} × per-layer attention transfer (kernel variants: cross-entropy of their "
               "attention weights to softmax's, Hedgehog's attention-weight distillation; linformer, sinkhorn, star: "
               f"MSE of the attention output), lr {args.lr:g} for the pretrained weights and {args.feature_lr:g} for "
               "the new feature maps and SortNets:", "",
-              "| variant | swapped, no recovery | recovered | Δ vs softmax (pts) |", "| --- | ---: | ---: | ---: |"]
+              "| variant | swapped, no recovery | recovered | Δ vs softmax (pts) | recovery |",
+              "| --- | ---: | ---: | ---: | --- |"]
     for m, r in accuracy.items():
+        epochs, examples = budget(r)
         lines.append(f"| {m} | {r['swapped']:.4f} | {r['recovered']:.4f} | "
-                     f"{100 * (r['recovered'] - r['teacher']):+.2f} |")
+                     f"{100 * (r['recovered'] - r['teacher']):+.2f} | {epochs} ep × {examples:,} |")
     longest = max(args.lengths)
     fast = [m for m in VARIANTS if ms(m, longest) and speedup(m, longest) >= speed_target(m)]
     close = [m for m, r in accuracy.items() if r["teacher"] - r["recovered"] <= 0.02]
@@ -365,6 +391,8 @@ def result_rows(args, latency: dict, memory: dict, accuracy: dict, both: list[st
                   "target": round(r["teacher"] - 0.02, 4) if key == "recovered" else None,
                   "met": r["recovered"] >= r["teacher"] - 0.02 if key == "recovered" else None}
                  for key in ("teacher", "swapped", "recovered")]
+        rows += [{"task": "sst2", "model": m, "metric": f"recovery_{key}", "value": value, "target": None,
+                  "met": None} for key, value in zip(("epochs", "examples"), budget(r))]
         rows.append({"task": "sst2", "model": m, "metric": "fast and accurate", "value": m in both,
                      "target": True, "met": m in both})
     return rows

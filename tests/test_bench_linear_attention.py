@@ -60,7 +60,8 @@ def bench(tmp_path, monkeypatch, import_script):
 
     def fake_accuracy(args, teacher, method):
         calls.append(("accuracy", method, teacher))
-        return {"teacher": 0.85, "swapped": 0.6, "recovered": 0.84}
+        return {"teacher": 0.85, "swapped": 0.6, "recovered": 0.84, "epochs": args.recovery_epochs,
+                "examples": args.recovery_examples}
 
     monkeypatch.setattr(module, "latency_cell", fake_latency)
     monkeypatch.setattr(module, "memory_cell", fake_memory)
@@ -71,7 +72,7 @@ def bench(tmp_path, monkeypatch, import_script):
 
 def args_for(tmp_path, variants) -> SimpleNamespace:
     return SimpleNamespace(cache_dir=str(tmp_path / "cache"), quick=False, rounds=5, lengths=[128, 4096],
-                           recovery_examples=4000, lr=5e-5, feature_lr=1e-2, attention_weight=1.0, block_size=8,
+                           recovery_examples=4000, recovery_epochs=1, lr=5e-5, feature_lr=1e-2, attention_weight=1.0, block_size=8,
                            op_block_size=32, star_window=1, variants=variants, data_dir="glue")
 
 
@@ -80,7 +81,8 @@ def test_published_section_parses_into_cells(bench):
     old = module.previous_results()
     assert old["latency"]["elu"] == {"ms": {"128": 0.47, "4096": 7.88}, "softmax_ms": {"128": 0.35, "4096": 289.43}}
     assert old["memory"][("hedgehog", 4096)] == 56.5 and old["memory"][("softmax", 128)] == 2.9
-    assert old["accuracy"]["hedgehog"] == {"teacher": 0.8555, "swapped": 0.7867, "recovered": 0.8429}
+    assert old["accuracy"]["hedgehog"] == {"teacher": 0.8555, "swapped": 0.7867, "recovered": 0.8429,
+                                           "epochs": 1, "examples": 4000}  # the budget every published row ran
 
 
 def test_a_sinkhorn_only_run_measures_sinkhorn_and_keeps_the_other_rows(bench, tmp_path):
@@ -125,7 +127,8 @@ def test_the_published_section_has_every_row(bench, tmp_path, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "| sinkhorn | 1.28 (10.0×) | 40.96 (10.0×) |" in out  # fake timings: softmax 10x slower
     assert "| elu | 0.47 (0.7×) | 7.88 (36.7×) |" in out  # carried over from the published section
-    assert "| hedgehog | 0.7867 | 0.8429 | -1.26 |" in out and "| sinkhorn | 0.6000 | 0.8400 | -1.00 |" in out
+    assert "| hedgehog | 0.7867 | 0.8429 | -1.26 | 1 ep × 4,000 |" in out
+    assert "| sinkhorn | 0.6000 | 0.8400 | -1.00 | 1 ep × 4,000 |" in out
     assert "rows carried over from the previous results: elu, hedgehog" in out
     assert "**met by hedgehog, sinkhorn**" in out
     assert not module.RESULTS.exists()  # --no-write
@@ -161,3 +164,24 @@ def test_star_recovery_recipe_is_valid_and_carries_the_window(bench, tmp_path):
     assert tree["student"]["star_window"] == 3 and "feature_lr" not in tree["student"]  # nothing to train there
     recipe = validate_recipe(tree)  # no key the star variant would call meaningless
     assert recipe.student.variant == "star" and recipe.student.star_window == 3
+
+
+def test_a_longer_recovery_has_its_own_cells_and_shows_its_budget(bench, tmp_path, monkeypatch, capsys):
+    """``--recovery-epochs 3`` for star: new cells in a folder of their own (the one-epoch cells stay valid), the
+    star row shows 3 epochs, the rows carried over keep the one epoch they ran, and the json records both."""
+    module, calls = bench
+    # Writes the results json (module.RESULTS is under tmp_path), never the repository's section or figure.
+    monkeypatch.setattr(module, "FIGURE", tmp_path / "figure.png")
+    monkeypatch.setattr(module, "publish", lambda begin, end, lines, args: print("\n".join(lines)))
+    monkeypatch.setattr(sys, "argv", ["bench_linear_attention.py", "--data-dir", str(ROOT / "tests" / "fixtures" / "glue"),
+                                      "--cache-dir", str(tmp_path / "cache"), "--lengths", "128", "4096",
+                                      "--variants", "star", "--recovery-epochs", "3"])
+    module.main()
+    out = capsys.readouterr().out
+    assert "| star | 0.6000 | 0.8400 | -1.00 | 3 ep × 4,000 |" in out
+    assert "| hedgehog | 0.7867 | 0.8429 | -1.26 | 1 ep × 4,000 |" in out
+    assert (tmp_path / "cache" / "linear_attention" / "acc-e4000-lr5e-05-flr0.01-aw1-ep3" / "acc-star-w1.json").is_file()
+    rows = json.loads(module.RESULTS.read_text())
+    epochs = {r["model"]: r["value"] for r in rows if r["metric"] == "recovery_epochs"}
+    assert epochs["star"] == 3 and epochs["hedgehog"] == 1
+    assert module.previous_results()["accuracy"]["star"]["epochs"] == 3  # read back for the next run
