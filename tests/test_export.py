@@ -67,6 +67,10 @@ def test_pair_bilstm_with_empty_sentences_and_new_lengths(tmp_path, tiny_tokeniz
     texts, pairs = ["", "a film", "an unusually long sentence about nothing much at all"], ["x", "", ""]
     assert abs(onnx.logits(texts, pairs) - torch_model.logits(texts, pairs)).max() < 1e-4
     assert abs(onnx.logits(["", ""], ["", ""]) - torch_model.logits(["", ""], ["", ""])).max() < 1e-4
+    # Sentence b longer than a, and lengths the trace never saw: the graph pads both to the longer one per batch.
+    short, long = ["x"], ["a much longer second sentence than the first one of this pair"]
+    assert abs(onnx.logits(short, long) - torch_model.logits(short, long)).max() < 1e-4
+    assert abs(onnx.logits(long, short) - torch_model.logits(long, short)).max() < 1e-4
 
 
 def test_int8_flag_quantizes_a_float_model(tmp_path):

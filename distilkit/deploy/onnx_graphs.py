@@ -9,10 +9,9 @@ same sentence vectors with ONNX's own ``LSTM`` operator instead, one node per la
   starts there, and padding never enters either (ONNX operator spec, ``LSTM``, inputs ``sequence_lens``);
 * a pair's two sentences go through that node as *one batch* of twice the rows, so the sequential recurrence
   runs once instead of once per sentence and direction (four unidirectional LSTM nodes before, issue 26: at
-  batch 1 on MRPC's shapes the one node took 0.40 ms where the four took 0.58, two threads). Sentence a is
-  padded with b's columns and b with a's, so both have the length ``len_a + len_b`` without a data-dependent
-  ``max`` (the tracer would freeze one); ONNX Runtime stops each row at its ``sequence_lens``, so the padding
-  costs nothing but an embedding gather;
+  batch 1 on MRPC's shapes the one node took 0.40 ms where the four took 0.58, two threads). Both are padded
+  to the longer one's length in the graph (``Shape``/``Max``/``Pad``: a Python ``max`` would be frozen by the
+  tracer), and ``sequence_lens`` keeps the padding out of the recurrence;
 * stacked layers feed the node's output ``Y`` (``[T, 2, batch, H]``, both directions in sentence order) to the
   next layer as ``[T, batch, 2H]``; ``pooling: max`` takes the max of the top layer's ``Y`` over positions below
   each sentence's length.
@@ -83,6 +82,30 @@ class _BidirectionalLSTM(torch.autograd.Function):
         return y, y_h
 
 
+class _PadToCommonLength(torch.autograd.Function):
+    """Right-pads two ``[batch, len]`` id or mask tensors with ``value`` to the longer one's length.
+
+    In the graph: ``Shape`` -> ``Max`` -> ``Pad``, so the common length follows each batch's inputs (a Python
+    ``max`` of the two lengths would be frozen into the trace as the sample's)."""
+
+    @staticmethod
+    def forward(ctx, a, b, value: int):  # noqa: ARG004
+        length = max(a.shape[1], b.shape[1])
+        return (torch.nn.functional.pad(a, (0, length - a.shape[1]), value=value),
+                torch.nn.functional.pad(b, (0, length - b.shape[1]), value=value))
+
+    @staticmethod
+    def symbolic(g, a, b, value: int):
+        def const(values):
+            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+        lengths = [g.op("Gather", g.op("Shape", x), const([1]), axis_i=0) for x in (a, b)]
+        longest = g.op("Max", *lengths)
+        # ONNX Pad's pads: [begin_0, begin_1, end_0, end_1]; only the end of the sequence axis grows.
+        return tuple(g.op("Pad", x, g.op("Concat", const([0, 0, 0]), g.op("Sub", longest, length), axis_i=0),
+                          const(value), mode_s="constant") for x, length in zip((a, b), lengths))
+
+
 class ExportableBiLSTM(nn.Module):
     """A :class:`~distilkit.models.bilstm.BiLSTMForSequenceClassification` rewritten for ONNX (see module doc).
 
@@ -130,11 +153,9 @@ class ExportableBiLSTM(nn.Module):
     def forward(self, input_ids, attention_mask, input_ids_b=None, attention_mask_b=None) -> torch.Tensor:
         if not self.is_pair:
             return self.classifier(torch.relu(self.mlp(self.encode(input_ids, attention_mask))))
-        # Both sentences in one batch, each padded to len_a + len_b (module doc); one recurrence for the pair.
-        ids = torch.cat([torch.cat([input_ids, torch.full_like(input_ids_b, self.pad_id)], dim=1),
-                         torch.cat([input_ids_b, torch.full_like(input_ids, self.pad_id)], dim=1)])
-        mask = torch.cat([torch.cat([attention_mask, torch.zeros_like(attention_mask_b)], dim=1),
-                          torch.cat([attention_mask_b, torch.zeros_like(attention_mask)], dim=1)])
+        # Both sentences in one batch, padded to the longer one (module doc); one recurrence for the pair.
+        ids = torch.cat(_PadToCommonLength.apply(input_ids, input_ids_b, self.pad_id))
+        mask = torch.cat(_PadToCommonLength.apply(attention_mask, attention_mask_b, 0))
         h1, h2 = self.encode(ids, mask).view(2, -1, 2 * self.hidden_size).unbind(0)
         features = torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1)
         return self.classifier(torch.relu(self.mlp(features)))
