@@ -182,11 +182,13 @@ def previous_results() -> dict:
                 latency.setdefault(m, {"ms": {}, "softmax_ms": {}})[key[1].replace("latency_", "")][key[2]] = value
             elif key := re.fullmatch(r"memory_mb@(\d+)", metric):
                 memory[(m, int(key[1]))] = value
+            elif key := re.fullmatch(r"softmax_mb@(\d+)", metric):
+                memory[(m, int(key[1]), "base")] = value
             elif key := re.fullmatch(r"accuracy_(teacher|swapped|recovered)", metric):
                 accuracy.setdefault(m, {})[key[1]] = value
             elif key := re.fullmatch(r"recovery_(epochs|examples)", metric):
                 accuracy.setdefault(m, {})[key[1]] = value
-        return {"latency": latency, "memory": memory, "accuracy": with_budgets(accuracy)}
+        return {"latency": latency, "memory": with_bases(memory), "accuracy": with_budgets(accuracy)}
     text = (ROOT / "docs" / "benchmarks.md").read_text()
     section = text[text.find(BEGIN):text.find(END)] if BEGIN in text else ""
     tables = [t for t in re.split(r"\n\n", section) if t.startswith("| ")]
@@ -209,7 +211,16 @@ def previous_results() -> dict:
             for cells in rows[2:]:
                 accuracy[cells[0]] = {"teacher": float(teacher[1]), "swapped": float(cells[1]),
                                       "recovered": float(cells[2])}
-    return {"latency": latency, "memory": memory, "accuracy": with_budgets(accuracy)}
+    return {"latency": latency, "memory": with_bases(memory), "accuracy": with_budgets(accuracy)}
+
+
+def with_bases(memory: dict) -> dict:
+    """Memory cells with, under ``(method, n, "base")``, the softmax MB of the run that measured them (rows that
+    predate the record: that file's softmax row, which ran with them). A resident-set growth depends on the
+    machine and library versions, so a carried-over row is compared with its own run's softmax, never a newer one."""
+    bases = {(m, n, "base"): memory[("softmax", n)] for (m, n, *rest) in list(memory)
+             if not rest and m != "softmax" and ("softmax", n) in memory}
+    return {**bases, **memory}
 
 
 def with_budgets(accuracy: dict) -> dict:
@@ -266,6 +277,8 @@ def measure(args) -> tuple[dict, dict, dict]:
                                              args.star_window)["mb"]
             elif (method, n) in old["memory"]:
                 memory[(method, n)] = old["memory"][(method, n)]
+                if (method, n, "base") in old["memory"]:
+                    memory[(method, n, "base")] = old["memory"][(method, n, "base")]
         acc_path = acc / f"acc-{tag(method, args.block_size)}.json"
         if method != "softmax" and (chosen or acc_path.is_file()):
             if teacher is None and not acc_path.is_file():
@@ -277,6 +290,10 @@ def measure(args) -> tuple[dict, dict, dict]:
     first = next((m for m in args.variants if m in latency), None) or next(m for m in METHODS[1:] if m in latency)
     latency = {"softmax": {"ms": latency[first]["softmax_ms"], "softmax_ms": latency[first]["softmax_ms"]},
                **latency}
+    # Rows measured now are compared with the softmax measured now (carried rows kept their own run's).
+    for (method, n, *rest) in list(memory):
+        if not rest and method != "softmax" and ("softmax", n) in memory:
+            memory.setdefault((method, n, "base"), memory[("softmax", n)])
     return latency, memory, accuracy
 
 
@@ -331,12 +348,13 @@ def main() -> None:
         cells = [("—" if ms(m, n) is None else f"{ms(m, n):.2f}"
                   + ("" if m == "softmax" else f" ({speedup(m, n):.1f}×)")) for n in args.lengths]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "Peak memory of one forward (resident-set growth of a fresh process, MB; ratio to softmax):", "",
+    lines += ["", "Peak memory of one forward (resident-set growth of a fresh process, MB; ratio to the softmax "
+              "measured in the same run as the row, shown in its own row when the row ran now):", "",
               f"| method | {head} |", "| --- |" + " ---: |" * len(args.lengths)]
     for m in (m for m in METHODS if any((m, n) in memory for n in args.lengths)):
         cells = ["—" if (m, n) not in memory else f"{memory[(m, n)]:.1f}" + (
-            "" if m == "softmax" or ("softmax", n) not in memory
-            else f" ({memory[('softmax', n)] / max(memory[(m, n)], 0.1):.1f}×)") for n in args.lengths]
+            "" if m == "softmax" or (m, n, "base") not in memory
+            else f" ({memory[(m, n, 'base')] / max(memory[(m, n)], 0.1):.1f}×)") for n in args.lengths]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     # Each row's Δ is against the teacher accuracy of its own run (the same cached teacher, unless it changed).
     now = [accuracy[m] for m in args.variants if m in accuracy] or list(accuracy.values())
@@ -384,8 +402,8 @@ def result_rows(args, latency: dict, memory: dict, accuracy: dict, both: list[st
             fold = cell["softmax_ms"][longest] / cell["ms"][longest]
             rows.append({"task": op, "model": m, "metric": f"speedup@{longest}", "value": round(fold, 2),
                          "target": speed_target(m), "met": fold >= speed_target(m)})
-    rows += [{"task": op, "model": m, "metric": f"memory_mb@{n}", "value": v, "target": None, "met": None}
-             for (m, n), v in memory.items()]
+    rows += [{"task": op, "model": key[0], "metric": f"{'softmax' if len(key) == 3 else 'memory'}_mb@{key[1]}",
+              "value": v, "target": None, "met": None} for key, v in memory.items()]
     for m, r in accuracy.items():
         rows += [{"task": "sst2", "model": m, "metric": f"accuracy_{key}", "value": r[key],
                   "target": round(r["teacher"] - 0.02, 4) if key == "recovered" else None,
