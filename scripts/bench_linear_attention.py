@@ -218,9 +218,11 @@ def with_bases(memory: dict) -> dict:
     """Memory cells with, under ``(method, n, "base")``, the softmax MB of the run that measured them (rows that
     predate the record: that file's softmax row, which ran with them). A resident-set growth depends on the
     machine and library versions, so a carried-over row is compared with its own run's softmax, never a newer one."""
-    bases = {(m, n, "base"): memory[("softmax", n)] for (m, n, *rest) in list(memory)
-             if not rest and m != "softmax" and ("softmax", n) in memory}
-    return {**bases, **memory}
+    out = dict(memory)
+    for (m, n, *rest) in memory:
+        if not rest and m != "softmax" and ("softmax", n) in memory:
+            out.setdefault((m, n, "base"), memory[("softmax", n)])  # a recorded base stays
+    return out
 
 
 def with_budgets(accuracy: dict) -> dict:
@@ -291,10 +293,7 @@ def measure(args) -> tuple[dict, dict, dict]:
     latency = {"softmax": {"ms": latency[first]["softmax_ms"], "softmax_ms": latency[first]["softmax_ms"]},
                **latency}
     # Rows measured now are compared with the softmax measured now (carried rows kept their own run's).
-    for (method, n, *rest) in list(memory):
-        if not rest and method != "softmax" and ("softmax", n) in memory:
-            memory.setdefault((method, n, "base"), memory[("softmax", n)])
-    return latency, memory, accuracy
+    return latency, with_bases(memory), accuracy
 
 
 def main() -> None:

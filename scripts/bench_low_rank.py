@@ -140,8 +140,7 @@ def target_lines(method: str, rows: dict, results: list[dict], fp32: float, epoc
     model = f"MiniLM {way} 50% of linear weights"
     results.append({"task": "sst2", "model": model, "metric": "points from fp32 after recovery",
                     "value": round(points, 2), "target": -TARGET_POINTS, "met": close})
-    accuracy = (f"accuracy **{'met' if close else 'missed'}** ({points:+.2f} points after "
-                f"{budget})")
+    accuracy = f"accuracy **{'met' if close else 'missed'}** ({points:+.2f} points after {budget})"
     if method != "svd":
         return ["", f"Target ({way} at 50% of the linear weights within {TARGET_POINTS} points of fp32 after "
                 f"recovery): {accuracy}."]
@@ -196,15 +195,15 @@ def main() -> None:
         long_name = f"{METHODS[method][0]}-{TARGET_KEEP}"
         if args.long_epochs and long_name in rows:
             update = {"factorize": {**METHODS[method][2], "keep": TARGET_KEEP}, "train": {"epochs": args.long_epochs}}
-            long = cell(f"{long_name}-e{args.long_epochs}", update, args, teacher_dir, work, cells)
-            rows[f"{long_name}-long"] = {**rows[long_name], "after": {**rows[long_name]["after"], **long},
-                                         "epochs": args.long_epochs}
+            recoveries = {"long": ("", update, {})}
             if args.hidden_weight > 0:  # every layer's output pulled towards the unfactorised layer's (TinyBERT eq. 8)
-                update["intermediate"] = {"hidden": {"weight": args.hidden_weight}}
-                hidden = cell(f"{long_name}-e{args.long_epochs}-hidden{args.hidden_weight:g}", update, args,
-                              teacher_dir, work, cells)
-                rows[f"{long_name}-hidden"] = {**rows[long_name], "after": {**rows[long_name]["after"], **hidden},
-                                               "epochs": args.long_epochs, "hidden": args.hidden_weight}
+                recoveries["hidden"] = (f"-hidden{args.hidden_weight:g}",
+                                        {**update, "intermediate": {"hidden": {"weight": args.hidden_weight}}},
+                                        {"hidden": args.hidden_weight})
+            for suffix, (tag, recipe, extra) in recoveries.items():
+                again = cell(f"{long_name}-e{args.long_epochs}{tag}", recipe, args, teacher_dir, work, cells)
+                rows[f"{long_name}-{suffix}"] = {**rows[long_name], "after": {**rows[long_name]["after"], **again},
+                                                 "epochs": args.long_epochs, **extra}
     if args.cells_only:
         return
     teacher_linear = encoder_linear_weights(teacher_dir)
